@@ -1,0 +1,94 @@
+"""Where files live: models (by kind), inputs, outputs and temp, with containment checks.
+
+Every file name that arrives from a workflow or a request is resolved here, and nothing that
+resolves outside its folder (through `..`, an absolute path or a symlink) is ever returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+MODEL_KINDS = ("checkpoints", "vae", "loras", "embeddings")
+
+
+class UnsafePathError(ValueError):
+    """A requested file name would leave the folder it must stay in."""
+
+
+def contained(root: Path, name: str) -> Path:
+    """`root / name`, fully resolved, or UnsafePathError when it escapes `root`."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise UnsafePathError(f"invalid file name {name!r}")
+    if Path(name).is_absolute() or name.startswith(("/", "\\")):
+        raise UnsafePathError(f"{name!r} is an absolute path")
+    root_resolved = root.resolve()
+    candidate = (root_resolved / name).resolve()
+    if candidate != root_resolved and root_resolved not in candidate.parents:
+        raise UnsafePathError(f"{name!r} leaves the folder {root}")
+    return candidate
+
+
+@dataclass
+class Paths:
+    """The folders of one engine instance. `extra_model_dirs` adds folders per model kind."""
+
+    models_dir: Path = Path("models")
+    input_dir: Path = Path("input")
+    output_dir: Path = Path("output")
+    temp_dir: Path = Path("temp")
+    extra_model_dirs: dict[str, list[Path]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.models_dir = Path(self.models_dir)
+        self.input_dir = Path(self.input_dir)
+        self.output_dir = Path(self.output_dir)
+        self.temp_dir = Path(self.temp_dir)
+
+    def model_dirs(self, kind: str) -> list[Path]:
+        """The folders searched for models of `kind`, the primary one first."""
+        return [self.models_dir / kind, *self.extra_model_dirs.get(kind, [])]
+
+    def list_models(self, kind: str, extensions: Iterable[str] = ()) -> list[str]:
+        """Relative names (`/` separators) of the models of `kind`, sorted and deduplicated.
+
+        A folder holding `model_index.json` is one model (a diffusers folder), not its files.
+        """
+        exts = tuple(e.lower() for e in extensions)
+        names: set[str] = set()
+        for folder in self.model_dirs(kind):
+            if not folder.is_dir():
+                continue
+            bundles = {p.parent for p in folder.rglob("model_index.json")}
+            for path in folder.rglob("*"):
+                if path in bundles:
+                    names.add(path.relative_to(folder).as_posix())
+                elif path.is_file() and (not exts or path.suffix.lower() in exts) and not any(
+                        b in path.parents for b in bundles):
+                    names.add(path.relative_to(folder).as_posix())
+        return sorted(names)
+
+    def model_path(self, kind: str, name: str) -> Path:
+        """The file for model `name` of `kind`; FileNotFoundError if no folder has it."""
+        for folder in self.model_dirs(kind):
+            path = contained(folder, name)
+            if path.exists():
+                return path
+        raise FileNotFoundError(f"no {kind} model named {name!r} in {', '.join(map(str, self.model_dirs(kind)))}")
+
+    def input_path(self, name: str) -> Path:
+        return contained(self.input_dir, name)
+
+    def output_path(self, name: str) -> Path:
+        return contained(self.output_dir, name)
+
+    def temp_path(self, name: str) -> Path:
+        return contained(self.temp_dir, name)
+
+    def folder(self, kind: str) -> Path:
+        """The folder for `input`, `output` or `temp` files (as ComfyUI's `type=` names them)."""
+        folders = {"input": self.input_dir, "output": self.output_dir, "temp": self.temp_dir}
+        if kind not in folders:
+            raise UnsafePathError(f"unknown folder type {kind!r} (expected input, output or temp)")
+        return folders[kind]

@@ -1,0 +1,108 @@
+"""The set of node types one engine instance knows, loaded from modules and an extension folder.
+
+No global registry: the CLI and the server each build one. Built-in node modules are named by
+the caller (the engine never imports `nodes` itself); third-party node packs are Python files or
+packages in an extension folder, and one that fails to import is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable, Iterator
+
+from engine.declare import NodeDeclaration, declaration_of
+
+
+@dataclass(frozen=True)
+class ExtensionFailure:
+    """A node pack that could not be loaded, and why."""
+
+    name: str
+    error: str
+
+
+class NodeRegistry:
+    def __init__(self, classes: Iterable[type] = ()) -> None:
+        self._declarations: dict[str, NodeDeclaration] = {}
+        self.failures: list[ExtensionFailure] = []
+        for cls in classes:
+            self.register(cls)
+
+    def register(self, cls: type) -> NodeDeclaration:
+        decl = declaration_of(cls)
+        if decl is None:
+            raise TypeError(f"{cls!r} is not a declared node (missing @node)")
+        self._declarations[decl.class_type] = decl
+        return decl
+
+    def register_module(self, module: ModuleType) -> list[str]:
+        """Register every node class defined in `module` (not the ones it merely imports)."""
+        added = []
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            decl = declaration_of(obj)
+            if decl is not None and obj.__module__ == module.__name__:
+                self.register(obj)
+                added.append(decl.class_type)
+        return added
+
+    def load_package(self, package: str) -> list[str]:
+        """Import `package` and each of its submodules, registering their nodes."""
+        root = importlib.import_module(package)
+        added = self.register_module(root)
+        for path in sorted(Path(root.__file__).parent.glob("*.py")):
+            if path.stem != "__init__" and not path.stem.startswith("_"):
+                added += self.register_module(importlib.import_module(f"{package}.{path.stem}"))
+        return added
+
+    def load_extensions(self, folder: Path) -> list[str]:
+        """Load each `*.py` file and package in `folder`; failures go to `self.failures`."""
+        added: list[str] = []
+        if not folder.is_dir():
+            return added
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith((".", "_")):
+                continue
+            if entry.is_dir() and (entry / "__init__.py").exists():
+                target = entry / "__init__.py"
+            elif entry.suffix == ".py":
+                target = entry
+            else:
+                continue
+            module_name = f"engine_extension_{entry.stem}"
+            try:
+                spec = importlib.util.spec_from_file_location(
+                    module_name, target, submodule_search_locations=[str(entry)] if entry.is_dir() else None)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+                added += self.register_module(module)
+            except BaseException as exc:  # a broken pack must never stop start-up
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                sys.modules.pop(module_name, None)
+                detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                self.failures.append(ExtensionFailure(entry.name, detail))
+        return added
+
+    def get(self, class_type: str) -> NodeDeclaration | None:
+        return self._declarations.get(class_type)
+
+    def __contains__(self, class_type: object) -> bool:
+        return class_type in self._declarations
+
+    def __iter__(self) -> Iterator[NodeDeclaration]:
+        return iter(self._declarations.values())
+
+    def __len__(self) -> int:
+        return len(self._declarations)
+
+    def object_info(self, paths: Any = None) -> dict[str, Any]:
+        """Every node in ComfyUI's `/object_info` shape, keyed by class name."""
+        return {decl.class_type: decl.object_info(paths) for decl in self}
