@@ -1,0 +1,300 @@
+"""The executor: runs a validated plan in dependency order, reusing cached node outputs.
+
+Only what the outputs need and the cache cannot supply is executed. Every run reports, per
+node, whether it ran, came from the cache or was not needed, and why it ran. One executor runs
+one prompt at a time (the server's worker serialises them).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from engine.cache import OutputCache, Signature, canonical, explain_change
+from engine.context import Interrupted, InterruptHandle, RunContext
+from engine.declare import NodeDeclaration, NodeResult
+from engine.events import (EXECUTED, EXECUTING, EXECUTION_CACHED, EXECUTION_ERROR, EXECUTION_INTERRUPTED,
+                           EXECUTION_START, EXECUTION_SUCCESS, HISTORY_EVENTS, Listener)
+from engine.paths import Paths
+from engine.registry import NodeRegistry
+from engine.validate import Limits, Plan, ValidationResult, validate
+from engine.workflow import Workflow
+
+
+class ValidationFailed(Exception):
+    """The workflow did not validate; `result` carries ComfyUI's `error` and `node_errors`."""
+
+    def __init__(self, result: ValidationResult) -> None:
+        super().__init__(result.error.get("details") if result.error else "invalid workflow")
+        self.result = result
+
+
+class NodeContractError(RuntimeError):
+    """A node returned something other than what its declaration promises."""
+
+
+@dataclass
+class NodeReport:
+    node_id: str
+    class_type: str
+    status: str  # "ran", "cached", "not_needed", "failed", "not_reached"
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    prompt_id: str
+    status: str  # "success", "error" or "interrupted"
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    report: dict[str, NodeReport] = field(default_factory=dict)
+    messages: list[list[Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+
+    def nodes_with(self, status: str) -> list[str]:
+        return [r.node_id for r in self.report.values() if r.status == status]
+
+    @property
+    def ran(self) -> list[str]:
+        return self.nodes_with("ran")
+
+    @property
+    def cached(self) -> list[str]:
+        return self.nodes_with("cached")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Executor:
+    """Validates and executes workflows against one registry, folder set and output cache."""
+
+    def __init__(self, registry: NodeRegistry, paths: Paths | None = None, cache: OutputCache | None = None,
+                 limits: Limits = Limits(), settings: dict[str, Any] | None = None) -> None:
+        self.registry = registry
+        self.paths = paths or Paths()
+        self.cache = cache if cache is not None else OutputCache()
+        self.limits = limits
+        self.settings = dict(settings or {})
+
+    def validate(self, workflow: Workflow, targets: Iterable[str] | None = None) -> ValidationResult:
+        return validate(workflow, self.registry, self.paths, targets, self.limits)
+
+    def execute(self, workflow: Workflow, *, prompt_id: str | None = None, listener: Listener | None = None,
+                interrupt: InterruptHandle | None = None, extra_data: dict[str, Any] | None = None,
+                targets: Iterable[str] | None = None) -> RunResult:
+        """Validate then run; raises ValidationFailed for an invalid workflow."""
+        result = self.validate(workflow, targets)
+        if not result.ok:
+            raise ValidationFailed(result)
+        return self.run_plan(result.plan, prompt_id=prompt_id, listener=listener, interrupt=interrupt,
+                             extra_data=extra_data)
+
+    def run_plan(self, plan: Plan, *, prompt_id: str | None = None, listener: Listener | None = None,
+                 interrupt: InterruptHandle | None = None, extra_data: dict[str, Any] | None = None) -> RunResult:
+        return _Run(self, plan, prompt_id or str(uuid.uuid4()), listener, interrupt or InterruptHandle(),
+                    extra_data or {}).go()
+
+
+class _Run:
+    """The state of one execution of one plan."""
+
+    def __init__(self, executor: Executor, plan: Plan, prompt_id: str, listener: Listener | None,
+                 interrupt: InterruptHandle, extra_data: dict[str, Any]) -> None:
+        self.executor = executor
+        self.cache = executor.cache
+        self.plan = plan
+        self.prompt_id = prompt_id
+        self.listener = listener
+        self.interrupt = interrupt
+        self.extra_data = extra_data
+        self.result = RunResult(prompt_id=prompt_id, status="success")
+        self.values: dict[str, tuple] = {}
+        self.executed: list[str] = []
+        self._prompt_json: dict[str, Any] | None = None
+
+    def emit(self, event: str, data: dict[str, Any]) -> None:
+        if event in HISTORY_EVENTS:
+            self.result.messages.append([event, data])
+        if self.listener is not None:
+            self.listener(event, data)
+
+    @property
+    def prompt_json(self) -> dict[str, Any]:
+        if self._prompt_json is None:
+            self._prompt_json = self.plan.workflow.to_api()
+        return self._prompt_json
+
+    def signatures(self) -> tuple[dict[str, Signature], set[str]]:
+        """Every needed node's signature, and the volatile nodes (always re-run, never cached)."""
+        signatures: dict[str, Signature] = {}
+        volatile: set[str] = set()
+        for node_id in self.plan.order:
+            decl = self.plan.declarations[node_id]
+            links = self.plan.links[node_id]
+            external = None
+            if decl.always_rerun:
+                external = uuid.uuid4().hex
+                volatile.add(node_id)
+            elif decl.has_fingerprint:
+                try:
+                    external = str(decl.cls().fingerprint(self.executor.paths, **self.plan.constants[node_id]))
+                except Exception as exc:  # the node's run will report the real problem
+                    external = f"unavailable: {exc}"
+                    volatile.add(node_id)
+            if any(link.node_id in volatile for link in links.values()):
+                volatile.add(node_id)
+            signatures[node_id] = Signature(
+                class_type=decl.class_type, version=decl.version,
+                constants=tuple(sorted((k, canonical(v)) for k, v in self.plan.constants[node_id].items())),
+                upstream=tuple(sorted((name, link.node_id, link.slot, signatures[link.node_id].key)
+                                      for name, link in links.items())),
+                external=external)
+        return signatures, volatile
+
+    def nodes_to_run(self, cached: set[str]) -> set[str]:
+        """The needed nodes whose outputs the cache cannot supply, walking up from the outputs."""
+        to_run: set[str] = set()
+        stack = [n for n in self.plan.outputs if n not in cached]
+        while stack:
+            node_id = stack.pop()
+            if node_id in to_run:
+                continue
+            to_run.add(node_id)
+            stack.extend(link.node_id for link in self.plan.links[node_id].values()
+                         if link.node_id not in cached and link.node_id not in to_run)
+        return to_run
+
+    def go(self) -> RunResult:
+        plan = self.plan
+        signatures, volatile = self.signatures()
+        cached: set[str] = set()
+        for node_id in plan.order:
+            entry = None if node_id in volatile else self.cache.get(signatures[node_id].key)
+            if entry is not None:
+                cached.add(node_id)
+                self.values[node_id] = entry.outputs
+                if entry.ui is not None and plan.declarations[node_id].output_node:
+                    self.result.outputs[node_id] = entry.ui
+        to_run = self.nodes_to_run(cached)
+        for node_id in plan.order:
+            decl = plan.declarations[node_id]
+            previous = self.cache.remember(node_id, signatures[node_id])
+            if node_id in cached:
+                status, reason = "cached", "same class, inputs and upstream results as a cached run"
+            elif node_id not in to_run:
+                status, reason = "not_needed", "every node that reads it was cached"
+            else:
+                status, reason = "not_reached", self.why(node_id, decl, previous, signatures[node_id], volatile)
+            self.result.report[node_id] = NodeReport(node_id, decl.class_type, status, reason)
+
+        self.emit(EXECUTION_START, {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
+        self.emit(EXECUTION_CACHED, {"nodes": [n for n in plan.order if n in cached], "prompt_id": self.prompt_id,
+                                     "timestamp": _now_ms()})
+        for node_id in plan.order:
+            if node_id in cached and node_id in self.result.outputs:
+                self.emit(EXECUTED, {"node": node_id, "display_node": node_id,
+                                     "output": self.result.outputs[node_id], "prompt_id": self.prompt_id})
+        current = None
+        try:
+            for node_id in plan.order:
+                if node_id not in to_run:
+                    continue
+                current = node_id
+                self.interrupt.check()
+                self.run_node(node_id, signatures[node_id], node_id in volatile)
+        except Interrupted:
+            self.fail_node(current, "failed", "interrupted")
+            self.result.status = "interrupted"
+            self.emit(EXECUTION_INTERRUPTED, {"prompt_id": self.prompt_id, "node_id": current,
+                                              "node_type": plan.declarations[current].class_type,
+                                              "executed": list(self.executed), "timestamp": _now_ms()})
+            return self.result
+        except Exception as exc:
+            self.fail_node(current, "failed", f"{type(exc).__name__}: {exc}")
+            self.result.status = "error"
+            self.result.error = self.error_event(current, exc)
+            self.emit(EXECUTION_ERROR, self.result.error)
+            return self.result
+        self.emit(EXECUTION_SUCCESS, {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
+        return self.result
+
+    def why(self, node_id: str, decl: NodeDeclaration, previous: Signature | None, signature: Signature,
+            volatile: set[str]) -> str:
+        if decl.always_rerun:
+            return "declared to re-run on every execution"
+        if node_id in volatile and signature.external and signature.external.startswith("unavailable:"):
+            return f"its external state could not be read ({signature.external[13:]})"
+        if node_id in volatile:
+            upstream = sorted({link.node_id for link in self.plan.links[node_id].values() if link.node_id in volatile})
+            return f"upstream node(s) {', '.join(upstream)} re-run on every execution"
+        return explain_change(previous, signature)
+
+    def fail_node(self, node_id: str | None, status: str, reason: str) -> None:
+        if node_id is not None:
+            report = self.result.report[node_id]
+            report.status, report.reason = status, f"{reason} (it had to run: {report.reason})"
+
+    def inputs_for(self, node_id: str, decl: NodeDeclaration) -> dict[str, Any]:
+        """Keyword arguments for `run`: constants, upstream values, defaults for omitted optionals."""
+        kwargs: dict[str, Any] = {}
+        for name, spec in decl.optional.items():
+            kwargs[name] = getattr(spec, "default", None) if spec.is_widget else None
+        kwargs.update(self.plan.constants[node_id])
+        for name, link in self.plan.links[node_id].items():
+            kwargs[name] = self.values[link.node_id][link.slot]
+        return kwargs
+
+    def run_node(self, node_id: str, signature: Signature, volatile: bool) -> None:
+        decl = self.plan.declarations[node_id]
+        self.emit(EXECUTING, {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id})
+        ctx = RunContext(node_id=node_id, prompt_id=self.prompt_id, paths=self.executor.paths,
+                         interrupt=self.interrupt, emit=self.emit,
+                         prompt=self.prompt_json if "prompt" in decl.hidden else {},
+                         extra_pnginfo=self.extra_data.get("extra_pnginfo"),
+                         settings=self.executor.settings, display_node=node_id)
+        started = time.perf_counter()
+        returned = decl.cls().run(ctx, **self.inputs_for(node_id, decl))
+        outputs, ui = self.normalise(decl, returned)
+        report = self.result.report[node_id]
+        report.status, report.seconds = "ran", time.perf_counter() - started
+        self.values[node_id] = outputs
+        self.executed.append(node_id)
+        if not volatile:
+            self.cache.put(signature.key, outputs, ui)
+        if ui is not None:
+            self.result.outputs[node_id] = ui
+            self.emit(EXECUTED, {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": self.prompt_id})
+
+    @staticmethod
+    def normalise(decl: NodeDeclaration, returned: Any) -> tuple[tuple, dict[str, Any] | None]:
+        if isinstance(returned, NodeResult):
+            outputs, ui = tuple(returned.outputs), returned.ui
+        elif returned is None:
+            outputs, ui = (), None
+        elif isinstance(returned, (tuple, list)):
+            outputs, ui = tuple(returned), None
+        else:
+            raise NodeContractError(f"{decl.class_type}.run returned {type(returned).__name__}; "
+                                    f"expected a tuple of outputs or a NodeResult")
+        if len(outputs) != len(decl.outputs):
+            raise NodeContractError(f"{decl.class_type}.run returned {len(outputs)} value(s) but declares "
+                                    f"{len(decl.outputs)} output(s)")
+        return outputs, ui
+
+    def error_event(self, node_id: str | None, exc: Exception) -> dict[str, Any]:
+        decl = self.plan.declarations.get(node_id) if node_id else None
+        current_inputs = {}
+        if node_id is not None:
+            current_inputs = {k: repr(v)[:200] for k, v in self.plan.constants[node_id].items()}
+        return {
+            "prompt_id": self.prompt_id, "node_id": node_id, "node_type": decl.class_type if decl else None,
+            "exception_message": str(exc), "exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__),
+            "executed": list(self.executed), "current_inputs": current_inputs, "current_outputs": [],
+            "timestamp": _now_ms(),
+        }
