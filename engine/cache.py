@@ -125,7 +125,7 @@ class OutputCache:
 
     def put(self, key: str, outputs: tuple, ui: dict[str, Any] | None) -> None:
         """Store a result; one larger than the whole byte budget is not kept at all."""
-        nbytes = estimate_nbytes(outputs)
+        nbytes = estimate_nbytes(outputs) + (estimate_nbytes(ui) if ui else 0)
         if nbytes > self.max_bytes or self.max_entries <= 0:
             return
         old = self._entries.pop(key, None)

@@ -115,6 +115,7 @@ class _Run:
         self.result = RunResult(prompt_id=prompt_id, status="success")
         self.values: dict[str, tuple] = {}
         self.executed: list[str] = []
+        self.ran_by_key: dict[str, str] = {}
         self._prompt_json: dict[str, Any] | None = None
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
@@ -206,7 +207,8 @@ class _Run:
                     continue
                 current = node_id
                 self.interrupt.check()
-                self.run_node(node_id, signatures[node_id], node_id in volatile)
+                if not self.reuse_identical(node_id, signatures[node_id], node_id in volatile):
+                    self.run_node(node_id, signatures[node_id], node_id in volatile)
         except Interrupted:
             self.fail_node(current, "failed", "interrupted")
             self.result.status = "interrupted"
@@ -249,6 +251,19 @@ class _Run:
             kwargs[name] = self.values[link.node_id][link.slot]
         return kwargs
 
+    def reuse_identical(self, node_id: str, signature: Signature, volatile: bool) -> bool:
+        """Take the result of an identical node that ran earlier in this run (shared subgraphs)."""
+        twin = self.ran_by_key.get(signature.key)
+        if volatile or twin is None:
+            return False
+        self.values[node_id] = self.values[twin]
+        report = self.result.report[node_id]
+        report.status, report.reason = "cached", f"identical to node {twin}, which ran earlier in this run"
+        ui = self.result.outputs.get(twin)
+        if ui is not None:
+            self.result.outputs[node_id] = ui
+        return True
+
     def run_node(self, node_id: str, signature: Signature, volatile: bool) -> None:
         decl = self.plan.declarations[node_id]
         self.emit(EXECUTING, {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id})
@@ -264,6 +279,7 @@ class _Run:
         report.status, report.seconds = "ran", time.perf_counter() - started
         self.values[node_id] = outputs
         self.executed.append(node_id)
+        self.ran_by_key[signature.key] = node_id
         if not volatile:
             self.cache.put(signature.key, outputs, ui)
         if ui is not None:

@@ -43,11 +43,12 @@ class NodeRegistry:
         return decl
 
     def register_module(self, module: ModuleType) -> list[str]:
-        """Register every node class defined in `module` (not the ones it merely imports)."""
+        """Register every node class defined in `module` or its submodules (not mere imports)."""
         added = []
         for _, obj in inspect.getmembers(module, inspect.isclass):
             decl = declaration_of(obj)
-            if decl is not None and obj.__module__ == module.__name__:
+            if decl is not None and (obj.__module__ == module.__name__
+                                     or obj.__module__.startswith(module.__name__ + ".")):
                 self.register(obj)
                 added.append(decl.class_type)
         return added
