@@ -42,7 +42,7 @@ class ChoicesProvider:
 class InputSpec(BaseModel):
     """Base of every declared input. `optional` inputs may be left unconnected."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
 
     type: str
     optional: bool = False
