@@ -185,13 +185,14 @@ class _Validator:
             self.fail(node_id, input_error("custom_validation_failed", str(message), None, str(message)))
 
 
-def _predecessors(workflow: Workflow, node_id: str) -> Iterable[str]:
-    for value in workflow.nodes[node_id].inputs.values():
-        if isinstance(value, LinkRef) and value.node_id in workflow.nodes:
-            yield value.node_id
+def _predecessor_map(workflow: Workflow) -> dict[str, list[str]]:
+    """For each node, the existing nodes its links read from (computed once per validation)."""
+    nodes = workflow.nodes
+    return {node_id: [v.node_id for v in spec.inputs.values() if isinstance(v, LinkRef) and v.node_id in nodes]
+            for node_id, spec in nodes.items()}
 
 
-def _ancestors_and_self(workflow: Workflow, roots: Iterable[str]) -> set[str]:
+def _ancestors_and_self(predecessors: dict[str, list[str]], roots: Iterable[str]) -> set[str]:
     seen: set[str] = set()
     stack = list(roots)
     while stack:
@@ -199,7 +200,7 @@ def _ancestors_and_self(workflow: Workflow, roots: Iterable[str]) -> set[str]:
         if current in seen:
             continue
         seen.add(current)
-        stack.extend(p for p in _predecessors(workflow, current) if p not in seen)
+        stack.extend(p for p in predecessors[current] if p not in seen)
     return seen
 
 
@@ -240,20 +241,25 @@ def validate(workflow: Workflow, registry: NodeRegistry, paths: Any = None,
     if not outputs:
         return ValidationResult(error=prompt_error(
             "prompt_no_outputs", "The workflow has no output node (e.g. SaveImage) to execute"),
-            node_errors=_entries(validator, workflow, [], missing_types))
+            node_errors=_entries(validator, workflow, {}, []))
 
-    needed = _ancestors_and_self(workflow, outputs)
+    predecessors = _predecessor_map(workflow)
+    needed = _ancestors_and_self(predecessors, outputs)
     graph = nx.DiGraph()
-    graph.add_nodes_from(sorted(needed, key=_id_sort_key))
-    graph.add_edges_from((p, n) for n in needed for p in _predecessors(workflow, n))
+    graph.add_nodes_from(node_id for node_id in workflow.nodes if node_id in needed)
+    graph.add_edges_from((p, n) for n in graph.nodes for p in predecessors[n])
 
-    for component in nx.strongly_connected_components(graph):
-        if len(component) > 1 or any(graph.has_edge(n, n) for n in component):
-            cycle = sorted(component, key=_id_sort_key)
-            for node_id in cycle:
-                validator.fail(node_id, input_error(
-                    "dependency_cycle", "Dependency cycle detected", None,
-                    f"nodes {cycle} depend on each other", cycle=cycle))
+    try:
+        order = list(nx.topological_sort(graph))
+    except nx.NetworkXUnfeasible:  # a cycle: name every node on one, then report with the rest
+        order = []
+        for component in nx.strongly_connected_components(graph):
+            if len(component) > 1 or any(graph.has_edge(n, n) for n in component):
+                cycle = sorted(component, key=_id_sort_key)
+                for node_id in cycle:
+                    validator.fail(node_id, input_error(
+                        "dependency_cycle", "Dependency cycle detected", None,
+                        f"nodes {cycle} depend on each other", cycle=cycle))
 
     declarations: dict[str, NodeDeclaration] = {}
     for node_id in graph.nodes:
@@ -268,17 +274,17 @@ def validate(workflow: Workflow, registry: NodeRegistry, paths: Any = None,
         details = (f"Node {first!r}: type {workflow.nodes[first].class_type!r} is not installed" if first
                    else f"{len(validator.node_errors)} node(s) have invalid inputs")
         return ValidationResult(error=prompt_error(error_type, details),
-                                node_errors=_entries(validator, workflow, outputs, missing_types))
+                                node_errors=_entries(validator, workflow, predecessors, outputs))
 
-    plan = Plan(workflow=workflow, outputs=outputs, order=list(nx.topological_sort(graph)),
+    plan = Plan(workflow=workflow, outputs=outputs, order=order,
                 declarations=declarations, constants=validator.constants, links=validator.links)
     return ValidationResult(plan=plan)
 
 
-def _entries(validator: _Validator, workflow: Workflow, outputs: list[str],
-             missing_types: list[str]) -> dict[str, dict[str, Any]]:
+def _entries(validator: _Validator, workflow: Workflow, predecessors: dict[str, list[str]],
+             outputs: list[str]) -> dict[str, dict[str, Any]]:
     """`node_errors` entries with the outputs that each failing node would have fed."""
-    reach = {out: _ancestors_and_self(workflow, [out]) for out in outputs}
+    reach = {out: _ancestors_and_self(predecessors, [out]) for out in outputs}
     entries = {}
     for node_id in sorted(validator.node_errors, key=_id_sort_key):
         entries[node_id] = {
