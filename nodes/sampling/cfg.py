@@ -1,0 +1,164 @@
+"""The model side of sampling: a diffusers UNet seen as a k-diffusion denoiser, with CFG and inpaint masking.
+
+A denoiser maps (x, sigma) to a prediction of the clean latent, where x is the
+latent at noise level sigma in k-diffusion form (x = x0 + sigma * eps). Samplers
+only ever see this callable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from .schedule import ModelSampling
+
+
+class Denoiser(Protocol):
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class Cond:
+    """One side of the guidance: text embeddings plus any extra UNet inputs (SDXL's `added_cond_kwargs`)."""
+
+    embeds: torch.Tensor
+    added: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _as_cond(value: Cond | torch.Tensor) -> Cond:
+    return value if isinstance(value, Cond) else Cond(value)
+
+
+def _to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
+    return t if t.shape[0] == batch else t.expand(batch, *t.shape[1:]) if t.shape[0] == 1 else t.repeat(
+        math.ceil(batch / t.shape[0]), *([1] * (t.ndim - 1)))[:batch]
+
+
+def _stack_conds(conds: list[Cond], batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Batch several conditionings into one UNet call.
+
+    Prompts of different token lengths are repeated to their least common multiple
+    (as ComfyUI does): attention over a key sequence repeated k times gives the same
+    result as over the original sequence.
+    """
+    length = math.lcm(*(c.embeds.shape[1] for c in conds))
+    embeds = torch.cat(
+        [_to_batch(c.embeds.repeat(1, length // c.embeds.shape[1], 1), batch) for c in conds]
+    )
+    keys = set().union(*(c.added for c in conds))
+    added = {k: torch.cat([_to_batch(c.added[k], batch) for c in conds]) for k in sorted(keys)}
+    return embeds, added
+
+
+class _UNetDenoiser:
+    """Shared call path of the epsilon and v denoisers; subclasses say how to read the output."""
+
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        model_sampling: ModelSampling,
+        positive: Cond | torch.Tensor,
+        negative: Cond | torch.Tensor | None = None,
+        cfg: float = 1.0,
+    ):
+        self.unet = unet
+        self.model_sampling = model_sampling
+        self.positive = _as_cond(positive)
+        self.negative = None if negative is None else _as_cond(negative)
+        self.cfg = float(cfg)
+        if self.negative is None and not self.skips_uncond:
+            raise ValueError(f"cfg={cfg} needs negative conditioning; only cfg == 1 may omit it")
+
+    @property
+    def skips_uncond(self) -> bool:
+        # ComfyUI skips the unconditional pass when cfg is 1: uncond + 1 * (cond - uncond) == cond.
+        return math.isclose(self.cfg, 1.0)
+
+    def _parameter(self) -> torch.Tensor:
+        return next(self.unet.parameters())
+
+    def _unet_output(self, x_in: torch.Tensor, timestep: torch.Tensor, conds: list[Cond]) -> torch.Tensor:
+        param = self._parameter()
+        batch = x_in.shape[0]
+        embeds, added = _stack_conds(conds, batch)
+        sample = x_in.repeat(len(conds), *([1] * (x_in.ndim - 1)))
+        kwargs = {}
+        if added:
+            kwargs["added_cond_kwargs"] = {k: v.to(param.device, param.dtype) for k, v in added.items()}
+        out = self.unet(
+            sample.to(param.device, param.dtype),
+            timestep.to(param.device).expand(sample.shape[0]),
+            encoder_hidden_states=embeds.to(param.device, param.dtype),
+            **kwargs,
+        ).sample
+        return out.to(x_in.device, torch.float32)
+
+    def _denoised(self, x: torch.Tensor, sigma: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma, dtype=torch.float32)
+        s = float(sigma)
+        x_in = x / math.sqrt(s * s + 1.0)
+        # ComfyUI calls the UNet with the nearest integer timestep of sigma (see ModelSampling.timestep).
+        timestep = self.model_sampling.timestep(sigma).float().reshape(1)
+        conds = [self.positive] if self.skips_uncond else [self.positive, self.negative]
+        outputs = self._unet_output(x_in, timestep, conds).chunk(len(conds))
+        denoised = [self._denoised(x, s, out) for out in outputs]
+        if self.skips_uncond:
+            return denoised[0]
+        cond, uncond = denoised
+        return uncond + (cond - uncond) * self.cfg
+
+
+class EpsilonDenoiser(_UNetDenoiser):
+    """An epsilon-prediction UNet: denoised = x - eps * sigma."""
+
+    def _denoised(self, x, sigma, output):
+        return x - output * sigma
+
+
+class VDenoiser(_UNetDenoiser):
+    """A v-prediction UNet: denoised = x / (sigma^2 + 1) - v * sigma / sqrt(sigma^2 + 1)."""
+
+    def _denoised(self, x, sigma, output):
+        return x / (sigma * sigma + 1.0) - output * sigma / math.sqrt(sigma * sigma + 1.0)
+
+
+def unet_denoiser(unet, model_sampling: ModelSampling, positive, negative=None, cfg: float = 1.0) -> _UNetDenoiser:
+    """The denoiser matching the model's prediction type."""
+    cls = VDenoiser if model_sampling.prediction == "v_prediction" else EpsilonDenoiser
+    return cls(unet, model_sampling, positive, negative, cfg)
+
+
+def latent_mask(mask: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """A [H, W] / [B, H, W] / [B, 1, H, W] mask resized (bilinear) and broadcast to a latent's shape."""
+    mask = mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+    mask = F.interpolate(mask, size=(shape[2], shape[3]), mode="bilinear")
+    mask = mask.expand(-1, shape[1], -1, -1)
+    return _to_batch(mask, shape[0])
+
+
+class MaskedDenoiser:
+    """Inpainting: only the masked region (mask 1) is generated.
+
+    Before each call the kept region is reset to the original latent noised to the
+    current sigma (latent + noise * sigma), and after it the prediction there is
+    replaced by the original latent, so the sampler converges to it exactly.
+    """
+
+    def __init__(self, inner: Denoiser, latent: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor):
+        self.inner = inner
+        self.latent = latent
+        self.noise = noise
+        self.mask = mask
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        keep = 1.0 - self.mask
+        x = x * self.mask + (self.latent + self.noise * float(sigma)) * keep
+        return self.inner(x, sigma) * self.mask + self.latent * keep

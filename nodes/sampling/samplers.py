@@ -1,0 +1,108 @@
+"""ComfyUI's sampler names, what runs behind each, and the one entry point that runs them.
+
+Paths:
+- "diffusers": the update rule is a diffusers scheduler class driven on our sigmas
+  (see `diffusers_steps`): euler, ddim, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, uni_pc, uni_pc_bh2.
+- "k-diffusion": a loop of our own (see `k_steps`), where diffusers cannot follow an
+  arbitrary schedule or does something else than ComfyUI: heun, dpm_2, dpm_2_ancestral
+  (diffusers interleaves their two stages into its own schedule and always ends
+  with a first-order step), lms (diffusers integrates the last step to sigma 0;
+  ComfyUI returns the prediction; diffusers also needs scipy), lcm and ddpm
+  (diffusers' classes step between integer training timesteps), deis (diffusers'
+  DEIS is a different variant), dpmpp_sde and dpmpp_3m_sde (diffusers' SDE
+  scheduler needs torchsde; its multistep class has no third-order SDE step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import diffusers_steps, k_steps
+from .cfg import Denoiser
+
+Callback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
+SamplerFn = Callable[[Denoiser, torch.Tensor, torch.Tensor, int, Callback], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    """What a sampler name means here.
+
+    `discard_penultimate_sigma`: KSampler builds one step more and drops the
+    second-to-last sigma (ComfyUI does this for dpm_2, dpm_2_ancestral and uni_pc).
+    `random_inpaint_noise`: the kept region of an inpaint is re-noised with separate
+    noise seeded from seed + 1 instead of the initial noise (ComfyUI's `ddim`).
+    `comfyui_noise`: False where ComfyUI's per-step noise cannot be reproduced: its
+    SDE samplers draw from a torchsde Brownian tree; ours draw seeded Gaussian noise,
+    so those three give different (equally valid) images for the same seed.
+    """
+
+    name: str
+    run: SamplerFn
+    path: str
+    discard_penultimate_sigma: bool = False
+    random_inpaint_noise: bool = False
+    comfyui_noise: bool = True
+
+
+def _info(name, run, path, **flags) -> SamplerInfo:
+    return SamplerInfo(name, run, path, **flags)
+
+
+SAMPLERS: dict[str, SamplerInfo] = {
+    info.name: info
+    for info in (
+        _info("euler", diffusers_steps.euler, "diffusers"),
+        _info("euler_ancestral", diffusers_steps.euler_ancestral, "diffusers"),
+        _info("heun", k_steps.heun, "k-diffusion"),
+        _info("dpm_2", k_steps.dpm_2, "k-diffusion", discard_penultimate_sigma=True),
+        _info("dpm_2_ancestral", k_steps.dpm_2_ancestral, "k-diffusion", discard_penultimate_sigma=True),
+        _info("lms", k_steps.lms, "k-diffusion"),
+        _info("dpmpp_sde", k_steps.dpmpp_sde, "k-diffusion", comfyui_noise=False),
+        _info("dpmpp_2m", diffusers_steps.dpmpp_2m, "diffusers"),
+        _info("dpmpp_2m_sde", diffusers_steps.dpmpp_2m_sde, "diffusers", comfyui_noise=False),
+        _info("dpmpp_3m_sde", k_steps.dpmpp_3m_sde, "k-diffusion", comfyui_noise=False),
+        _info("ddpm", k_steps.ddpm, "k-diffusion"),
+        _info("lcm", k_steps.lcm, "k-diffusion"),
+        _info("deis", k_steps.deis, "k-diffusion"),
+        # ComfyUI's "ddim" is Euler (deterministic DDIM is the same update in sigma form).
+        _info("ddim", diffusers_steps.euler, "diffusers", random_inpaint_noise=True),
+        _info("uni_pc", diffusers_steps.uni_pc, "diffusers", discard_penultimate_sigma=True),
+        _info("uni_pc_bh2", diffusers_steps.uni_pc_bh2, "diffusers", discard_penultimate_sigma=True),
+    )
+}
+SAMPLER_NAMES = tuple(SAMPLERS)
+
+
+def sampler_info(name: str) -> SamplerInfo:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLER_NAMES)}")
+    return SAMPLERS[name]
+
+
+def _no_callback(i: int, total: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
+    return None
+
+
+@torch.no_grad()
+def sample(
+    sampler_name: str,
+    denoise: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    seed: int,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Run a sampler from x (the latent at noise level sigmas[0], k-diffusion form) down the schedule.
+
+    `callback(step, total, x, denoised)` runs once per step before the update; an
+    exception raised there (an interrupt) propagates out of here unchanged.
+    """
+    info = sampler_info(sampler_name)
+    sigmas = sigmas.detach().float().cpu()
+    if len(sigmas) <= 1:
+        return x
+    return info.run(denoise, x.float(), sigmas, int(seed), callback or _no_callback)
