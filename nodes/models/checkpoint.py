@@ -15,9 +15,9 @@ import torch
 from nodes.models.clip_tokenizer import END_TOKEN, load_clip_tokenizer
 from nodes.models.family import (FAMILIES, SD2_EPS, SD2_V, SD15, SDXL_BASE, CheckpointFamily,
                                  UnknownCheckpointError, detect_family)
-from nodes.models.ldm_convert import configs_for_checkpoint, convert_checkpoint
+from nodes.models.ldm_convert import configs_for_checkpoint, convert_checkpoint, normalize_legacy_keys
 from nodes.models.modules import assign_weights, build_text_encoder, build_unet, build_vae
-from nodes.models.shipped_configs import FamilyConfigs, read_pipeline_configs, shipped_configs, text_encoder_names
+from nodes.models.shipped_configs import FamilyConfigs, read_pipeline_configs, text_encoder_names
 from nodes.models.state_dict_files import PICKLE_SUFFIXES, CheckpointFileError, load_state_dict
 
 
@@ -81,7 +81,7 @@ def _assemble(path: Path, family: CheckpointFamily, configs: FamilyConfigs,
 def load_single_file(path: Path, dtype: torch.dtype | None, device: str | torch.device,
                      family: CheckpointFamily | None = None) -> LoadedCheckpoint:
     """A `.safetensors`/`.ckpt` file in the original LDM layout."""
-    state_dict = load_state_dict(path)
+    state_dict = normalize_legacy_keys(load_state_dict(path))
     if family is None:
         shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
         try:
@@ -171,5 +171,4 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype | None = torch.float32,
     return load_single_file(path, dtype, device, chosen)
 
 
-__all__ = ["LoadedCheckpoint", "load_checkpoint", "load_single_file", "load_diffusers_folder",
-           "shipped_configs"]
+__all__ = ["LoadedCheckpoint", "load_checkpoint", "load_single_file", "load_diffusers_folder"]

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 from typing import Any, Mapping
 
 from nodes.models.architecture import infer_clip_config, infer_unet_config, infer_vae_config
-from nodes.models.family import (SD2_OPEN_CLIP_PREFIX, SDXL_OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX,
-                                 CheckpointFamily)
+from nodes.models.family import (SD1_CLIP_PREFIX, SD2_OPEN_CLIP_PREFIX, SDXL_OPEN_CLIP_PREFIX, UNET_PREFIX,
+                                 VAE_PREFIX, CheckpointFamily)
 from nodes.models.shipped_configs import FamilyConfigs, shipped_configs, text_encoder_names
 
 OPEN_CLIP_PREFIXES = (SD2_OPEN_CLIP_PREFIX, SDXL_OPEN_CLIP_PREFIX)
@@ -21,6 +21,16 @@ OPEN_CLIP_PREFIXES = (SD2_OPEN_CLIP_PREFIX, SDXL_OPEN_CLIP_PREFIX)
 
 def _shape(value: Any) -> tuple[int, ...]:
     return tuple(value.shape) if hasattr(value, "shape") else tuple(value)
+
+
+def normalize_legacy_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Early SD1.x files saved CLIP from transformers < 4.31 without its `text_model.` level
+    (`cond_stage_model.transformer.embeddings…`); give those keys the level every tool now expects."""
+    legacy = [k for k in state_dict if k.startswith(SD1_CLIP_PREFIX)
+              and not k.startswith(SD1_CLIP_PREFIX + "text_model.")]
+    for key in legacy:
+        state_dict[SD1_CLIP_PREFIX + "text_model." + key[len(SD1_CLIP_PREFIX):]] = state_dict.pop(key)
+    return state_dict
 
 
 def configs_for_checkpoint(shapes: Mapping[str, Any], family: CheckpointFamily) -> FamilyConfigs:

@@ -182,6 +182,24 @@ def test_tokenizers_and_scheduler_follow_the_family(tiny_files) -> None:
     assert (sd15.vae_scaling_factor, sdxl.vae_scaling_factor) == (0.18215, 0.13025)
 
 
+def test_extra_keys_real_files_carry_are_ignored(tmp_path) -> None:
+    """EMA copies, the training schedule's buffers and CLIP's position ids, in the old layout too."""
+    from safetensors.torch import load_file, save_file
+
+    path, modules = save_tiny_checkpoint(tmp_path, SD15, seed=2)
+    state = load_file(str(path))
+    prefix = "cond_stage_model.transformer."
+    state = {(prefix + k[len(prefix + "text_model."):] if k.startswith(prefix) else k): v for k, v in state.items()}
+    state[prefix + "embeddings.position_ids"] = torch.arange(77)[None]
+    state["alphas_cumprod"] = torch.linspace(1, 0, 1000)
+    state["model_ema.decay"] = torch.tensor(0.9999)
+    state["model_ema.diffusion_modelout2bias"] = torch.zeros(4)
+    save_file(state, str(tmp_path / "old-style.safetensors"))
+    loaded = load_checkpoint(tmp_path / "old-style.safetensors")
+    assert state_dicts_equal(modules["text_encoder"], loaded.text_encoders[0])
+    assert state_dicts_equal(modules["unet"], loaded.unet)
+
+
 def test_family_can_be_overridden(tiny_files) -> None:
     loaded = load_checkpoint(tiny_files["sd2_v"][0], family="sd2")
     assert (loaded.family, loaded.prediction_type) == (SD2_EPS, "epsilon")
@@ -193,6 +211,16 @@ def test_dtype_and_device_apply_to_every_weight(tiny_files) -> None:
         assert {p.dtype for p in module.parameters()} == {torch.float16}
         assert {p.device.type for p in module.parameters()} == {"cpu"}
         assert not any(b.is_meta for b in module.buffers())
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc to see mappings")
+def test_weights_in_the_files_dtype_stay_in_the_mapped_file(tiny_files) -> None:
+    path, _ = tiny_files["sd15"]
+    loaded = load_checkpoint(path, dtype=torch.float32)
+    regions = [tuple(int(x, 16) for x in line.split()[0].split("-"))
+               for line in Path("/proc/self/maps").read_text().splitlines() if line.endswith(str(path))]
+    for weight in (loaded.unet.conv_in.weight, loaded.text_encoders[0].embeddings.token_embedding.weight):
+        assert any(start <= weight.data_ptr() < end for start, end in regions)
 
 
 def test_ckpt_files_load_weights_only(tiny_files, tmp_path, monkeypatch) -> None:
@@ -283,8 +311,11 @@ def test_a_diffusers_folder_loads_with_its_own_configs(tmp_path) -> None:
 
 
 def test_loading_never_touches_the_network(tiny_files, monkeypatch) -> None:
+    attempts = []
+
     def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args!r}")
+        attempts.append(args)
+        raise OSError("network access is not allowed in this test")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(socket.socket, "connect", refuse)
@@ -292,3 +323,4 @@ def test_loading_never_touches_the_network(tiny_files, monkeypatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     for family in FAMILIES:
         assert load_checkpoint(tiny_files[family.name][0]).family == family
+    assert attempts == []
