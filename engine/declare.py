@@ -64,6 +64,7 @@ class NodeDeclaration(BaseModel):
     output_node: bool = False
     hidden: tuple[str, ...] = ()
     always_rerun: bool = False
+    uses_settings: tuple[str, ...] = ()
     deprecated: bool = False
     cls: type
 
@@ -127,13 +128,14 @@ def _collect_inputs(cls: type) -> dict[str, InputSpec]:
 
 def node(class_type: str, *, display_name: str | None = None, category: str = "",
          version: str = "1.0.0", outputs: Iterable[Out] = (), output_node: bool = False,
-         hidden: Iterable[str] = (), always_rerun: bool = False,
+         hidden: Iterable[str] = (), always_rerun: bool = False, uses_settings: Iterable[str] = (),
          deprecated: bool = False) -> Callable[[type], type]:
     """Declare a class as a node type. The class is returned unchanged, with its declaration attached.
 
     `hidden` names context values the node reads (`prompt`, `extra_pnginfo`, `unique_id`);
     they are listed in `/object_info` for ComfyUI clients and reach the node through its RunContext.
-    `always_rerun` makes the node (and everything downstream) execute on every run; a node whose
+    `uses_settings` names run settings (e.g. `precision`) the result depends on: their values join
+    the node's cache key, so changing one re-runs it. `always_rerun` makes the node (and everything downstream) execute on every run; a node whose
     result depends on something outside the graph (a file) defines `fingerprint(ctx, **inputs)`.
     """
 
@@ -154,6 +156,7 @@ def node(class_type: str, *, display_name: str | None = None, category: str = ""
             output_node=output_node,
             hidden=tuple(hidden),
             always_rerun=always_rerun,
+            uses_settings=tuple(uses_settings),
             deprecated=deprecated,
             cls=cls,
         )

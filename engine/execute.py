@@ -99,6 +99,11 @@ class Executor:
         return _Run(self, plan, prompt_id or str(uuid.uuid4()), listener, interrupt or InterruptHandle(),
                     extra_data or {}).go()
 
+    def run_settings(self, extra_data: dict[str, Any] | None) -> dict[str, Any]:
+        """The executor's settings with a workflow's own overrides (`extra_data["settings"]`) on top."""
+        overrides = (extra_data or {}).get("settings")
+        return {**self.settings, **overrides} if isinstance(overrides, dict) else self.settings
+
 
 class _Run:
     """The state of one execution of one plan."""
@@ -112,6 +117,7 @@ class _Run:
         self.listener = listener
         self.interrupt = interrupt
         self.extra_data = extra_data
+        self.settings = executor.run_settings(extra_data)
         self.result = RunResult(prompt_id=prompt_id, status="success")
         self.values: dict[str, tuple] = {}
         self.executed: list[str] = []
@@ -147,6 +153,9 @@ class _Run:
                 except Exception as exc:  # the node's run will report the real problem
                     external = f"unavailable: {exc}"
                     volatile.add(node_id)
+            if decl.uses_settings:
+                used = canonical({name: self.settings.get(name) for name in decl.uses_settings})
+                external = used if external is None else f"{external}|{used}"
             if any(link.node_id in volatile for link in links.values()):
                 volatile.add(node_id)
             signatures[node_id] = Signature(
@@ -271,7 +280,7 @@ class _Run:
                          interrupt=self.interrupt, emit=self.emit,
                          prompt=self.prompt_json if "prompt" in decl.hidden else {},
                          extra_pnginfo=self.extra_data.get("extra_pnginfo"),
-                         settings=self.executor.settings, display_node=node_id)
+                         settings=self.settings, display_node=node_id)
         started = time.perf_counter()
         returned = decl.cls().run(ctx, **self.inputs_for(node_id, decl))
         outputs, ui = self.normalise(decl, returned)

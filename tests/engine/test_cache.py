@@ -145,3 +145,26 @@ def test_signature_key_ignores_upstream_node_ids():
     b = Signature("Add", "1.0.0", (), (("a", "7", 0, "k1"),))
     c = Signature("Add", "1.0.0", (), (("a", "1", 0, "k2"),))
     assert a.key == b.key != c.key
+
+
+def test_settings_a_node_uses_join_its_key_and_can_be_overridden_per_run(registry, paths):
+    from engine.declare import Out, node
+    from engine.registry import NodeRegistry
+
+    calls = []
+
+    @node("Precise", outputs=[Out("STRING")], uses_settings=["precision"])
+    class Precise:
+        def run(self, ctx):
+            calls.append(ctx.settings.get("precision"))
+            return (ctx.settings.get("precision"),)
+
+    reg = NodeRegistry([Precise, *[d.cls for d in registry]])
+    executor = Executor(reg, paths, settings={"precision": "fp32", "unrelated": 1})
+    graph = api({"1": ("Precise", {}), "2": ("Show", {"value": ["1", 0]})})
+    assert executor.execute(graph).outputs["2"] == {"values": ["fp32"]}
+    executor.settings["unrelated"] = 2
+    assert executor.execute(graph).ran == [], "a setting the node does not use changes nothing"
+    result = executor.execute(graph, extra_data={"settings": {"precision": "bf16"}})
+    assert result.outputs["2"] == {"values": ["bf16"]} and calls == ["fp32", "bf16"]
+    assert "external state changed" in result.report["1"].reason
