@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from engine.declare import Out, node
-from engine.types import IMAGE, Int, Link
+from engine.types import IMAGE, MASK, Int, Link
 
 MAX_RESOLUTION = 16384
 
@@ -34,3 +34,47 @@ class ImageInvert:
 
     def run(self, ctx: Any, image: torch.Tensor) -> tuple:
         return (1.0 - image,)
+
+
+def outpaint_feather(height: int, width: int, left: int, top: int, right: int, bottom: int,
+                     feathering: int) -> torch.Tensor:
+    """The mask over the original image area: 0 inside, rising quadratically to 1 at the padded edges.
+
+    Distances follow ComfyUI exactly, including its off-by-one: a row's distance to the bottom edge
+    is `height - row` (so the last row is 1 away) while its distance to the top edge is `row`.
+    Feathering is skipped unless it fits twice into both sides, as in ComfyUI.
+    """
+    if feathering <= 0 or feathering * 2 >= height or feathering * 2 >= width:
+        return torch.zeros((height, width), dtype=torch.float32)
+    rows = torch.arange(height, dtype=torch.float64)[:, None]
+    cols = torch.arange(width, dtype=torch.float64)[None, :]
+    far_rows = torch.full_like(rows, float(height))
+    far_cols = torch.full_like(cols, float(width))
+    distance = torch.minimum(
+        torch.minimum(rows if top else far_rows, height - rows if bottom else far_rows),
+        torch.minimum(cols if left else far_cols, width - cols if right else far_cols))
+    ramp = ((feathering - distance) / feathering) ** 2
+    return torch.where(distance < feathering, ramp, torch.zeros_like(ramp)).to(torch.float32)
+
+
+@node("ImagePadForOutpaint", display_name="Pad Image for Outpainting", category="image",
+      outputs=[Out(IMAGE), Out(MASK)])
+class ImagePadForOutpaint:
+    """Pad images with grey (0.5) for outpainting; the mask is 1 over the padding, feathered into the image."""
+
+    image = Link(IMAGE)
+    left = Int(0, min=0, max=MAX_RESOLUTION, step=8)
+    top = Int(0, min=0, max=MAX_RESOLUTION, step=8)
+    right = Int(0, min=0, max=MAX_RESOLUTION, step=8)
+    bottom = Int(0, min=0, max=MAX_RESOLUTION, step=8)
+    feathering = Int(40, min=0, max=MAX_RESOLUTION, step=1)
+
+    def run(self, ctx: Any, image: torch.Tensor, left: int, top: int, right: int, bottom: int,
+            feathering: int) -> tuple:
+        batch, height, width, channels = image.shape
+        padded = torch.full((batch, height + top + bottom, width + left + right, channels), 0.5, dtype=torch.float32)
+        padded[:, top:top + height, left:left + width, :] = image
+        mask = torch.ones((height + top + bottom, width + left + right), dtype=torch.float32)
+        mask[top:top + height, left:left + width] = outpaint_feather(height, width, left, top, right, bottom,
+                                                                     feathering)
+        return (padded, mask)
