@@ -34,8 +34,11 @@ def _as_cond(value: Cond | torch.Tensor) -> Cond:
 
 
 def _to_batch(t: torch.Tensor, batch: int) -> torch.Tensor:
-    return t if t.shape[0] == batch else t.expand(batch, *t.shape[1:]) if t.shape[0] == 1 else t.repeat(
-        math.ceil(batch / t.shape[0]), *([1] * (t.ndim - 1)))[:batch]
+    """Repeat a tensor along its first dimension (cyclically) to `batch` items."""
+    if t.shape[0] == batch:
+        return t
+    repeats = math.ceil(batch / t.shape[0])
+    return t.repeat(repeats, *([1] * (t.ndim - 1)))[:batch]
 
 
 def _stack_conds(conds: list[Cond], batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
