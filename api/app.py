@@ -1,0 +1,52 @@
+"""The aiohttp application: middlewares, every route (also under `/api/`), start-up and shutdown.
+
+Routes live in one module per resource, each exposing `ROUTES`; the state they share is the
+`ServerState` stored under `STATE` (see api/state.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from api import openapi, routes_files, routes_info, routes_prompt, routes_static, routes_workflow, websocket
+from api.security import error_middleware, security_middleware
+from api.state import STATE, ServerState
+
+
+def _add_routes(app: web.Application, routes: list[tuple[str, str, Any]]) -> None:
+    """Each route at its ComfyUI path and again under `/api/` (the new front end's prefix)."""
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+        app.router.add_route(method, "/api" + path, handler)
+
+
+async def _on_startup(app: web.Application) -> None:
+    state = app[STATE]
+    state.hub.attach(asyncio.get_running_loop())
+    state.queue.start()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    await app[STATE].hub.close_all()
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    state = app[STATE]
+    await asyncio.get_running_loop().run_in_executor(None, state.queue.stop)
+    state.store.close()
+
+
+def create_app(state: ServerState) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, security_middleware],
+                          client_max_size=state.settings.max_body_bytes)
+    app[STATE] = state
+    for module in (routes_prompt, routes_files, routes_info, routes_workflow, websocket, openapi):
+        _add_routes(app, module.ROUTES)
+    routes_static.add_static_routes(app)  # last: its catch-all must not shadow the API
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app

@@ -1,0 +1,94 @@
+"""Request parsing and error answers shared by the routes.
+
+Every error a client can cause is an `ApiError`, answered as JSON `{"error": {type, message,
+details, extra_info}}` with a 4xx status; the error middleware turns it (and anything
+unexpected) into a response, so no handler ever leaks a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+
+class ApiError(Exception):
+    """A client error: HTTP `status`, a machine-readable `type` and a message a user can act on."""
+
+    def __init__(self, status: int, error_type: str, message: str, details: str = "", **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.details = details
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"type": self.error_type, "message": self.message, "details": self.details,
+                          "extra_info": self.extra}}
+
+
+def error_response(status: int, error_type: str, message: str, details: str = "", **body: Any) -> web.Response:
+    payload = {"error": {"type": error_type, "message": message, "details": details, "extra_info": {}}, **body}
+    return web.json_response(payload, status=status)
+
+
+async def read_json(request: web.Request, *, allow_empty: bool = False) -> Any:
+    """The body as JSON whatever its Content-Type (ComfyUI clients send text/plain, form types…).
+
+    Bodies over the app's `client_max_size` are refused by aiohttp (413); an empty body is None
+    when `allow_empty`, else a 400 like any malformed JSON.
+    """
+    raw = await request.read()
+    if not raw.strip():
+        if allow_empty:
+            return None
+        raise ApiError(400, "invalid_json", "The request body is empty; expected JSON")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON", str(exc)) from None
+
+
+async def read_json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    data = await read_json(request, allow_empty=allow_empty)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", f"Expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def optional_bool(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ApiError(400, "invalid_input_type", f"'{key}' must be true or false", f"received {value!r}")
+    return value
+
+
+def id_list(data: dict[str, Any], key: str) -> list[str]:
+    """A list of prompt ids (`delete: [...]`); anything else is a 400."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(400, "invalid_input_type", f"'{key}' must be a list of prompt ids (strings)")
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int | None = None, minimum: int = 0) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"Query parameter '{name}' must be an integer",
+                       f"received {raw!r}") from None
+    if value < minimum:
+        raise ApiError(400, "invalid_query", f"Query parameter '{name}' must be at least {minimum}",
+                       f"received {value}")
+    return value

@@ -1,0 +1,203 @@
+"""Prompts, the queue, the history, interrupts and jobs (compat §2), answered in ComfyUI's shapes.
+
+`POST /prompt` validates the whole graph before queueing (every error at once, as `node_errors`)
+and accepts JSON whatever the Content-Type; a UI-format workflow is converted first. `GET /jobs/{id}`
+is ours: one job's status and outputs, to poll without a WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from api.responses import ApiError, id_list, optional_bool, query_int, read_json, read_json_object
+from api.state import STATE
+from engine.jobstore import FINISHED, PENDING, RUNNING, Job
+from engine.ui_format import is_ui_format, ui_to_api
+from engine.workflow import Workflow, WorkflowFormatError
+
+MAX_PROMPT_ID = 200
+
+
+def _reject(error_type: str, message: str, details: str = "", node_errors: dict | None = None) -> web.Response:
+    """A rejected `POST /prompt`: ComfyUI's `{error, node_errors}` with status 400."""
+    return web.json_response({"error": {"type": error_type, "message": message, "details": details,
+                                        "extra_info": {}}, "node_errors": node_errors or {}}, status=400)
+
+
+def _field(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
+        raise ValueError(f"'{key}' must be {what}, got {type(value).__name__}")
+    return value
+
+
+async def post_prompt(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        body = await read_json(request)
+    except ApiError as exc:
+        return _reject(exc.error_type, exc.message, exc.details)
+    if not isinstance(body, dict):
+        return _reject("invalid_prompt", "Invalid prompt", f"expected a JSON object, got {type(body).__name__}")
+    if body.get("prompt") is None:
+        return _reject("no_prompt", "No prompt provided", "the body has no 'prompt' field")
+    try:
+        prompt_id = _field(body, "prompt_id", (str,), "a string") or str(uuid.uuid4())
+        client_id = _field(body, "client_id", (str,), "a string")
+        extra_data = dict(_field(body, "extra_data", (dict,), "an object") or {})
+        number = _field(body, "number", (int, float), "a number")
+        front = _field(body, "front", (bool,), "true or false") or False
+        targets = _field(body, "partial_execution_targets", (list,), "a list of node ids")
+    except ValueError as exc:
+        error_type = "invalid_prompt_id" if "prompt_id" in str(exc) else "invalid_prompt"
+        return _reject(error_type, "Invalid prompt", str(exc))
+    if len(prompt_id) > MAX_PROMPT_ID or not prompt_id.strip():
+        return _reject("invalid_prompt_id", "Invalid prompt_id", f"must be 1 to {MAX_PROMPT_ID} characters")
+    if number is not None and not math.isfinite(number):
+        return _reject("invalid_prompt", "Invalid prompt", "'number' must be a finite number")
+    if targets is not None:
+        if not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in targets):
+            return _reject("invalid_prompt", "Invalid prompt", "'partial_execution_targets' must list node ids")
+        targets = [str(t) for t in targets]
+    if client_id is not None:
+        extra_data["client_id"] = client_id  # ComfyUI keeps it there; clients read it back from /queue
+
+    prompt = body["prompt"]
+    try:
+        if is_ui_format(prompt):
+            workflow = ui_to_api(prompt, state.registry)
+            extra_data.setdefault("extra_pnginfo", {}).setdefault("workflow", prompt)
+            prompt = workflow.to_api()
+        else:
+            workflow = Workflow.from_api(prompt)
+    except (WorkflowFormatError, ValueError) as exc:
+        return _reject("invalid_prompt", "Invalid prompt", str(exc))
+
+    loop = asyncio.get_running_loop()
+    result = await loop.run_in_executor(None, state.executor.validate, workflow, targets)
+    if not result.ok:
+        response = result.response()
+        return web.json_response(response, status=400)
+    job = Job(prompt_id=prompt_id, number=0, prompt=prompt, extra_data=extra_data,
+              outputs_to_execute=result.plan.outputs, targets=targets, client_id=client_id)
+    try:
+        state.queue.submit(job, number, front)
+    except KeyError:
+        return _reject("invalid_prompt_id", "Invalid prompt_id", f"a prompt with id {prompt_id!r} already exists")
+    return web.json_response({"prompt_id": prompt_id, "number": job.display_number, "node_errors": {}})
+
+
+async def get_prompt(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].queue.status())
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    running, pending = request.app[STATE].store.queue()
+    return web.json_response({"queue_running": [j.queue_item() for j in running],
+                              "queue_pending": [j.queue_item() for j in pending]})
+
+
+async def post_queue(request: web.Request) -> web.Response:
+    queue = request.app[STATE].queue
+    body = await read_json_object(request)
+    removed = 0
+    if optional_bool(body, "clear"):
+        removed += queue.clear()
+    ids = id_list(body, "delete")
+    if ids:
+        removed += queue.delete(ids)
+    return web.json_response({"removed": removed})
+
+
+async def post_interrupt(request: web.Request) -> web.Response:
+    body = await read_json_object(request, allow_empty=True)
+    prompt_id = body.get("prompt_id")
+    if prompt_id is not None and not isinstance(prompt_id, str):
+        raise ApiError(400, "invalid_input_type", "'prompt_id' must be a string")
+    return web.json_response({"interrupted": request.app[STATE].queue.interrupt(prompt_id)})
+
+
+async def get_history(request: web.Request) -> web.Response:
+    max_items = query_int(request, "max_items", None, minimum=0)
+    offset = query_int(request, "offset", None, minimum=-1)
+    jobs = request.app[STATE].store.history(max_items, offset)
+    return web.json_response({job.prompt_id: job.history_entry() for job in jobs})
+
+
+async def get_history_item(request: web.Request) -> web.Response:
+    job = request.app[STATE].store.get(request.match_info["prompt_id"])
+    if job is None or job.state != FINISHED:
+        return web.json_response({})
+    return web.json_response({job.prompt_id: job.history_entry()})
+
+
+async def post_history(request: web.Request) -> web.Response:
+    store = request.app[STATE].store
+    body = await read_json_object(request)
+    removed = store.clear_history() if optional_bool(body, "clear") else 0
+    ids = id_list(body, "delete")
+    if ids:
+        removed += store.delete_history(ids)
+    return web.json_response({"removed": removed})
+
+
+def job_summary(job: Job, state: Any, detail: bool = False) -> dict[str, Any]:
+    """Our job view: status is pending, running, success, error or interrupted."""
+    status = job.status_str if job.state == FINISHED else job.state
+    summary: dict[str, Any] = {
+        "id": job.prompt_id, "status": status, "number": job.display_number, "client_id": job.client_id,
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "outputs_to_execute": job.outputs_to_execute,
+    }
+    if job.state == PENDING:
+        summary["position"] = state.store.position(job.prompt_id)
+    if job.state == RUNNING:
+        running = state.queue.running
+        summary["current_node"] = running["node"] if running and running["prompt_id"] == job.prompt_id else None
+    if job.state == FINISHED:
+        summary["outputs"] = job.outputs
+        errors = [data for event, data in job.messages if event in ("execution_error", "execution_interrupted")]
+        summary["error"] = errors[-1] if errors else None
+    if detail:
+        summary["prompt"] = job.prompt
+        summary["extra_data"] = job.extra_data
+        summary["messages"] = job.messages
+    return summary
+
+
+async def get_job(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    job = state.store.get(request.match_info["prompt_id"])
+    if job is None:
+        raise ApiError(404, "job_not_found", "No job with this id", request.match_info["prompt_id"])
+    return web.json_response(job_summary(job, state, detail=True))
+
+
+async def get_jobs(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    wanted = request.query.get("status")
+    if wanted not in (None, PENDING, RUNNING, FINISHED):
+        raise ApiError(400, "invalid_query", "status must be pending, running or finished", f"received {wanted!r}")
+    limit = min(query_int(request, "limit", 100, minimum=1), 1000)
+    offset = query_int(request, "offset", 0, minimum=0)
+    jobs = state.store.jobs(wanted, limit, offset)
+    return web.json_response({"jobs": [job_summary(job, state) for job in jobs]})
+
+
+ROUTES = [
+    ("POST", "/prompt", post_prompt),
+    ("GET", "/prompt", get_prompt),
+    ("GET", "/queue", get_queue),
+    ("POST", "/queue", post_queue),
+    ("POST", "/interrupt", post_interrupt),
+    ("GET", "/history", get_history),
+    ("GET", "/history/{prompt_id}", get_history_item),
+    ("POST", "/history", post_history),
+    ("GET", "/jobs", get_jobs),
+    ("GET", "/jobs/{prompt_id}", get_job),
+]

@@ -1,0 +1,78 @@
+"""The server's state: everything a request handler may use, in one explicit object.
+
+`ServerState` holds the engine, durable queue, WebSocket hub and settings; handlers reach it as
+`request.app[STATE]`. There are no module-level singletons: tests build as many independent
+servers as they like, each with its own registry and folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from engine.config import EngineConfig, build_executor, build_registry
+from engine.execute import Executor
+from engine.jobstore import JobStore
+from engine.queue import PromptQueue
+from engine.registry import NodeRegistry
+
+from api.websocket import Hub
+
+STATE: web.AppKey["ServerState"] = web.AppKey("state")
+
+
+@dataclass
+class ServerSettings:
+    """What the command line controls beyond the engine's own configuration."""
+
+    host: str = "127.0.0.1"
+    port: int = 8188
+    token: str | None = None           # required on every request when set
+    user_dir: Path = Path("user")      # the queue/history database lives here
+    web_dir: Path = Path(__file__).resolve().parent.parent / "web"
+    max_history: int = 10_000          # finished prompts kept in the history
+    max_body_bytes: int = 32 * 2**20   # JSON request bodies
+    max_upload_bytes: int = 64 * 2**20 # one uploaded file
+    max_image_pixels: int = 64 * 2**20 # uploaded images and /view conversions
+    max_ws_clients: int = 1_000
+    preview_interval: float = 0.1      # seconds between two preview frames of one prompt
+    loopback_only: bool = True         # refuse Host headers that are not loopback names (DNS rebinding)
+
+    @property
+    def database(self) -> Path:
+        return Path(self.user_dir) / "queue.sqlite3"
+
+
+@dataclass
+class ServerState:
+    """One server instance: its engine, durable queue, WebSocket clients and settings."""
+
+    config: EngineConfig
+    settings: ServerSettings
+    executor: Executor
+    store: JobStore
+    queue: PromptQueue
+    hub: Hub
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def registry(self) -> NodeRegistry:
+        return self.executor.registry
+
+    @property
+    def paths(self):
+        return self.executor.paths
+
+
+def build_state(config: EngineConfig, settings: ServerSettings, registry: NodeRegistry | None = None) -> ServerState:
+    """Engine, store, queue and hub for one server; `registry` overrides the configured node packs."""
+    executor = build_executor(config, registry or build_registry(config))
+    for folder in (config.input_dir, config.output_dir, config.temp_dir):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    store = JobStore(settings.database, max_history=settings.max_history)
+    hub = Hub(max_clients=settings.max_ws_clients)
+    queue = PromptQueue(executor, store, hub.publish_threadsafe, preview_interval=settings.preview_interval)
+    return ServerState(config=config, settings=settings, executor=executor, store=store, queue=queue, hub=hub)

@@ -1,0 +1,128 @@
+"""`python server.py`: the ComfyUI-compatible HTTP + WebSocket server.
+
+Binds 127.0.0.1 by default. `--listen [ADDR]` exposes it to the network, and then only with an
+access token (`--token`, or one generated and printed at start). The queue and history live in
+SQLite under `--user-dir` and survive restarts and crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from aiohttp import web
+
+from api.app import create_app
+from api.security import is_loopback_host
+from api.state import ServerSettings, build_state
+from engine.config import EngineConfig
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python server.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    net = parser.add_argument_group("network and security")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
+    net.add_argument("--port", type=int, default=8188, help="port to bind (default 8188; 0 picks a free one)")
+    net.add_argument("--listen", nargs="?", const="0.0.0.0", metavar="ADDR",
+                     help="listen on ADDR (default 0.0.0.0: every interface); requires a token")
+    net.add_argument("--token", help="access token clients must send (Authorization: Bearer TOKEN, or ?token= "
+                                     "on GET/WebSocket); generated and printed when --listen is given without one")
+    folders = parser.add_argument_group("folders")
+    folders.add_argument("--models-dir", default="models", help="checkpoints/, vae/, loras/, embeddings/ (default models)")
+    folders.add_argument("--input-dir", default="input", help="uploads and LoadImage files (default input)")
+    folders.add_argument("--output-dir", default="output", help="SaveImage files (default output)")
+    folders.add_argument("--temp-dir", default="temp", help="PreviewImage files (default temp)")
+    folders.add_argument("--user-dir", default="user", help="the queue and history database (default user)")
+    folders.add_argument("--extensions", action="append", metavar="DIR",
+                         help="node pack folder (repeatable; default custom_nodes)")
+    folders.add_argument("--no-builtin-nodes", action="store_true",
+                         help="load only the extension node packs, not the built-in nodes package")
+    engine = parser.add_argument_group("engine and limits")
+    engine.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="model weights precision (default auto: fp16 on GPU, fp32 on CPU)")
+    engine.add_argument("--history-max-items", type=int, default=10_000,
+                        help="finished prompts kept in the history (default 10000)")
+    engine.add_argument("--max-upload-mb", type=float, default=64, help="largest uploaded file (default 64)")
+    engine.add_argument("--max-body-mb", type=float, default=32, help="largest JSON request body (default 32)")
+    engine.add_argument("--max-image-megapixels", type=float, default=64,
+                        help="largest uploaded or converted image (default 64)")
+    engine.add_argument("--verbose", action="store_true", help="log every request")
+    return parser.parse_args(argv)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return is_loopback_host(address)
+
+
+def configure(args: argparse.Namespace) -> tuple[EngineConfig, ServerSettings]:
+    host = args.listen or args.host
+    token = args.token
+    if not _is_loopback(host) and not token:
+        token = secrets.token_urlsafe(24)
+        print(f"access token (generated; pass --token to choose one): {token}", flush=True)
+    config = EngineConfig(models_dir=Path(args.models_dir), input_dir=Path(args.input_dir),
+                          output_dir=Path(args.output_dir), temp_dir=Path(args.temp_dir),
+                          settings={"precision": args.precision})
+    if args.extensions:
+        config.extension_dirs = [Path(p) for p in args.extensions]
+    if args.no_builtin_nodes:
+        config.node_packages = ()
+    settings = ServerSettings(
+        host=host, port=args.port, token=token, user_dir=Path(args.user_dir),
+        max_history=args.history_max_items, max_body_bytes=int(args.max_body_mb * 2**20),
+        max_upload_bytes=int(args.max_upload_mb * 2**20), max_image_pixels=int(args.max_image_megapixels * 2**20),
+        loopback_only=_is_loopback(host))
+    return config, settings
+
+
+async def serve(app: web.Application, settings: ServerSettings, access_log: logging.Logger | None) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly (a running prompt goes back to the queue)."""
+    runner = web.AppRunner(app, access_log=access_log, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else settings.port
+        shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        shown = f"[{shown}]" if ":" in shown else shown
+        suffix = f"/?token={settings.token}" if settings.token else "/"
+        print(f"sdgraph server: http://{shown}:{port}{suffix}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        print("stopping…", flush=True)
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config, settings = configure(args)
+    app = create_app(build_state(config, settings))
+    try:
+        asyncio.run(serve(app, settings, logging.getLogger("aiohttp.access") if args.verbose else None))
+    except OSError as exc:
+        print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
