@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from engine.types import ChoicesProvider
+
 MODEL_KINDS = ("checkpoints", "vae", "loras", "embeddings")
 
 
@@ -92,3 +94,20 @@ class Paths:
         if kind not in folders:
             raise UnsafePathError(f"unknown folder type {kind!r} (expected input, output or temp)")
         return folders[kind]
+
+
+class ModelFiles(ChoicesProvider):
+    """A combo's choices: the model files of one kind (e.g. checkpoints), asked at validation time.
+
+    `builtin` names models the node pack can provide itself when no such file exists; they are
+    offered after the user's own files.
+    """
+
+    def __init__(self, kind: str, extensions: Iterable[str] = (), builtin: Iterable[str] = ()) -> None:
+        self.kind = kind
+        self.extensions = tuple(extensions)
+        self.builtin = tuple(builtin)
+
+    def choices(self, paths: "Paths | None") -> list[str]:
+        found = (paths or Paths()).list_models(self.kind, self.extensions)
+        return found + [name for name in self.builtin if name not in found]

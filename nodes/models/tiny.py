@@ -18,6 +18,7 @@ from nodes.models.modules import assign_weights, build_text_encoder, build_unet,
 from nodes.models.shipped_configs import FamilyConfigs, shipped_configs, text_encoder_names
 
 TINY_CHANNELS = [32, 64]
+TINY_VAE_CHANNELS = [32, 32, 64, 64]
 TINY_TEXT_WIDTH = 32
 TINY_TIME_EMBED = 8
 
@@ -42,8 +43,9 @@ def tiny_configs(family: CheckpointFamily) -> FamilyConfigs:
     if unet.get("addition_embed_type") == "text_time":
         unet["addition_time_embed_dim"] = TINY_TIME_EMBED
         unet["projection_class_embeddings_input_dim"] = TINY_TEXT_WIDTH + 6 * TINY_TIME_EMBED
-    configs.vae.update(block_out_channels=list(TINY_CHANNELS), layers_per_block=1,
-                       down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
+    # Four VAE levels, like the real one: images are 8× the latent size.
+    configs.vae.update(block_out_channels=list(TINY_VAE_CHANNELS), layers_per_block=1,
+                       down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
     for encoder in configs.text_encoders.values():
         encoder.update(hidden_size=TINY_TEXT_WIDTH, intermediate_size=2 * TINY_TEXT_WIDTH, num_hidden_layers=2,
                        num_attention_heads=1)

@@ -1,0 +1,75 @@
+"""From CONDITIONING to the denoiser a sampler calls: CFG over one or many prompt entries.
+
+One whole-image entry per side (the common case) uses the batched CFG denoiser, one UNet call
+per step. Several entries (ConditioningCombine) or areas (ConditioningSetArea) are evaluated
+entry by entry over their regions and blended by strength, as ComfyUI composes them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nodes.conditioning.value import CondEntry, Conditioning
+from nodes.models.handles import ModelHandle
+from nodes.sampling import Cond, unet_denoiser
+
+
+def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int) -> Cond:
+    """The UNet inputs for one entry; SDXL also takes the pooled prompt and size/crop ids."""
+    if not model.family.is_sdxl:
+        return Cond(entry.embeds)
+    if entry.pooled is None:
+        raise ValueError("SDXL conditioning needs a pooled prompt embedding (encode with an SDXL CLIP)")
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+    return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids})
+
+
+def _whole(entries: Conditioning) -> bool:
+    return len(entries) == 1 and entries[0].area is None and entries[0].strength == 1.0
+
+
+class CompositeDenoiser:
+    """CFG where each side is a strength-weighted blend of entries over their areas."""
+
+    def __init__(self, model: ModelHandle, positive: Conditioning, negative: Conditioning, cfg: float,
+                 size: tuple[int, int]) -> None:
+        self.model = model
+        self.positive = positive
+        self.negative = negative
+        self.cfg = float(cfg)
+        self.size = size
+
+    def _side(self, x: torch.Tensor, sigma: torch.Tensor, entries: Conditioning) -> torch.Tensor:
+        total = torch.zeros_like(x)
+        weight = torch.full_like(x, 1e-37)  # ComfyUI's floor: uncovered regions predict 0
+        for entry in entries:
+            h, w, y, x0 = entry.area or (x.shape[2], x.shape[3], 0, 0)
+            h, w = min(h, x.shape[2] - y), min(w, x.shape[3] - x0)
+            if h <= 0 or w <= 0:
+                continue
+            region = (slice(None), slice(None), slice(y, y + h), slice(x0, x0 + w))
+            cond = unet_cond(self.model, entry, *self.size)
+            denoised = unet_denoiser(self.model.unet, self.model.model_sampling, cond, None, 1.0)(x[region], sigma)
+            total[region] += denoised * entry.strength
+            weight[region] += entry.strength
+        return total / weight
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        cond = self._side(x, sigma, self.positive)
+        if math.isclose(self.cfg, 1.0):
+            return cond
+        uncond = self._side(x, sigma, self.negative)
+        return uncond + (cond - uncond) * self.cfg
+
+
+def guided_denoiser(model: ModelHandle, positive: Conditioning, negative: Conditioning, cfg: float,
+                    latent_shape: torch.Size):
+    """The denoiser for this model, conditioning and CFG scale at this latent size."""
+    size = (latent_shape[2] * 8, latent_shape[3] * 8)
+    if _whole(positive) and _whole(negative):
+        return unet_denoiser(model.unet, model.model_sampling, unet_cond(model, positive[0], *size),
+                             unet_cond(model, negative[0], *size), cfg)
+    return CompositeDenoiser(model, positive, negative, cfg, size)

@@ -1,0 +1,95 @@
+"""Loader nodes: checkpoints, VAEs and the CLIP layer choice.
+
+Models are loaded once and reused across runs through the executor's cache: a loader's cache
+key includes its file's size and modification time and the run's device/precision settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.declare import Out, node
+from engine.paths import ModelFiles, Paths
+from engine.types import CLIP, MODEL, VAE, Choice, Int, Link
+from nodes.models.builtin import BUILTIN_CHECKPOINT, ensure_builtin_checkpoint
+from nodes.models.checkpoint import load_checkpoint
+from nodes.models.handles import ClipHandle, ModelHandle, VaeHandle
+from nodes.models.runtime import runtime_from_settings
+from nodes.sampling import ModelSampling
+
+CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+VAE_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def file_stamp(path: Path) -> str:
+    """Size and modification time: cheap, and changes whenever the file is replaced or edited."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def checkpoint_path(paths: Paths, name: str) -> Path:
+    """The checkpoint file for `name`; the built-in model is generated on first use."""
+    try:
+        return paths.model_path("checkpoints", name)
+    except FileNotFoundError:
+        if name != BUILTIN_CHECKPOINT:
+            raise
+        return ensure_builtin_checkpoint(paths.model_dirs("checkpoints")[0], name)
+
+
+@node("CheckpointLoaderSimple", display_name="Load Checkpoint", category="loaders",
+      outputs=[Out(MODEL, "MODEL"), Out(CLIP, "CLIP"), Out(VAE, "VAE")], uses_settings=["precision", "device"])
+class CheckpointLoaderSimple:
+    """Loads a Stable Diffusion checkpoint (SD1.x, SD2.x, SDXL; single file or diffusers folder)."""
+
+    ckpt_name = Choice(ModelFiles("checkpoints", CHECKPOINT_EXTENSIONS, builtin=[BUILTIN_CHECKPOINT]),
+                       tooltip="The checkpoint to load, from models/checkpoints.")
+
+    def fingerprint(self, paths: Paths, ckpt_name: str) -> str:
+        try:
+            return file_stamp(paths.model_path("checkpoints", ckpt_name))
+        except FileNotFoundError:
+            return "builtin" if ckpt_name == BUILTIN_CHECKPOINT else "missing"
+
+    def run(self, ctx: Any, ckpt_name: str) -> tuple:
+        runtime = runtime_from_settings(ctx.settings)
+        loaded = load_checkpoint(checkpoint_path(ctx.paths, ckpt_name), dtype=runtime.dtype, device=runtime.device)
+        if loaded.vae is None:
+            raise ValueError(f"checkpoint {ckpt_name!r} has no VAE weights: add a VAELoader")
+        model = ModelHandle(loaded.unet, loaded.family, ModelSampling(loaded.prediction_type), ckpt_name,
+                            latent_scale=loaded.vae_scaling_factor)
+        clip = ClipHandle(tuple(loaded.text_encoders), tuple(loaded.tokenizers), loaded.family, source=ckpt_name)
+        vae = VaeHandle(loaded.vae, loaded.vae_scaling_factor, ckpt_name)
+        return (model, clip, vae)
+
+
+@node("VAELoader", display_name="Load VAE", category="loaders", outputs=[Out(VAE, "VAE")],
+      uses_settings=["precision", "device"])
+class VAELoader:
+    """Loads a standalone VAE (a `vae` folder file in LDM or diffusers key layout)."""
+
+    vae_name = Choice(ModelFiles("vae", VAE_EXTENSIONS))
+
+    def fingerprint(self, paths: Paths, vae_name: str) -> str:
+        return file_stamp(paths.model_path("vae", vae_name))
+
+    def run(self, ctx: Any, vae_name: str) -> tuple:
+        from nodes.models.standalone_vae import load_vae
+
+        runtime = runtime_from_settings(ctx.settings)
+        vae, scaling = load_vae(ctx.paths.model_path("vae", vae_name), runtime.dtype, runtime.device)
+        return (VaeHandle(vae, scaling, vae_name),)
+
+
+@node("CLIPSetLastLayer", display_name="CLIP Set Last Layer", category="conditioning", outputs=[Out(CLIP, "CLIP")])
+class CLIPSetLastLayer:
+    """Chooses which CLIP layer's output conditions the model (-1 last, -2 penultimate, ...)."""
+
+    clip = Link(CLIP)
+    stop_at_clip_layer = Int(-1, min=-24, max=-1, step=1)
+
+    def run(self, ctx: Any, clip: ClipHandle, stop_at_clip_layer: int) -> tuple:
+        from dataclasses import replace
+
+        return (replace(clip, layer_idx=stop_at_clip_layer),)

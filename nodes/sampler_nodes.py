@@ -1,0 +1,97 @@
+"""KSampler and KSamplerAdvanced: denoise a latent with ComfyUI's sampler and scheduler names.
+
+The latent is scaled into the model's space on the way in and back on the way out; the initial
+noise comes from the seed exactly as ComfyUI draws it (CPU, float32, whole batch), so a seed
+gives the same image on any device. One progress event and one interrupt check per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from engine.declare import Out, node
+from engine.types import CONDITIONING, LATENT, MODEL, Choice, Float, Int, Link
+from nodes.guidance import guided_denoiser
+from nodes.models.handles import ModelHandle
+from nodes.sampling import (SAMPLER_NAMES, SCHEDULER_NAMES, MaskedDenoiser, initial_noise, inpaint_noise,
+                            ksampler_sigmas, latent_mask, sample, sampler_info, slice_steps)
+
+SEED_MAX = 2**64 - 1
+
+
+def run_sampler(ctx: Any, model: ModelHandle, seed: int, steps: int, cfg: float, sampler_name: str,
+                scheduler: str, positive, negative, latent: dict, denoise: float = 1.0, add_noise: bool = True,
+                start_step: int | None = None, last_step: int | None = None,
+                force_full_denoise: bool = False) -> dict:
+    """The shared body of both KSamplers; returns the new LATENT dict."""
+    info = sampler_info(sampler_name)
+    ms = model.model_sampling
+    scale = model.latent_scale
+    samples = latent["samples"].float() * scale
+    sigmas = ksampler_sigmas(ms, scheduler, steps, denoise, info.discard_penultimate_sigma)
+    sigmas = slice_steps(sigmas, start_step, last_step, force_full_denoise)
+    if sigmas is None or len(sigmas) <= 1:
+        return {**latent}
+    noise = initial_noise(seed, samples.shape) if add_noise else torch.zeros_like(samples)
+    x = ms.noise_scaling(float(sigmas[0]), noise, samples) if add_noise else samples
+    denoiser = guided_denoiser(model, positive, negative, cfg, samples.shape)
+    if latent.get("noise_mask") is not None:
+        mask = latent_mask(latent["noise_mask"], samples.shape)
+        kept_noise = inpaint_noise(seed, samples.shape) if info.random_inpaint_noise else noise
+        denoiser = MaskedDenoiser(denoiser, samples, kept_noise, mask)
+    total = len(sigmas) - 1
+
+    def step(i: int, _total: int, _x: torch.Tensor, _denoised: torch.Tensor) -> None:
+        ctx.progress(i + 1, total)
+
+    with torch.inference_mode():
+        out = sample(sampler_name, denoiser, x, sigmas, seed, step)
+    return {**latent, "samples": (out / scale).cpu()}
+
+
+@node("KSampler", category="sampling", outputs=[Out(LATENT, "LATENT")])
+class KSampler:
+    """Denoises a latent with a model, guided by positive and negative conditioning."""
+
+    model = Link(MODEL)
+    seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
+    steps = Int(20, min=1, max=10_000)
+    cfg = Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01)
+    sampler_name = Choice(SAMPLER_NAMES)
+    scheduler = Choice(SCHEDULER_NAMES)
+    positive = Link(CONDITIONING)
+    negative = Link(CONDITIONING)
+    latent_image = Link(LATENT)
+    denoise = Float(1.0, min=0.0, max=1.0, step=0.01)
+
+    def run(self, ctx: Any, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+            denoise) -> tuple:
+        return (run_sampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                            latent_image, denoise=denoise),)
+
+
+@node("KSamplerAdvanced", display_name="KSampler (Advanced)", category="sampling", outputs=[Out(LATENT, "LATENT")])
+class KSamplerAdvanced:
+    """KSampler with control over noise and the range of steps (for multi-stage workflows)."""
+
+    model = Link(MODEL)
+    add_noise = Choice(["enable", "disable"])
+    noise_seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
+    steps = Int(20, min=1, max=10_000)
+    cfg = Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01)
+    sampler_name = Choice(SAMPLER_NAMES)
+    scheduler = Choice(SCHEDULER_NAMES)
+    positive = Link(CONDITIONING)
+    negative = Link(CONDITIONING)
+    latent_image = Link(LATENT)
+    start_at_step = Int(0, min=0, max=10_000)
+    end_at_step = Int(10_000, min=0, max=10_000)
+    return_with_leftover_noise = Choice(["disable", "enable"])
+
+    def run(self, ctx: Any, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
+            latent_image, start_at_step, end_at_step, return_with_leftover_noise) -> tuple:
+        return (run_sampler(ctx, model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                            latent_image, add_noise=add_noise == "enable", start_step=start_at_step,
+                            last_step=end_at_step, force_full_denoise=return_with_leftover_noise != "enable"),)
