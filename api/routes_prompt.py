@@ -47,7 +47,7 @@ async def post_prompt(request: web.Request) -> web.Response:
     if body.get("prompt") is None:
         return _reject("no_prompt", "No prompt provided", "the body has no 'prompt' field")
     try:
-        prompt_id = _field(body, "prompt_id", (str,), "a string") or str(uuid.uuid4())
+        prompt_id = _field(body, "prompt_id", (str,), "a string")
         client_id = _field(body, "client_id", (str,), "a string")
         extra_data = dict(_field(body, "extra_data", (dict,), "an object") or {})
         number = _field(body, "number", (int, float), "a number")
@@ -56,7 +56,9 @@ async def post_prompt(request: web.Request) -> web.Response:
     except ValueError as exc:
         error_type = "invalid_prompt_id" if "prompt_id" in str(exc) else "invalid_prompt"
         return _reject(error_type, "Invalid prompt", str(exc))
-    if len(prompt_id) > MAX_PROMPT_ID or not prompt_id.strip():
+    if prompt_id is None:
+        prompt_id = str(uuid.uuid4())
+    elif len(prompt_id) > MAX_PROMPT_ID or not prompt_id.strip():
         return _reject("invalid_prompt_id", "Invalid prompt_id", f"must be 1 to {MAX_PROMPT_ID} characters")
     if number is not None and not math.isfinite(number):
         return _reject("invalid_prompt", "Invalid prompt", "'number' must be a finite number")

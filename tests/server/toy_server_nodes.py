@@ -50,11 +50,11 @@ class PreviewSteps:
 
     value = Link("INT")
     steps = Int(3, min=1, max=1000)
-    delay = Float(0.0, min=0.0, max=10.0)
+    delay = Float(0.0, min=0.0, max=10.0, optional=True)
 
     def run(self, ctx, value, steps, delay):
         for step in range(steps):
-            time.sleep(delay)
+            time.sleep(delay or 0.0)
             ctx.preview("PNG", png_bytes(step * 40))
             ctx.progress(step + 1, steps)
         return (value + steps,)
