@@ -1,0 +1,149 @@
+"""Secure by default: token, Origin and Host checks, size limits, and 4xx JSON for every bad request."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+import server as server_cli
+from tests.server.conftest import connect, next_json, sum_graph
+
+TOKEN = "s3cret-token"
+
+
+async def test_token_required_on_every_route(make_server):
+    server = make_server(token=TOKEN)
+    async with connect(server) as api:
+        for method, path in (("GET", "/queue"), ("GET", "/object_info"), ("POST", "/prompt"), ("GET", "/"),
+                             ("GET", "/view?filename=x.png"), ("GET", "/api/history"), ("GET", "/nope")):
+            status, body = await api.request(method, path, json={"prompt": sum_graph()})
+            assert status == 401 and body["error"]["type"] == "unauthorized", (method, path)
+        status, _ = await api.get("/queue", headers={"Authorization": "Bearer wrong"})
+        assert status == 401
+        status, _ = await api.get("/queue", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200
+        status, _ = await api.get(f"/queue?token={TOKEN}")
+        assert status == 200
+        status, _ = await api.post(f"/prompt?token={TOKEN}", {"prompt": sum_graph()})
+        assert status == 401, "a token in the URL is only accepted on GET"
+        status, body = await api.post("/prompt", {"prompt": sum_graph()}, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200, body
+
+
+async def test_websocket_needs_the_token_too(make_server):
+    server = make_server(token=TOKEN)
+    async with connect(server) as api:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await api.session.ws_connect(server.ws_url("?clientId=x"))
+        assert refused.value.status == 401
+        async with api.session.ws_connect(server.ws_url(f"?clientId=x&token={TOKEN}")) as ws:
+            assert (await next_json(ws))["type"] == "status"
+
+
+async def test_foreign_origin_refused_for_state_changes_and_websocket(server):
+    async with connect(server) as api:
+        evil = {"Origin": "http://evil.example"}
+        for path, body in (("/prompt", {"prompt": sum_graph()}), ("/queue", {"clear": True}),
+                           ("/interrupt", {}), ("/history", {"clear": True}), ("/free", {})):
+            status, answer = await api.post(path, body, headers=evil)
+            assert status == 403 and answer["error"]["type"] == "origin_not_allowed", path
+        other_port = {"Origin": f"http://127.0.0.1:{server.port + 1}"}
+        status, _ = await api.post("/prompt", {"prompt": sum_graph()}, headers=other_port)
+        assert status == 403
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await api.session.ws_connect(server.ws_url(), headers=evil)
+        assert refused.value.status == 403
+        status, _ = await api.get("/queue", headers=evil)
+        assert status == 200, "reads are allowed; the browser's same-origin policy hides the answer"
+        for same in (f"http://127.0.0.1:{server.port}", f"http://localhost:{server.port}"):
+            status, body = await api.post("/prompt", {"prompt": sum_graph()}, headers={"Origin": same})
+            assert status == 200, body
+        status, _ = await api.post("/prompt", {"prompt": sum_graph()}, headers={"Origin": "null"})
+        assert status == 403
+
+
+async def test_dns_rebinding_host_refused_on_loopback_server(server):
+    async with connect(server) as api:
+        status, body = await api.get("/queue", headers={"Host": f"evil.example:{server.port}"})
+        assert status == 403 and body["error"]["type"] == "host_not_allowed"
+        status, _ = await api.get("/queue", headers={"Host": f"localhost:{server.port}"})
+        assert status == 200
+
+
+async def test_body_too_large_is_413_json(server):
+    async with connect(server) as api:
+        big = {"prompt": sum_graph(), "extra_data": {"blob": "x" * (3 * 2**20)}}
+        status, body = await api.post("/prompt", data=json.dumps(big))
+        assert status == 413 and body["error"]["type"] == "request_too_large"
+
+
+async def test_graph_too_large_is_a_400(make_server, config):
+    config.limits = type(config.limits)(max_nodes=10)
+    server = make_server()
+    prompt = {str(i): {"class_type": "Number", "inputs": {"value": i}} for i in range(20)}
+    prompt["99"] = {"class_type": "Show", "inputs": {"value": ["1", 0]}}
+    async with connect(server) as api:
+        status, body = await api.post("/prompt", {"prompt": prompt})
+        assert status == 400 and body["error"]["type"] == "graph_too_large"
+
+
+@pytest.mark.parametrize("method, path, data", [
+    ("GET", "/no/such/route", None),
+    ("DELETE", "/prompt", None),
+    ("PUT", "/queue", b"{}"),
+    ("POST", "/queue", b"{oops"),
+    ("POST", "/queue", b"[]"),
+    ("POST", "/history", b"not json"),
+    ("POST", "/interrupt", b"{"),
+    ("POST", "/free", b'{"unload_models": "yes"}'),
+    ("POST", "/workflow/convert", b"{bad"),
+    ("POST", "/workflow/convert", b'{"nodes": 5, "links": []}'),
+    ("POST", "/workflow/convert", b""),
+    ("GET", "/history?offset=-5", None),
+    ("GET", "/jobs?limit=0", None),
+    ("GET", "/object_info/NoSuchNode", None),
+    ("GET", "/models/secrets", None),
+    ("POST", "/upload/image", b"plain body"),
+    ("GET", "/api/no/such/route", None),
+    ("GET", "/..%2f..%2fetc/passwd", None),
+])
+async def test_bad_requests_get_4xx_json_never_500(server, method, path, data):
+    async with connect(server) as api:
+        status, body = await api.request(method, path, data=data)
+        assert 400 <= status < 500, (status, body)
+        assert isinstance(body, dict) and set(body["error"]) >= {"type", "message"}
+        assert "Traceback" not in json.dumps(body)
+
+
+def test_cli_listen_generates_and_prints_a_token(capsys, tmp_path):
+    args = server_cli.parse_args(["--listen", "--user-dir", str(tmp_path)])
+    config, settings = server_cli.configure(args)
+    assert settings.host == "0.0.0.0" and settings.token and len(settings.token) >= 24
+    assert settings.token in capsys.readouterr().out
+    assert settings.loopback_only is False
+
+
+def test_cli_defaults_to_loopback_without_token(tmp_path):
+    config, settings = server_cli.configure(server_cli.parse_args([]))
+    assert (settings.host, settings.port, settings.token, settings.loopback_only) == ("127.0.0.1", 8188, None, True)
+    _, settings = server_cli.configure(server_cli.parse_args(["--listen", "192.168.1.5", "--token", "t"]))
+    assert (settings.host, settings.token) == ("192.168.1.5", "t")
+    _, settings = server_cli.configure(server_cli.parse_args(["--host", "0.0.0.0"]))
+    assert settings.token, "any non-loopback bind needs a token"
+    config, settings = server_cli.configure(server_cli.parse_args([
+        "--models-dir", "m", "--input-dir", "i", "--output-dir", "o", "--user-dir", "u", "--precision", "fp16",
+        "--history-max-items", "5", "--max-upload-mb", "1", "--no-builtin-nodes", "--extensions", "packs"]))
+    assert (str(config.models_dir), str(config.input_dir), str(config.output_dir)) == ("m", "i", "o")
+    assert config.settings["precision"] == "fp16" and settings.max_history == 5
+    assert settings.max_upload_bytes == 2**20 and config.node_packages == () and [str(p) for p in config.extension_dirs] == ["packs"]
+
+
+def test_cli_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        server_cli.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--host", "--port", "--listen", "--token", "--models-dir", "--input-dir", "--output-dir",
+                   "--user-dir", "--precision"):
+        assert option in text
