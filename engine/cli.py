@@ -58,6 +58,9 @@ def _config(args: argparse.Namespace) -> EngineConfig:
             setattr(config, name, Path(getattr(args, name)))
     if getattr(args, "extensions", None):
         config.extension_dirs = [Path(p) for p in args.extensions]
+    for name in ("precision", "device"):
+        if getattr(args, name, None):
+            config.settings[name] = getattr(args, name)
     return config
 
 
@@ -162,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--output-dir", help="folder SaveImage writes to")
         p.add_argument("--temp-dir", help="folder PreviewImage writes to")
         p.add_argument("--extensions", action="append", metavar="DIR", help="node pack folder (repeatable)")
+        p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                       help="weight precision for models (default auto; a workflow's extra_data.settings overrides)")
+        p.add_argument("--device", help="torch device for models, e.g. cpu, cuda, cuda:1, mps (default: best found)")
 
     run = sub.add_parser("run", help="run a workflow (API JSON, UI JSON, or a PNG carrying one)")
     run.add_argument("workflow")

@@ -6,6 +6,7 @@ an existing file is never overwritten even when two runs save at once.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from pathlib import Path
@@ -19,6 +20,7 @@ from engine.declare import NodeResult, node
 from engine.paths import UnsafePathError, contained
 from engine.pngmeta import png_text_chunks, pnginfo
 from engine.types import IMAGE, Link, String
+from nodes.provenance import RECORD_CHUNK, reproducibility_record
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -64,13 +66,18 @@ def save_images(images: torch.Tensor, root: Path, prefix: str, folder_type: str,
 @node("SaveImage", display_name="Save Image", category="image", output_node=True,
       hidden=["prompt", "extra_pnginfo"])
 class SaveImage:
-    """Saves images to the output folder as PNG, with the workflow embedded so it can be opened again."""
+    """Saves images to the output folder as PNG, with the workflow embedded so it can be opened again.
+
+    Besides ComfyUI's `prompt` and `workflow` chunks, a `sdgraph` chunk records the engine
+    version, model hashes, seeds, samplers, device and precision.
+    """
 
     images = Link(IMAGE, tooltip="The images to save.")
     filename_prefix = String("ComfyUI", tooltip="File name prefix; may include a subfolder (e.g. 'renders/cat').")
 
     def run(self, ctx: Any, images: torch.Tensor, filename_prefix: str) -> NodeResult:
         chunks = png_text_chunks(ctx.prompt or None, ctx.extra_pnginfo)
+        chunks[RECORD_CHUNK] = json.dumps(reproducibility_record(ctx))
         saved = save_images(images, ctx.paths.output_dir, filename_prefix, "output", chunks, compress_level=4)
         return NodeResult(ui={"images": saved})
 

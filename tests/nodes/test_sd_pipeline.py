@@ -157,3 +157,32 @@ def test_img2img_with_partial_denoise_runs(executor):
     graph["11"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}
     graph["3"]["inputs"].update(latent_image=["11", 0], denoise=0.5)
     assert executor.execute(Workflow.from_api(graph)).status == "success"
+
+
+def test_saved_image_carries_a_reproducibility_record(executor, tmp_path, models_dir):
+    import json
+
+    from engine.pngmeta import read_png_metadata
+    from nodes.models.file_hash import sha256_file
+
+    result = executor.execute(txt2img(seed=77, steps=2))
+    meta = read_png_metadata(tmp_path / "output" / result.outputs["9"]["images"][0]["filename"])
+    record = json.loads(meta.other["sdgraph"])
+    assert record["samplers"] == [{"node": "3", "seed": 77, "steps": 2, "cfg": 7.0, "sampler_name": "euler",
+                                   "scheduler": "normal", "denoise": 1.0}]
+    assert record["checkpoints"][0]["sha256"] == sha256_file(models_dir / "checkpoints" / "tiny-sd15.safetensors")
+    assert record["device"] == "cpu" and record["dtype"] == "fp32"
+    assert meta.prompt == txt2img(seed=77, steps=2).to_api()
+
+
+def test_precision_setting_reloads_the_model_and_is_recorded(executor, tmp_path):
+    import json
+
+    from engine.pngmeta import read_png_metadata
+
+    executor.execute(txt2img(steps=2))
+    result = executor.execute(txt2img(steps=2), extra_data={"settings": {"precision": "bf16"}})
+    assert result.status == "success", result.error
+    assert "4" in result.ran, "the loader re-runs for the new precision"
+    meta = read_png_metadata(tmp_path / "output" / result.outputs["9"]["images"][0]["filename"])
+    assert json.loads(meta.other["sdgraph"])["dtype"] == "bf16"
