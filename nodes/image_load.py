@@ -8,7 +8,6 @@ Both nodes fingerprint the file's content, so an edited file is reloaded and an 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,6 +19,7 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from engine.declare import Out, node
 from engine.paths import UnsafePathError, contained
 from engine.types import IMAGE, MASK, Choice, ChoicesProvider
+from nodes.models.file_hash import sha256_file
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".webp", ".gif", ".bmp", ".tif", ".tiff",
                               ".avif", ".ppm", ".pgm", ".pbm", ".tga"})
@@ -27,7 +27,6 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".webp", ".gif",
 # ComfyUI squeezes `I` through 8 bits (÷255, then clipped) and mishandles `I;16`; this stays within 1/255 of it.
 WIDE_INTEGER_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 CHANNELS = ("alpha", "red", "green", "blue")
-_HASH_CHUNK = 1 << 20
 
 
 class InputImages(ChoicesProvider):
@@ -72,14 +71,6 @@ def image_file_problem(paths: Any, name: Any) -> str | None:
     except (UnsafePathError, FileNotFoundError) as exc:
         return f"Invalid image file: {exc}"
     return None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def too_large(name: str, exc: Exception) -> ValueError:
@@ -174,7 +165,7 @@ class _InputImageFile:
     def fingerprint(self, paths: Any, image: str | None = None, **_: Any) -> str:
         if image is None:
             raise ValueError("the image name comes from a link, so its file cannot be hashed before running")
-        return file_sha256(resolve_input_image(paths, image))
+        return sha256_file(resolve_input_image(paths, image))
 
     def validate_inputs(self, paths: Any, image: str | None = None, **_: Any) -> str | None:
         return image_file_problem(paths, image)
