@@ -89,6 +89,10 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/extensions"): ("system", "Front-end extension scripts (none)", {}),
     ("POST", "/workflow/convert"): ("workflow", "Convert a UI-format workflow (JSON or PNG) to API format", {
         "body": OBJ, "errors": {"400": "not a convertible workflow"}}),
+    ("GET", "/workflows"): ("workflow", "Names of the workflows shipped in workflows/", {
+        "ok": {"type": "array", "items": {"type": "string"}}}),
+    ("GET", "/workflows/{name}"): ("workflow", "One shipped workflow (API or UI format JSON)", {
+        "params": [_path_param("name")], "errors": {"404": "no such workflow"}}),
     ("GET", "/ws"): ("events", "WebSocket event stream (`?clientId=`, `?previews=1` for binary previews)", {
         "params": [_query("clientId", "your client id"), _query("previews", "1: send binary preview frames")],
         "status": "101"}),

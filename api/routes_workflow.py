@@ -1,4 +1,5 @@
-"""`POST /workflow/convert`: a UI-format workflow (or a PNG carrying one) → API format, on the server.
+"""`POST /workflow/convert`: a UI-format workflow (or a PNG carrying one) → API format, on the server;
+`GET /workflows[/{name}]`: the shareable workflows shipped in `workflows/`, for the editor to open.
 
 ComfyUI has no server-side converter (its front end converts in the browser); ours uses the node
 declarations, so scripts can submit what the editor saves. The answer is the API-format workflow
@@ -15,6 +16,7 @@ from aiohttp import web
 from api.responses import ApiError
 from api.state import STATE
 from engine.loading import PNG_SIGNATURE, workflow_from_json
+from engine.paths import UnsafePathError, contained
 from engine.pngmeta import PngMetadataError, workflow_from_png
 from engine.workflow import WorkflowFormatError
 
@@ -44,4 +46,23 @@ async def convert_workflow(request: web.Request) -> web.Response:
     return web.json_response(api)
 
 
-ROUTES = [("POST", "/workflow/convert", convert_workflow)]
+async def list_workflows(request: web.Request) -> web.Response:
+    folder = request.app[STATE].settings.workflows_dir
+    names = sorted(p.name for p in folder.glob("*.json") if p.is_file()) if folder.is_dir() else []
+    return web.json_response(names)
+
+
+async def get_workflow(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    try:
+        path = contained(request.app[STATE].settings.workflows_dir, name)
+    except UnsafePathError:
+        path = None
+    if path is None or path.suffix != ".json" or not path.is_file():
+        raise ApiError(404, "workflow_not_found", "No such workflow", name)
+    return web.FileResponse(path, headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+
+
+ROUTES = [("POST", "/workflow/convert", convert_workflow),
+          ("GET", "/workflows", list_workflows),
+          ("GET", "/workflows/{name}", get_workflow)]

@@ -33,6 +33,7 @@ class ServerSettings:
     token: str | None = None           # required on every request when set
     user_dir: Path = Path("user")      # the queue/history database lives here
     web_dir: Path = Path(__file__).resolve().parent.parent / "web"
+    workflows_dir: Path = Path(__file__).resolve().parent.parent / "workflows"  # listed by GET /workflows
     max_history: int = 10_000          # finished prompts kept in the history
     max_body_bytes: int = 32 * 2**20   # JSON request bodies
     max_upload_bytes: int = 64 * 2**20 # one uploaded file
