@@ -19,8 +19,11 @@ from api.state import STATE, ServerState
 def _add_routes(app: web.Application, routes: list[tuple[str, str, Any]]) -> None:
     """Each route at its ComfyUI path and again under `/api/` (the new front end's prefix)."""
     for method, path, handler in routes:
-        app.router.add_route(method, path, handler)
-        app.router.add_route(method, "/api" + path, handler)
+        for full_path in (path, "/api" + path):
+            if method == "GET":
+                app.router.add_get(full_path, handler)  # HEAD too
+            else:
+                app.router.add_route(method, full_path, handler)
 
 
 async def _on_startup(app: web.Application) -> None:

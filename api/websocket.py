@@ -165,6 +165,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     if len(client_id) > MAX_CLIENT_ID:
         raise ApiError(400, "invalid_client_id", f"clientId is longer than {MAX_CLIENT_ID} characters")
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_CLIENT_MESSAGE)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "websocket_required", "This route speaks WebSocket: connect with a WebSocket client")
     await ws.prepare(request)
     conn = Connection(ws, client_id, LEGACY if _wants_previews(request.query.get("previews")) else None,
                       hub.outbox_size)

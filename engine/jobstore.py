@@ -212,15 +212,19 @@ class JobStore:
                 "timestamp": int(time.time() * 1000)}]])
         return requeued, failed
 
-    def delete_pending(self, prompt_ids: Iterable[str]) -> int:
-        ids = list(prompt_ids)
+    def _delete(self, state: str, prompt_ids: Iterable[str] | None) -> int:
+        """Delete the jobs in `state` (only those in `prompt_ids`, when given); returns how many."""
         with self._tx():
+            if prompt_ids is None:
+                return self._db.execute("DELETE FROM jobs WHERE state = ?", (state,)).rowcount
             return sum(self._db.execute("DELETE FROM jobs WHERE prompt_id = ? AND state = ?",
-                                        (pid, PENDING)).rowcount for pid in ids)
+                                        (pid, state)).rowcount for pid in list(prompt_ids))
+
+    def delete_pending(self, prompt_ids: Iterable[str]) -> int:
+        return self._delete(PENDING, prompt_ids)
 
     def clear_pending(self) -> int:
-        with self._tx():
-            return self._db.execute("DELETE FROM jobs WHERE state = ?", (PENDING,)).rowcount
+        return self._delete(PENDING, None)
 
     def queue(self) -> tuple[list[Job], list[Job]]:
         """(running, pending), the pending ones in execution order."""
@@ -276,14 +280,10 @@ class JobStore:
         return [_job(r) for r in rows]
 
     def delete_history(self, prompt_ids: Iterable[str]) -> int:
-        ids = list(prompt_ids)
-        with self._tx():
-            return sum(self._db.execute("DELETE FROM jobs WHERE prompt_id = ? AND state = ?",
-                                        (pid, FINISHED)).rowcount for pid in ids)
+        return self._delete(FINISHED, prompt_ids)
 
     def clear_history(self) -> int:
-        with self._tx():
-            return self._db.execute("DELETE FROM jobs WHERE state = ?", (FINISHED,)).rowcount
+        return self._delete(FINISHED, None)
 
     def _trim_history(self) -> None:
         self._db.execute(

@@ -108,6 +108,7 @@ async def test_graph_too_large_is_a_400(make_server, config):
     ("POST", "/upload/image", b"plain body"),
     ("GET", "/api/no/such/route", None),
     ("GET", "/..%2f..%2fetc/passwd", None),
+    ("GET", "/ws", None),
 ])
 async def test_bad_requests_get_4xx_json_never_500(server, method, path, data):
     async with connect(server) as api:
@@ -115,6 +116,14 @@ async def test_bad_requests_get_4xx_json_never_500(server, method, path, data):
         assert 400 <= status < 500, (status, body)
         assert isinstance(body, dict) and set(body["error"]) >= {"type", "message"}
         assert "Traceback" not in json.dumps(body)
+
+
+async def test_truncated_multipart_is_a_400(server):
+    async with connect(server) as api:
+        headers = {"Content-Type": "multipart/form-data; boundary=zz"}
+        for data in (b"x" * 10, b'--zz\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\nabc'):
+            status, body = await api.post("/upload/image", data=data, headers=headers)
+            assert status == 400 and body["error"]["type"] == "invalid_form"
 
 
 def test_cli_listen_generates_and_prints_a_token(capsys, tmp_path):
