@@ -2,7 +2,9 @@
 
 Binds 127.0.0.1 by default. `--listen [ADDR]` exposes it to the network, and then only with an
 access token (`--token`, or one generated and printed at start). The queue and history live in
-SQLite under `--user-dir` and survive restarts and crashes.
+SQLite under `--user-dir` and survive restarts and crashes: after a crash or kill -9, a prompt
+that was running is queued again at its place (up to 3 starts, then recorded as an error), and
+Ctrl-C / SIGTERM stop cleanly, putting the running prompt back in the queue.
 """
 
 from __future__ import annotations

@@ -126,8 +126,8 @@ def make_server(config, settings):
     """Build and start servers (with setting overrides); all are stopped after the test."""
     started: list[LiveServer] = []
 
-    def make(**overrides: Any) -> LiveServer:
-        registry = NodeRegistry([*TOY_NODES, *SERVER_TOY_NODES])
+    def make(registry: NodeRegistry | None = None, **overrides: Any) -> LiveServer:
+        registry = registry or NodeRegistry([*TOY_NODES, *SERVER_TOY_NODES])
         state = build_state(config, replace(settings, **overrides), registry)
         server = LiveServer(create_app(state)).start()
         started.append(server)

@@ -1,0 +1,31 @@
+"""The shipped workflow through the server with the built-in nodes (SaveImage, metadata, /view)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.config import build_registry
+from engine.pngmeta import read_png_metadata
+from tests.server.conftest import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_solid_color_workflow_saves_pngs_with_the_prompt_and_never_overwrites(make_server, config, folders):
+    pytest.importorskip("torch")
+    config.node_packages = ("nodes",)
+    server = make_server(registry=build_registry(config))
+    prompt = json.loads((ROOT / "workflows" / "solid_color.json").read_text())
+    async with connect(server) as api:
+        first = await api.wait_done(await api.queue_prompt(prompt, extra_data={"extra_pnginfo": {"workflow": {"w": 1}}}))
+        prompt["1"]["inputs"]["width"] = 8
+        second = await api.wait_done(await api.queue_prompt(prompt), timeout=30)
+        names = [entry["outputs"]["3"]["images"][0]["filename"] for entry in (first, second)]
+        assert names == ["solid_color_00001_.png", "solid_color_00002_.png"]
+        status, data = await api.get(f"/view?filename={names[0]}&type=output")
+        assert status == 200 and data.startswith(b"\x89PNG")
+    meta = read_png_metadata(folders["output"] / names[0])
+    assert meta.prompt["3"]["class_type"] == "SaveImage" and meta.workflow == {"w": 1}
