@@ -43,7 +43,8 @@ def _path_param(name: str) -> dict:
 # (method, path) → (tag, summary, extra operation fields)
 OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("POST", "/prompt"): ("prompt", "Validate a workflow and queue it", {
-        "body": PROMPT_REQUEST, "ok": PROMPT_RESPONSE, "errors": {"400": "invalid prompt: error and node_errors"}}),
+        "body": PROMPT_REQUEST, "ok": PROMPT_RESPONSE, "errors": {"400": "invalid prompt: error and node_errors",
+                                                              "503": "the queue is full"}}),
     ("GET", "/prompt"): ("prompt", "Queue length", {"ok": {"type": "object", "properties": {"exec_info": OBJ}}}),
     ("GET", "/queue"): ("queue", "Running and pending prompts", {"ok": {"type": "object", "properties": {
         "queue_running": {"type": "array", "items": QUEUE_ITEM},

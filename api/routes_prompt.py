@@ -23,10 +23,10 @@ from engine.workflow import Workflow, WorkflowFormatError
 MAX_PROMPT_ID = 200
 
 
-def _reject(error_type: str, message: str, details: str = "", node_errors: dict | None = None) -> web.Response:
-    """A rejected `POST /prompt`: ComfyUI's `{error, node_errors}` with status 400."""
+def _reject(error_type: str, message: str, details: str = "", status: int = 400) -> web.Response:
+    """A rejected `POST /prompt`: ComfyUI's `{error, node_errors}` (400, or 503 when the queue is full)."""
     return web.json_response({"error": {"type": error_type, "message": message, "details": details,
-                                        "extra_info": {}}, "node_errors": node_errors or {}}, status=400)
+                                        "extra_info": {}}, "node_errors": {}}, status=status)
 
 
 def _field(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
@@ -69,6 +69,9 @@ async def post_prompt(request: web.Request) -> web.Response:
     if client_id is not None:
         extra_data["client_id"] = client_id  # ComfyUI keeps it there; clients read it back from /queue
 
+    if state.store.remaining() >= state.settings.max_queue:
+        return _reject("queue_full", "The queue is full", f"{state.settings.max_queue} prompts are waiting; "
+                       "try again when some have run", status=503)
     prompt = body["prompt"]
     try:
         if is_ui_format(prompt):

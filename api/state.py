@@ -39,6 +39,7 @@ class ServerSettings:
     max_upload_bytes: int = 64 * 2**20 # one uploaded file
     max_image_pixels: int = 64 * 2**20 # uploaded images and /view conversions
     max_ws_clients: int = 1_000
+    max_queue: int = 10_000            # pending + running prompts
     preview_interval: float = 0.1      # seconds between two preview frames of one prompt
     loopback_only: bool = True         # refuse Host headers that are not loopback names (DNS rebinding)
 

@@ -275,3 +275,14 @@ async def test_jobs_report_status_position_outputs_and_errors(server):
         assert status == 404 and body["error"]["type"] == "job_not_found"
         status, _ = await api.get("/jobs?status=weird")
         assert status == 400
+
+
+async def test_a_full_queue_refuses_more_prompts(make_server):
+    server = make_server(max_queue=2)
+    async with connect(server) as api:
+        running = await api.queue_prompt(slow_graph(steps=300))
+        await wait_running(api, running)
+        await api.queue_prompt(sum_graph())
+        status, body = await api.post("/prompt", {"prompt": sum_graph()})
+        assert status == 503 and body["error"]["type"] == "queue_full" and body["node_errors"] == {}
+        await api.post("/interrupt")
