@@ -257,7 +257,11 @@ async def test_jobs_report_status_position_outputs_and_errors(server):
         failing = await api.queue_prompt(graph({"1": ("Number", {"value": 1}),
                                                 "2": ("Fail", {"value": ["1", 0], "fail": True}),
                                                 "3": ("Show", {"value": ["2", 0]})}))
-        _, job = await api.get(f"/jobs/{blocker}")
+        for _ in range(500):  # running, and past the Number node into Slow
+            _, job = await api.get(f"/jobs/{blocker}")
+            if job["current_node"] == "2":
+                break
+            await asyncio.sleep(0.01)
         assert job["status"] == "running" and job["current_node"] == "2"
         _, job = await api.get(f"/jobs/{failing}")
         assert job["status"] == "pending" and job["position"] == 1
