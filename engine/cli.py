@@ -56,6 +56,8 @@ def _config(args: argparse.Namespace) -> EngineConfig:
     for name in ("models_dir", "input_dir", "output_dir", "temp_dir"):
         if getattr(args, name, None):
             setattr(config, name, Path(getattr(args, name)))
+    if getattr(args, "extra_model_paths", None):
+        config.extra_model_paths = Path(args.extra_model_paths)
     if getattr(args, "extensions", None):
         config.extension_dirs = [Path(p) for p in args.extensions]
     for name in ("precision", "device"):
@@ -161,6 +163,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--models-dir", help="folder with checkpoints/, vae/, loras/, embeddings/")
+        p.add_argument("--extra-model-paths", metavar="FILE",
+                       help="YAML in ComfyUI's extra_model_paths.yaml format: more model folders "
+                            "(e.g. an existing ComfyUI or A1111 install)")
         p.add_argument("--input-dir", help="folder LoadImage reads from")
         p.add_argument("--output-dir", help="folder SaveImage writes to")
         p.add_argument("--temp-dir", help="folder PreviewImage writes to")

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.cache import OutputCache
 from engine.execute import Executor
+from engine.model_paths import read_extra_model_paths
 from engine.paths import Paths
 from engine.registry import NodeRegistry
 from engine.validate import Limits
@@ -26,6 +27,7 @@ class EngineConfig:
     input_dir: Path = Path("input")
     output_dir: Path = Path("output")
     temp_dir: Path = Path("temp")
+    extra_model_paths: Path | None = None  # ComfyUI's extra_model_paths.yaml format (engine.model_paths)
     extension_dirs: list[Path] = field(default_factory=lambda: [Path("custom_nodes")])
     node_packages: tuple[str, ...] = BUILTIN_NODE_PACKAGES
     cache_entries: int = 1_000
@@ -34,7 +36,8 @@ class EngineConfig:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def paths(self) -> Paths:
-        return Paths(self.models_dir, self.input_dir, self.output_dir, self.temp_dir)
+        extra = read_extra_model_paths(self.extra_model_paths) if self.extra_model_paths else {}
+        return Paths(self.models_dir, self.input_dir, self.output_dir, self.temp_dir, extra_model_dirs=extra)
 
 
 def build_registry(config: EngineConfig) -> NodeRegistry:

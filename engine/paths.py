@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from engine.model_paths import ALIASES_FILE, read_model_aliases
 from engine.types import ChoicesProvider
 
 MODEL_KINDS = ("checkpoints", "vae", "loras", "embeddings")
@@ -34,13 +35,15 @@ def contained(root: Path, name: str) -> Path:
 
 @dataclass
 class Paths:
-    """The folders of one engine instance. `extra_model_dirs` adds folders per model kind."""
+    """The folders of one engine instance. `extra_model_dirs` adds folders per model kind;
+    `model_aliases` (kind → requested name → file) adds to those in `models_dir/aliases.yaml`."""
 
     models_dir: Path = Path("models")
     input_dir: Path = Path("input")
     output_dir: Path = Path("output")
     temp_dir: Path = Path("temp")
     extra_model_dirs: dict[str, list[Path]] = field(default_factory=dict)
+    model_aliases: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.models_dir = Path(self.models_dir)
@@ -71,13 +74,29 @@ class Paths:
                     names.add(path.relative_to(folder).as_posix())
         return sorted(names)
 
+    def aliases(self, kind: str) -> dict[str, str]:
+        """Requested name → file name for `kind`, from `models_dir/aliases.yaml` and `model_aliases`
+        (re-read on each call, so an edited file counts at once)."""
+        from_file = read_model_aliases(self.models_dir / ALIASES_FILE).get(kind, {})
+        return {**from_file, **self.model_aliases.get(kind, {})}
+
+    def resolve_model_name(self, kind: str, name: str) -> str:
+        """`name` when a folder has it, else the file its alias names (else `name` unchanged)."""
+        target = self.aliases(kind).get(name)
+        if target is None or any(contained(folder, name).exists() for folder in self.model_dirs(kind)):
+            return name
+        return target
+
     def model_path(self, kind: str, name: str) -> Path:
-        """The file for model `name` of `kind`; FileNotFoundError if no folder has it."""
+        """The file for model `name` (or its alias) of `kind`; FileNotFoundError if no folder has it."""
+        resolved = self.resolve_model_name(kind, name)
         for folder in self.model_dirs(kind):
-            path = contained(folder, name)
+            path = contained(folder, resolved)
             if path.exists():
                 return path
-        raise FileNotFoundError(f"no {kind} model named {name!r} in {', '.join(map(str, self.model_dirs(kind)))}")
+        via = f" (what {name!r} is an alias of)" if resolved != name else ""
+        raise FileNotFoundError(f"no {kind} model named {resolved!r}{via} in "
+                                f"{', '.join(map(str, self.model_dirs(kind)))}")
 
     def input_path(self, name: str) -> Path:
         return contained(self.input_dir, name)
@@ -100,7 +119,7 @@ class ModelFiles(ChoicesProvider):
     """A combo's choices: the model files of one kind (e.g. checkpoints), asked at validation time.
 
     `builtin` names models the node pack can provide itself when no such file exists; they are
-    offered after the user's own files.
+    offered after the user's own files, then the aliases whose target is one of those.
     """
 
     def __init__(self, kind: str, extensions: Iterable[str] = (), builtin: Iterable[str] = ()) -> None:
@@ -109,5 +128,9 @@ class ModelFiles(ChoicesProvider):
         self.builtin = tuple(builtin)
 
     def choices(self, paths: "Paths | None") -> list[str]:
-        found = (paths or Paths()).list_models(self.kind, self.extensions)
-        return found + [name for name in self.builtin if name not in found]
+        paths = paths or Paths()
+        found = paths.list_models(self.kind, self.extensions)
+        offered = found + [name for name in self.builtin if name not in found]
+        present = set(offered)
+        return offered + sorted(alias for alias, target in paths.aliases(self.kind).items()
+                                if target in present and alias not in present)
