@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_solid_color_workflow_saves_pngs_with_the_prompt_and_never_overwrites(make_server, config, folders):
-    pytest.importorskip("torch")
     config.node_packages = ("nodes",)
     server = make_server(registry=build_registry(config))
     prompt = json.loads((ROOT / "workflows" / "solid_color.json").read_text())

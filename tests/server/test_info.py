@@ -105,7 +105,7 @@ async def test_openapi_describes_every_route_and_is_valid(server):
     async with connect(server) as api:
         status, spec = await api.get("/openapi.json")
         assert status == 200 and spec["openapi"].startswith("3.")
-    validator = pytest.importorskip("openapi_spec_validator")
+    import openapi_spec_validator as validator
     validator.validate(spec)
     served = set()
     for route in server.app.router.routes():
