@@ -12,6 +12,7 @@ from engine.types import CLIP, CONDITIONING, Float, Int, Link, String
 from nodes.conditioning.encode import encode_with_checkpoint
 from nodes.conditioning.value import CondEntry
 from nodes.models.handles import ClipHandle
+from nodes.models.patching import clip_patches_applied
 
 MAX_RESOLUTION = 16384
 EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin", ".pth")
@@ -37,7 +38,7 @@ class CLIPTextEncode:
         return "|".join(stamps)
 
     def run(self, ctx: Any, text: str, clip: ClipHandle) -> tuple:
-        with torch.inference_mode():
+        with clip_patches_applied(clip), torch.inference_mode():
             cond, pooled = encode_with_checkpoint(text, clip, layer_idx=clip.layer_idx,
                                                   embeddings_dir=ctx.paths.model_dirs("embeddings"))
         return ((CondEntry(cond.cpu(), pooled.cpu() if pooled is not None else None),),)

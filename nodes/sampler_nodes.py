@@ -15,6 +15,7 @@ from engine.declare import Out, node
 from engine.types import CONDITIONING, LATENT, MODEL, Choice, Float, Int, Link
 from nodes.guidance import guided_denoiser
 from nodes.models.handles import ModelHandle
+from nodes.models.patching import model_patches_applied
 from nodes.sampling import (SAMPLER_NAMES, SCHEDULER_NAMES, MaskedDenoiser, initial_noise, inpaint_noise,
                             ksampler_sigmas, latent_mask, sample, sampler_info, slice_steps)
 
@@ -46,7 +47,7 @@ def run_sampler(ctx: Any, model: ModelHandle, seed: int, steps: int, cfg: float,
     def step(i: int, _total: int, _x: torch.Tensor, _denoised: torch.Tensor) -> None:
         ctx.progress(i + 1, total)
 
-    with torch.inference_mode():
+    with model_patches_applied(model), torch.inference_mode():
         out = sample(sampler_name, denoiser, x, sigmas, seed, step)
     return {**latent, "samples": (out / scale).cpu()}
 

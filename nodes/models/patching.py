@@ -1,0 +1,70 @@
+"""Weight patches (LoRAs) applied to a module only while it is in use, then undone exactly.
+
+Loaded modules are shared through the executor's cache, so a LoRA never changes them for good:
+a MODEL or CLIP handle carries `WeightPatch`es, and the node that runs the module (KSampler,
+CLIPTextEncode) wraps the call in `applied(...)`. Each patched parameter gets a new tensor,
+`W + Σ strength × delta` computed in float32 and cast to W's dtype; the original tensor object
+is put back afterwards, even when the run fails or is interrupted. The original is never written
+to, so restoring is exact by construction and weights memory-mapped from a model file are never
+touched. Only the patched parameters cost extra memory while a patch is applied.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping
+
+import torch
+
+from nodes.models.handles import ClipHandle, ModelHandle
+from nodes.models.lora_weights import TEXT_ENCODER_PARTS, UNET_PART, LoraLayer
+
+
+@dataclass(frozen=True, eq=False)
+class WeightPatch:
+    """`strength` × one LoRA's layers for one part of a model (`unet`, `text_encoder`, `text_encoder_2`)."""
+
+    part: str
+    strength: float
+    layers: Mapping[str, LoraLayer]  # parameter name → layer
+    source: str = ""
+
+
+@contextmanager
+def applied(module: torch.nn.Module, patches: Iterable[WeightPatch]) -> Iterator[torch.nn.Module]:
+    """`module` with the patches added to its weights for the duration of the block."""
+    patches = [p for p in patches if p.strength != 0 and p.layers]
+    names = list(dict.fromkeys(name for p in patches for name in p.layers))
+    params = dict(module.named_parameters()) if names else {}
+    originals: dict[str, torch.Tensor] = {}
+    try:
+        with torch.no_grad():
+            for name in names:
+                param = params[name]
+                weight = param.data
+                total = weight.to(torch.float32, copy=True)
+                for patch in patches:
+                    layer = patch.layers.get(name)
+                    if layer is not None:
+                        total += layer.delta(weight.shape, weight.device) * patch.strength
+                originals[name] = weight
+                param.data = total.to(weight.dtype)
+        yield module
+    finally:
+        for name, weight in originals.items():
+            params[name].data = weight
+
+
+def model_patches_applied(model: ModelHandle):
+    """The model's UNet with its patches, for the duration of a `with` block (sampling)."""
+    return applied(model.unet, [p for p in model.patches if p.part == UNET_PART])
+
+
+@contextmanager
+def clip_patches_applied(clip: ClipHandle) -> Iterator[ClipHandle]:
+    """The CLIP's text encoders with their patches, for the duration of a `with` block (encoding)."""
+    with ExitStack() as stack:
+        for part, encoder in zip(TEXT_ENCODER_PARTS, clip.text_encoders):
+            stack.enter_context(applied(encoder, [p for p in clip.patches if p.part == part]))
+        yield clip
