@@ -213,7 +213,6 @@ def test_dtype_and_device_apply_to_every_weight(tiny_files) -> None:
         assert not any(b.is_meta for b in module.buffers())
 
 
-@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc to see mappings")
 def test_weights_in_the_files_dtype_stay_in_the_mapped_file(tiny_files) -> None:
     path, _ = tiny_files["sd15"]
     loaded = load_checkpoint(path, dtype=torch.float32)
