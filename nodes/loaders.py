@@ -12,7 +12,7 @@ from typing import Any
 from engine.declare import Out, node
 from engine.paths import ModelFiles, Paths
 from engine.types import CLIP, MODEL, VAE, Choice, Int, Link
-from nodes.models.builtin import BUILTIN_CHECKPOINT, ensure_builtin_checkpoint
+from nodes.models.builtin import BUILTIN_CHECKPOINTS, ensure_builtin_checkpoint
 from nodes.models.checkpoint import load_checkpoint
 from nodes.models.handles import ClipHandle, ModelHandle, VaeHandle
 from nodes.models.runtime import runtime_from_settings
@@ -29,11 +29,12 @@ def file_stamp(path: Path) -> str:
 
 
 def checkpoint_path(paths: Paths, name: str) -> Path:
-    """The checkpoint file for `name`; the built-in model is generated on first use."""
+    """The checkpoint file for `name` (or its alias); a built-in model is generated on first use."""
+    name = paths.resolve_model_name("checkpoints", name)
     try:
         return paths.model_path("checkpoints", name)
     except FileNotFoundError:
-        if name != BUILTIN_CHECKPOINT:
+        if name not in BUILTIN_CHECKPOINTS:
             raise
         return ensure_builtin_checkpoint(paths.model_dirs("checkpoints")[0], name)
 
@@ -43,14 +44,14 @@ def checkpoint_path(paths: Paths, name: str) -> Path:
 class CheckpointLoaderSimple:
     """Loads a Stable Diffusion checkpoint (SD1.x, SD2.x, SDXL; single file or diffusers folder)."""
 
-    ckpt_name = Choice(ModelFiles("checkpoints", CHECKPOINT_EXTENSIONS, builtin=[BUILTIN_CHECKPOINT]),
+    ckpt_name = Choice(ModelFiles("checkpoints", CHECKPOINT_EXTENSIONS, builtin=list(BUILTIN_CHECKPOINTS)),
                        tooltip="The checkpoint to load, from models/checkpoints.")
 
     def fingerprint(self, paths: Paths, ckpt_name: str) -> str:
         try:
             return file_stamp(paths.model_path("checkpoints", ckpt_name))
         except FileNotFoundError:
-            return "builtin" if ckpt_name == BUILTIN_CHECKPOINT else "missing"
+            return "builtin" if paths.resolve_model_name("checkpoints", ckpt_name) in BUILTIN_CHECKPOINTS else "missing"
 
     def run(self, ctx: Any, ckpt_name: str) -> tuple:
         runtime = runtime_from_settings(ctx.settings)

@@ -1,8 +1,9 @@
 """The built-in default checkpoint and LoRA, so a first run works with no model installed.
 
-It is a tiny SD1.x-architecture checkpoint with seeded random weights, written on first use
-into the checkpoints folder in the real single-file layout. It proves the whole pipeline runs;
-it draws noise-like images. Real images need a real checkpoint in `models/checkpoints`.
+It is a tiny SD1.x-architecture checkpoint with seeded random weights (and a tiny SDXL one for
+SDXL workflows), written on first use into the checkpoints folder in the real single-file
+layout. It proves the whole pipeline runs; it draws noise-like images. Real images need a real
+checkpoint in `models/checkpoints`.
 The built-in LoRA is a random kohya-layout LoRA for that model, written into the loras folder.
 """
 
@@ -37,7 +38,8 @@ def ensure_builtin_checkpoint(folder: Path, name: str = BUILTIN_CHECKPOINT) -> P
     folder.mkdir(parents=True, exist_ok=True)
     family = BUILTIN_CHECKPOINTS.get(name, SD15)
     state = {k: v.contiguous() for k, v in ldm_state_dict(family, tiny_modules(family, BUILTIN_SEED)).items()}
-    _write_atomically(state, path, {"description": "sdgraph built-in tiny SD1.x model, random weights"})
+    what = "SDXL" if family.is_sdxl else "SD1.x"
+    _write_atomically(state, path, {"description": f"sdgraph built-in tiny {what} model, random weights"})
     return path
 
 
