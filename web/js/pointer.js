@@ -1,6 +1,6 @@
 /**
  * Pointer gestures on the canvas: pan (drag the background, or the middle button), box select
- * (Ctrl/Shift + drag), select and move nodes, resize them, move groups, connect by dragging
+ * (Ctrl + drag; Shift + drag adds to the selection), select and move nodes, resize them, move groups, connect by dragging
  * from socket to socket (refused, with a reason, when the types do not match), disconnect by
  * dragging a link off its input, zoom with the wheel around the pointer, double-click for the
  * palette and right-click for the context menu.
@@ -68,7 +68,7 @@ export class PointerController {
       return;
     }
     if (e.ctrlKey || e.shiftKey || e.metaKey) {
-      this.begin(e, { kind: "box", start, additive: true });
+      this.begin(e, { kind: "box", start, additive: e.shiftKey });
       return;
     }
     this.begin(e, { kind: "pan", last: start, start, moved: false });
@@ -154,8 +154,8 @@ export class PointerController {
   }
 
   /** Why dropping the dragged link on `socketEl` is refused (null: accepted). */
-  dropReason(socketEl) {
-    const { from } = this.drag;
+  dropReason(socketEl, drag = this.drag) {
+    const { from } = drag;
     const nodeId = this.nodeIdOf(socketEl);
     const slot = Number(socketEl.dataset.slot);
     const isOut = socketEl.classList.contains("out");
@@ -214,7 +214,7 @@ export class PointerController {
     if (socketEl && nodeId != null) {
       const slot = Number(socketEl.dataset.slot);
       if (detached && nodeId === detached.nodeId && slot === detached.slot) { this.view.drawLinks(); return; }
-      const reason = this.dropReason(socketEl);
+      const reason = this.dropReason(socketEl, drag);
       if (reason) { this.refuse(reason); return; }
       this.graph.batch(() => {
         if (detached) this.graph.disconnectInput(detached.nodeId, detached.slot);
