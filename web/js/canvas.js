@@ -10,6 +10,8 @@ import { typeColour } from "./nodedefs.js";
 const SVG = "http://www.w3.org/2000/svg";
 export const MIN_SCALE = 0.1;
 export const MAX_SCALE = 4;
+/** A node's `pos` is the top-left of its body; its title bar sits above it (ComfyUI's convention). */
+export const TITLE_HEIGHT = 30;
 
 export class CanvasView extends EventTarget {
   constructor(root, graph, hooks) {
@@ -104,8 +106,8 @@ export class CanvasView extends EventTarget {
   nodeBox(node) {
     const el = this.elements.get(node.id);
     const w = el ? el.offsetWidth : node.size[0];
-    const h = el ? el.offsetHeight : node.size[1];
-    return [node.pos[0], node.pos[1], w, h];
+    const h = el ? el.offsetHeight : node.size[1] + TITLE_HEIGHT;
+    return [node.pos[0], node.pos[1] - TITLE_HEIGHT, w, h];
   }
 
   // --- drawing -----------------------------------------------------------------------------
@@ -123,7 +125,7 @@ export class CanvasView extends EventTarget {
 
   buildNode(node) {
     const el = renderNode(this.graph, node, this.status.get(node.id), this.hooks);
-    el.style.transform = `translate(${node.pos[0]}px, ${node.pos[1]}px)`;
+    el.style.transform = `translate(${node.pos[0]}px, ${node.pos[1] - TITLE_HEIGHT}px)`;
     el.classList.toggle("selected", this.selection.has(node.id));
     this.elements.set(node.id, el);
     return el;
@@ -143,7 +145,7 @@ export class CanvasView extends EventTarget {
     this.drawLinks();
   }
 
-  /** Socket centres relative to the node, in world units; also the node's drawn size. */
+  /** Socket centres relative to the node's `pos`, in world units; also the node's drawn size. */
   measure(node) {
     const el = this.elements.get(node.id);
     if (!el) return;
@@ -151,14 +153,14 @@ export class CanvasView extends EventTarget {
     const title = el.querySelector(".node-title").getBoundingClientRect();
     const centre = (dot, side) => {
       const r = dot.getBoundingClientRect();
-      if (!r.width) return [side === "in" ? 0 : box.width / this.scale, (title.height / 2) / this.scale];
-      return [(r.left + r.width / 2 - box.left) / this.scale, (r.top + r.height / 2 - box.top) / this.scale];
+      if (!r.width) return [side === "in" ? 0 : box.width / this.scale, (title.height / 2) / this.scale - TITLE_HEIGHT];
+      return [(r.left + r.width / 2 - box.left) / this.scale, (r.top + r.height / 2 - box.top) / this.scale - TITLE_HEIGHT];
     };
     this.sockets.set(node.id, {
       in: [...el.querySelectorAll(".socket.in .dot")].map((d) => centre(d, "in")),
       out: [...el.querySelectorAll(".socket.out .dot")].map((d) => centre(d, "out")),
     });
-    node.size = [Math.round(el.offsetWidth), Math.round(el.offsetHeight)];
+    node.size = [Math.round(el.offsetWidth), Math.round(el.offsetHeight) - TITLE_HEIGHT];
   }
 
   socketPosition(nodeId, direction, slot) {
@@ -221,7 +223,7 @@ export class CanvasView extends EventTarget {
     for (const id of ids) {
       const node = this.graph.nodes.get(id);
       const el = this.elements.get(id);
-      if (node && el) el.style.transform = `translate(${node.pos[0]}px, ${node.pos[1]}px)`;
+      if (node && el) el.style.transform = `translate(${node.pos[0]}px, ${node.pos[1] - TITLE_HEIGHT}px)`;
     }
     this.drawLinks();
   }
