@@ -71,6 +71,7 @@ class ServerState:
 
 def build_state(config: EngineConfig, settings: ServerSettings, registry: NodeRegistry | None = None) -> ServerState:
     """Engine, store, queue and hub for one server; `registry` overrides the configured node packs."""
+    config.settings.setdefault("previews", True)  # KSampler renders latent previews; the hub sends them to clients that ask
     executor = build_executor(config, registry or build_registry(config))
     for folder in (config.input_dir, config.output_dir, config.temp_dir):
         Path(folder).mkdir(parents=True, exist_ok=True)

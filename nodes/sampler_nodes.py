@@ -16,6 +16,7 @@ from engine.types import CONDITIONING, LATENT, MODEL, Choice, Float, Int, Link
 from nodes.guidance import guided_denoiser
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import model_patches_applied
+from nodes.previews import preview_jpeg
 from nodes.sampling import (SAMPLER_NAMES, SCHEDULER_NAMES, MaskedDenoiser, initial_noise, inpaint_noise,
                             ksampler_sigmas, latent_mask, sample, sampler_info, slice_steps)
 
@@ -44,7 +45,11 @@ def run_sampler(ctx: Any, model: ModelHandle, seed: int, steps: int, cfg: float,
         denoiser = MaskedDenoiser(denoiser, samples, kept_noise, mask)
     total = len(sigmas) - 1
 
-    def step(i: int, _total: int, _x: torch.Tensor, _denoised: torch.Tensor) -> None:
+    previews = bool(ctx.settings.get("previews"))
+
+    def step(i: int, _total: int, _x: torch.Tensor, denoised: torch.Tensor) -> None:
+        if previews:
+            ctx.preview("JPEG", preview_jpeg(denoised, model.family.is_sdxl))
         ctx.progress(i + 1, total)
 
     with model_patches_applied(model), torch.inference_mode():

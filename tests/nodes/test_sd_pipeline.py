@@ -186,3 +186,19 @@ def test_precision_setting_reloads_the_model_and_is_recorded(executor, tmp_path)
     assert "4" in result.ran, "the loader re-runs for the new precision"
     meta = read_png_metadata(tmp_path / "output" / result.outputs["9"]["images"][0]["filename"])
     assert json.loads(meta.other["sdgraph"])["dtype"] == "bf16"
+
+
+def test_latent_previews_once_per_step_when_asked(executor):
+    from PIL import Image
+    import io
+
+    executor.settings["previews"] = True
+    log = EventLog()
+    executor.execute(txt2img(seed=9, steps=3), listener=log)
+    previews = log.of("preview")
+    assert len(previews) == 3 and all(p["node"] == "3" and p["format"] == "JPEG" for p in previews)
+    assert Image.open(io.BytesIO(previews[0]["data"])).size == (64, 64), "upscaled to the image size"
+    del executor.settings["previews"]
+    quiet = EventLog()
+    executor.execute(txt2img(seed=10, steps=3), listener=quiet)
+    assert quiet.of("preview") == []

@@ -27,7 +27,7 @@ from engine.registry import NodeRegistry
 from tests.engine.toy_nodes import TOY_NODES
 from tests.server.toy_server_nodes import SERVER_TOY_NODES
 
-TEST_TIMEOUT = 30.0
+TEST_TIMEOUT = 120.0  # a hang guard, generous for a loaded 2-core CI machine
 
 
 @pytest.hookimpl(tryfirst=True)

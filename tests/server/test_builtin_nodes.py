@@ -28,3 +28,24 @@ async def test_solid_color_workflow_saves_pngs_with_the_prompt_and_never_overwri
         assert status == 200 and data.startswith(b"\x89PNG")
     meta = read_png_metadata(folders["output"] / names[0])
     assert meta.prompt["3"]["class_type"] == "SaveImage" and meta.workflow == {"w": 1}
+
+
+async def test_txt2img_sends_latent_preview_frames_to_a_client_that_asked(make_server, config, folders):
+    from tests.server.conftest import events_until_done, next_json
+
+    config.node_packages = ("nodes",)
+    server = make_server(registry=build_registry(config))
+    prompt = json.loads((ROOT / "workflows" / "txt2img.json").read_text())
+    prompt["5"]["inputs"].update(width=64, height=64)
+    prompt["3"]["inputs"]["steps"] = 4
+    async with connect(server) as api:
+        async with api.session.ws_connect(server.ws_url("?clientId=viewer&previews=1")) as ws:
+            await next_json(ws)
+            pid = await api.queue_prompt(prompt, client_id="viewer")
+            frames: list[bytes] = []
+            events = await events_until_done(ws, pid, timeout=100, binary=frames)
+    assert any(name == "execution_success" for name, _ in events)
+    assert frames, "at least one preview frame (rate-limited) arrives"
+    for frame in frames:
+        assert int.from_bytes(frame[:4], "big") == 1 and int.from_bytes(frame[4:8], "big") == 1
+        assert frame[8:10] == b"\xff\xd8", "a JPEG follows the 8-byte header"
