@@ -82,7 +82,7 @@ def executor(registry, models_dir, tmp_path_factory):
     return Executor(registry, Paths(models_dir, tmp / "in", tmp / "out", tmp / "temp"))
 
 
-def graph(*loras, seed=1, steps=3, ckpt="tiny-sd15.safetensors", keep_models=False):
+def graph(*loras, seed=1, steps=2, ckpt="tiny-sd15.safetensors", keep_models=False):
     """txt2img with LoraLoaders chained in (each `(name, strength_model, strength_clip)`);
     the latent is kept as "k_latent" and the positive conditioning as "k_cond"."""
     api = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}}}
@@ -197,6 +197,16 @@ def test_a_linear_lora_fits_the_same_layer_as_a_1x1_convolution():
     with torch.no_grad(), applied(conv, [WeightPatch("unet", 1.0, {"weight": layer})]):
         patched = conv.weight.clone()
     torch.testing.assert_close(patched, conv.weight + (0.5 * layer.up @ layer.down)[:, :, None, None])
+
+
+def test_half_precision_weights_get_the_float32_sum_rounded_once_and_then_their_own_tensor_back():
+    linear = torch.nn.Linear(8, 6).to(torch.bfloat16)
+    original, pointer = linear.weight.detach().clone(), linear.weight.data_ptr()
+    layer = LoraLayer(torch.randn(2, 8), torch.randn(6, 2))
+    with torch.no_grad(), applied(linear, [WeightPatch("unet", 0.7, {"weight": layer})]):
+        assert linear.weight.dtype == torch.bfloat16
+        assert torch.equal(linear.weight, (original.float() + 0.7 * (layer.up @ layer.down)).to(torch.bfloat16))
+    assert linear.weight.data_ptr() == pointer and torch.equal(linear.weight, original)
 
 
 def test_a_tucker_locon_equals_its_three_convolutions_in_a_row():
