@@ -20,6 +20,18 @@ def module_nbytes(*modules: Any) -> int:
     return sum(p.numel() * p.element_size() for m in modules if m is not None for p in m.parameters())
 
 
+def patch_nbytes(patches: tuple) -> int:
+    """Memory of LoRA patch tensors (their layers' down/up/mid matrices)."""
+    return sum(t.nbytes for patch in patches for layer in patch.layers.values()
+               for t in (layer.down, layer.up, getattr(layer, "mid", None)) if t is not None)
+
+
+def handle_nbytes(patches: tuple, *modules: Any) -> int:
+    """A patched handle shares its modules with the unpatched one it came from: count only its patches,
+    so a cached LoRA'd model does not look like a second copy of the UNet."""
+    return patch_nbytes(patches) if patches else module_nbytes(*modules)
+
+
 @dataclass(frozen=True)
 class ModelHandle:
     """A denoising UNet with its noise schedule. `patches` are weight deltas applied while sampling."""
@@ -33,7 +45,7 @@ class ModelHandle:
 
     @property
     def estimated_nbytes(self) -> int:
-        return module_nbytes(self.unet)
+        return handle_nbytes(self.patches, self.unet)
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,7 @@ class ClipHandle:
 
     @property
     def estimated_nbytes(self) -> int:
-        return module_nbytes(*self.text_encoders)
+        return handle_nbytes(self.patches, *self.text_encoders)
 
 
 @dataclass(frozen=True)

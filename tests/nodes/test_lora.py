@@ -315,3 +315,20 @@ def test_the_builtin_lora_runs_on_the_builtin_model_with_nothing_installed(regis
     first = (tmp_path / "models" / "loras" / BUILTIN_LORA).read_bytes()
     from nodes.models.builtin import ensure_builtin_lora
     assert ensure_builtin_lora(tmp_path / "again").read_bytes() == first, "generated deterministically"
+
+
+def test_a_lora_model_is_counted_by_its_patches_not_as_a_second_unet():
+    from dataclasses import replace
+
+    from nodes.models.handles import ModelHandle, module_nbytes
+    from nodes.models.family import SD15
+    from nodes.models.patching import WeightPatch
+    from nodes.models.lora_weights import LoraLayer
+    from nodes.sampling import ModelSampling
+
+    unet = torch.nn.Linear(100, 100)
+    base = ModelHandle(unet, SD15, ModelSampling(), "x")
+    layer = LoraLayer(down=torch.zeros(4, 100), up=torch.zeros(100, 4), alpha=None)
+    patched = replace(base, patches=(WeightPatch("unet", 1.0, {"weight": layer}),))
+    assert base.estimated_nbytes == module_nbytes(unet)
+    assert patched.estimated_nbytes == 2 * 4 * 100 * 4
