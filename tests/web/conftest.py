@@ -25,16 +25,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 SERVER_START_TIMEOUT = 120
+ACCESS_TOKEN = "web-test-token"
 
 
 class ServerProcess:
     """`python server.py --port 0` with its own folders; the URL is read from its first line."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *options: str) -> None:
         self.folders = {name: base / name for name in ("models", "input", "output", "temp", "user")}
         for folder in self.folders.values():
             folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "server.py", "--port", "0"]
+        command = [sys.executable, "server.py", "--port", "0", *options]
         for name, folder in self.folders.items():
             command += [f"--{name}-dir", str(folder)]
         self.log: list[str] = []
@@ -49,7 +50,7 @@ class ServerProcess:
         def read() -> None:
             for line in self.proc.stdout:
                 self.log.append(line)
-                match = re.search(r"sdgraph server: (http://\S+?)/?$", line.strip())
+                match = re.search(r"sdgraph server: (http://[^/\s]+)", line.strip())
                 if match:
                     found.append(match.group(1))
                     return
@@ -79,6 +80,14 @@ class ServerProcess:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     process = ServerProcess(tmp_path_factory.mktemp("web-server"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def token_server(tmp_path_factory):
+    """A second server that requires an access token (as `--listen` does)."""
+    process = ServerProcess(tmp_path_factory.mktemp("web-token-server"), "--token", ACCESS_TOKEN)
     yield process
     process.stop()
 

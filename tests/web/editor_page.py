@@ -23,8 +23,8 @@ class EditorPage:
 
     # --- page ------------------------------------------------------------------------------
 
-    def open(self) -> None:
-        self.page.goto(self.url + "/")
+    def open(self, query: str = "") -> None:
+        self.page.goto(self.url + "/" + query)
         self.wait_ready()
 
     def wait_ready(self) -> None:
@@ -135,7 +135,7 @@ class EditorPage:
     # --- running ---------------------------------------------------------------------------
 
     def record_events(self) -> None:
-        """Note every WebSocket event, and what the executing node showed at each progress event."""
+        """Note every WebSocket event, and what the node showed at each progress and preview event."""
         self.js("""() => {
             window.seen = [];
             for (const type of ["execution_start", "executing", "progress", "executed", "execution_success",
@@ -147,6 +147,10 @@ class EditorPage:
                         entry.value = e.detail.value; entry.max = e.detail.max;
                         entry.highlighted = el.classList.contains("executing");
                         entry.bar = el.querySelector(".node-progress-bar").style.width;
+                    }
+                    if (type === "preview") {
+                        const img = document.querySelector(`.canvas .node[data-node-id="${e.detail.node}"] img.preview-image`);
+                        entry.shown = Boolean(img);
                     }
                     window.seen.push(entry);
                 });

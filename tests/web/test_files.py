@@ -131,3 +131,31 @@ def test_queue_length_and_interrupt(editor: EditorPage):
     editor.page.locator(".toast", has_text="Interrupted").wait_for(timeout=30_000)
     editor.page.wait_for_function("() => document.querySelector('#queue-size').textContent === 'Queue: 0'")
     assert editor.page.locator(".canvas .node.executing").count() == 0
+
+
+def png_with_text(chunks: dict[str, str]) -> bytes:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def test_pngs_with_only_an_api_prompt_or_automatic1111_parameters_open(editor: EditorPage):
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 255}},
+              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    editor.drop_file(editor.page.locator(".canvas"), "api.png", png_with_text({"prompt": json.dumps(prompt)}), "image/png")
+    editor.page.wait_for_function("() => sdgraph.graph.nodes.size === 2")
+    assert editor.links_into(2) == {"images": 1} and editor.widget_value(1, "color") == 255
+
+    parameters = ("a lighthouse at dusk\nNegative prompt: fog\n"
+                  "Steps: 5, Sampler: Euler a, CFG scale: 6, Seed: 99, Size: 64x64, Model: tiny")
+    editor.drop_file(editor.page.locator(".canvas"), "a1111.png", png_with_text({"parameters": parameters}), "image/png")
+    editor.page.wait_for_function("() => [...sdgraph.graph.nodes.values()].some((n) => n.type === 'KSampler')")
+    ksampler = next(n for n in editor.workflow()["nodes"] if n["type"] == "KSampler")
+    assert ksampler["widgets_values"][:5] == [99, "fixed", 5, 6, "euler_ancestral"]
+    texts = {n["widgets_values"][0] for n in editor.workflow()["nodes"] if n["type"] == "CLIPTextEncode"}
+    assert texts == {"a lighthouse at dusk", "fog"}

@@ -72,6 +72,9 @@ def test_queue_shows_progress_and_the_image_on_save_image(editor: EditorPage, se
     assert all(e["highlighted"] for e in progress), "the sampling node is highlighted while it runs"
     assert any(e["bar"] not in ("", "0%") for e in progress), "its progress bar moves"
     assert [e["node"] for e in events if e["type"] == "executed"] == ["9"]
+    previews = [e for e in events if e["type"] == "preview"]
+    assert all(e["node"] == "3" and e["shown"] for e in previews), "latent previews show on the sampler"
+    assert editor.page.locator(".canvas img.preview-image").count() == 0, "the final image replaces previews"
     # the seed control ran after queueing; the run used the values typed into the widgets
     assert editor.widget(3, "seed").locator("input").input_value() == "1235"
     src = image.first.get_attribute("src")
@@ -86,6 +89,7 @@ def test_queue_shows_progress_and_the_image_on_save_image(editor: EditorPage, se
     assert editor.page.locator("#queue-size").inner_text() == "Queue: 0"
     editor.page.click("#btn-history")
     editor.page.locator(".history-item img").first.wait_for()
+    editor.page.click("#btn-fit")
     editor.screenshot(screenshots / "default-workflow-after-run.png")
 
 

@@ -285,4 +285,6 @@ async function start() {
   document.body.classList.add("ready");
 }
 
-start();
+// index.html inserts this module dynamically (to pass an access token), so the page may still be parsing.
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();
