@@ -27,7 +27,8 @@ STRENGTH = dict(min=-100.0, max=100.0, step=0.01)
 
 
 def lora_path(paths: Paths, name: str) -> Path:
-    """The LoRA file for `name`; the built-in LoRA is generated on first use."""
+    """The LoRA file for `name` (or its alias); the built-in LoRA is generated on first use."""
+    name = paths.resolve_model_name("loras", name)
     try:
         return paths.model_path("loras", name)
     except FileNotFoundError:
@@ -40,7 +41,7 @@ def lora_fingerprint(paths: Paths, lora_name: str) -> str:
     try:
         return file_stamp(paths.model_path("loras", lora_name))
     except FileNotFoundError:
-        return "builtin" if lora_name == BUILTIN_LORA else "missing"
+        return "builtin" if paths.resolve_model_name("loras", lora_name) == BUILTIN_LORA else "missing"
 
 
 def load_lora(paths: Paths, lora_name: str, model: ModelHandle, clip: ClipHandle | None) -> MatchedLora:

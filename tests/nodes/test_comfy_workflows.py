@@ -224,3 +224,17 @@ def test_default_workflow_runs_exactly_as_converted(registry, folders, tmp_path)
     outputs = run(workflow, registry, paths)
     (image,) = written_images(outputs, paths)
     assert Image.open(image).size == (512, 512)
+
+
+def test_aliases_may_name_the_built_in_models_before_they_exist(registry, tmp_path):
+    """Nothing installed: the LoRA workflow's checkpoint and LoRA names map onto the built-in
+    tiny model and LoRA, which are generated when the run first needs them."""
+    from nodes.models.builtin import BUILTIN_CHECKPOINT, BUILTIN_LORA
+
+    paths = Paths(tmp_path / "models", tmp_path / "input", tmp_path / "output", tmp_path / "temp", model_aliases={
+        "checkpoints": {"dreamshaper_8.safetensors": BUILTIN_CHECKPOINT},
+        "loras": {"blindbox_v1_mix.safetensors": BUILTIN_LORA}})
+    outputs = run(shrink(load("lora.json", registry), registry), registry, paths)
+    assert all(p.is_file() for p in written_images(outputs, paths))
+    assert (tmp_path / "models" / "checkpoints" / BUILTIN_CHECKPOINT).is_file()
+    assert (tmp_path / "models" / "loras" / BUILTIN_LORA).is_file()
