@@ -268,6 +268,15 @@ export class CanvasView extends EventTarget {
     }
   }
 
+  /** Whether a node is wholly inside the visible canvas. */
+  isVisible(id) {
+    const el = this.elements.get(Number(id));
+    if (!el) return false;
+    const box = el.getBoundingClientRect();
+    const view = this.root.getBoundingClientRect();
+    return box.left >= view.left && box.top >= view.top && box.right <= view.right && box.bottom <= view.bottom;
+  }
+
   /** Centre the view on a node (used when an error names one). */
   reveal(id) {
     const node = this.graph.nodes.get(Number(id));

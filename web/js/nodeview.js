@@ -32,6 +32,13 @@ function socket(direction, slot, entry, label, errored) {
   return row;
 }
 
+/** A PrimitiveNode holds whatever its target widget takes: edit it as that kind of value. */
+function primitiveWidget(widget, value) {
+  if (typeof value === "number") return { ...widget, kind: "number", type: Number.isInteger(value) ? "INT" : "FLOAT", options: { step: Number.isInteger(value) ? 1 : 0.01 } };
+  if (typeof value === "boolean") return { ...widget, kind: "toggle", type: "BOOLEAN" };
+  return widget;
+}
+
 /** Build the element for `node`. `hooks`: onWidget(node, name, value, opts), onControl, onUpload, imageUrl. */
 export function renderNode(graph, node, status, hooks) {
   const def = graph.def(node);
@@ -70,8 +77,9 @@ export function renderNode(graph, node, status, hooks) {
   if (!def) body.append(el("div", "node-warning", `Node type “${node.type}” is not available on this server.`));
 
   const widgets = el("div", "node-widgets");
-  for (const widget of def?.widgets || []) {
-    if (graph.convertedSlot(node, widget.name) >= 0) continue;
+  for (const declared of def?.widgets || []) {
+    if (graph.convertedSlot(node, declared.name) >= 0) continue;
+    const widget = node.type === "PrimitiveNode" ? primitiveWidget(declared, graph.widgetValue(node, declared.name)) : declared;
     const row = createWidget(widget, {
       value: graph.widgetValue(node, widget.name),
       control: graph.seedControl(node, widget.name),

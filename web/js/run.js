@@ -29,7 +29,6 @@ export class Runner extends EventTarget {
     const on = (type, handler) => api.addEventListener(type, (e) => handler.call(this, e.detail));
     on("status", this.onStatus);
     on("execution_start", this.onStart);
-    on("execution_cached", this.onCached);
     on("executing", this.onExecuting);
     on("progress", this.onProgress);
     on("preview", this.onPreview);
@@ -88,7 +87,7 @@ export class Runner extends EventTarget {
     }
     for (const [id, errors] of perNode) this.view.setStatus(id, { errors });
     const first = [...perNode.keys()][0];
-    if (first != null && !this.view.isVisible?.(first)) this.view.reveal(first);
+    if (first != null && !this.view.isVisible(first)) this.view.reveal(first);
   }
 
   /** control_after_generate: seeds change after each queued run, as in ComfyUI. */
@@ -129,13 +128,6 @@ export class Runner extends EventTarget {
     this.view.clearStatus("executing");
     this.view.clearStatus("progress");
     this.ui.setRunStatus("Running", 0);
-  }
-
-  onCached(data) {
-    for (const serverId of data.nodes || []) {
-      const id = editorNodeId(serverId);
-      if (id != null) this.view.setStatus(id, { cached: true });
-    }
   }
 
   onExecuting(data) {
