@@ -41,6 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                      "on GET/WebSocket); generated and printed when --listen is given without one")
     folders = parser.add_argument_group("folders")
     folders.add_argument("--models-dir", default="models", help="checkpoints/, vae/, loras/, embeddings/ (default models)")
+    folders.add_argument("--extra-model-paths", metavar="FILE",
+                         help="more model folders, in ComfyUI's extra_model_paths.yaml format")
     folders.add_argument("--input-dir", default="input", help="uploads and LoadImage files (default input)")
     folders.add_argument("--output-dir", default="output", help="SaveImage files (default output)")
     folders.add_argument("--temp-dir", default="temp", help="PreviewImage files (default temp)")
@@ -77,7 +79,8 @@ def configure(args: argparse.Namespace) -> tuple[EngineConfig, ServerSettings]:
         print(f"access token (generated; pass --token to choose one): {token}", flush=True)
     config = EngineConfig(models_dir=Path(args.models_dir), input_dir=Path(args.input_dir),
                           output_dir=Path(args.output_dir), temp_dir=Path(args.temp_dir),
-                          settings={"precision": args.precision})
+                          settings={"precision": args.precision},
+                          extra_model_paths=Path(args.extra_model_paths) if args.extra_model_paths else None)
     if args.extensions:
         config.extension_dirs = [Path(p) for p in args.extensions]
     if args.no_builtin_nodes:

@@ -60,6 +60,16 @@ def _read_yaml(file: Path) -> Any:
         raise ModelPathsError(f"{file} is not valid YAML: {exc}") from exc
 
 
+def _read_mapping(file: Path, expected: str) -> dict:
+    """The YAML file's top-level mapping ({} for an empty file), or an error saying what was expected."""
+    data = _read_yaml(file)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ModelPathsError(f"{file}: expected {expected}, got {type(data).__name__}")
+    return data
+
+
 def _expand(text: str) -> Path:
     return Path(os.path.expanduser(os.path.expandvars(text)))
 
@@ -67,12 +77,7 @@ def _expand(text: str) -> Path:
 def read_extra_model_paths(file: str | Path) -> dict[str, list[Path]]:
     """Kind → the folders an extra-paths YAML file adds for it, in the file's order, deduplicated."""
     file = Path(file)
-    data = _read_yaml(file)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ModelPathsError(f"{file}: expected sections (name: {{base_path: ..., checkpoints: ...}}), "
-                              f"got {type(data).__name__}")
+    data = _read_mapping(file, "sections (name: {base_path: ..., checkpoints: ...})")
     here = file.resolve().parent
     dirs: dict[str, list[Path]] = {}
     for section, entries in data.items():
@@ -103,12 +108,7 @@ def read_model_aliases(file: str | Path) -> dict[str, dict[str, str]]:
     file = Path(file)
     if not file.is_file():
         return {}
-    data = _read_yaml(file)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ModelPathsError(f"{file}: expected kinds (checkpoints: {{requested name: your file}}), "
-                              f"got {type(data).__name__}")
+    data = _read_mapping(file, "kinds (checkpoints: {requested name: your file})")
     aliases: dict[str, dict[str, str]] = {}
     for kind, mapping in data.items():
         if mapping is None:
