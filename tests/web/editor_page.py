@@ -4,9 +4,10 @@ graph the editor holds (`window.sdgraph.graph.toJSON()`, the UI format it saves)
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from playwright.sync_api import Locator, Page
+if TYPE_CHECKING:  # the `browser` fixture imports Playwright, and fails the tests when it is missing
+    from playwright.sync_api import Locator, Page
 
 LOAD_TIMEOUT_MS = 30_000
 RUN_TIMEOUT_MS = 60_000
