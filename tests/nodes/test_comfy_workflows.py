@@ -25,6 +25,7 @@ from engine.paths import Paths
 from engine.registry import NodeRegistry
 from engine.ui_format import FRONTEND_ONLY_TYPES
 from engine.workflow import Workflow
+from nodes.models.builtin import BUILTIN_CHECKPOINT, BUILTIN_LORA, ensure_builtin_lora
 from nodes.models.family import SD2_V, SD15, SDXL_BASE, VAE_PREFIX
 from nodes.models.modules import assign_weights, build_text_encoder, build_unet, build_vae
 from nodes.models.shipped_configs import text_encoder_names
@@ -133,8 +134,6 @@ def save_images(folder: Path) -> None:
 
 def save_lora(folder: Path) -> None:
     """The built-in tiny LoRA (for the tiny SD1.x architecture) under our own name."""
-    from nodes.models.builtin import BUILTIN_LORA, ensure_builtin_lora
-
     ensure_builtin_lora(folder, BUILTIN_LORA).rename(folder / "tiny-lora.safetensors")
 
 
@@ -153,10 +152,7 @@ def folders(tmp_path_factory) -> Paths:
     save_tiny_checkpoint(models / "checkpoints", SD2_V, seed=2, name="tiny-sd2-v")
     save_tiny_checkpoint(models / "checkpoints", SDXL_BASE, seed=3, name="tiny-sdxl")
     save_vae_only(sd15, models / "vae" / "tiny-vae.safetensors")
-    try:
-        save_lora(models / "loras")
-    except ImportError:  # no LoraLoader yet: lora.json then fails validation, saying so
-        pass
+    save_lora(models / "loras")
     # A1111's .pt embedding format, for the tiny SD2 text encoder's width.
     vectors = torch.randn(2, TINY_TEXT_WIDTH, generator=torch.Generator().manual_seed(4)) * 0.05
     torch.save({"string_to_param": {"*": vectors}, "name": "SDA768"}, models / "embeddings" / "SDA768.pt")
@@ -229,8 +225,6 @@ def test_default_workflow_runs_exactly_as_converted(registry, folders, tmp_path)
 def test_aliases_may_name_the_built_in_models_before_they_exist(registry, tmp_path):
     """Nothing installed: the LoRA workflow's checkpoint and LoRA names map onto the built-in
     tiny model and LoRA, which are generated when the run first needs them."""
-    from nodes.models.builtin import BUILTIN_CHECKPOINT, BUILTIN_LORA
-
     paths = Paths(tmp_path / "models", tmp_path / "input", tmp_path / "output", tmp_path / "temp", model_aliases={
         "checkpoints": {"dreamshaper_8.safetensors": BUILTIN_CHECKPOINT},
         "loras": {"blindbox_v1_mix.safetensors": BUILTIN_LORA}})
