@@ -36,7 +36,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "workflows" / "comfy"
 WORKFLOWS = sorted(p.name for p in SHARED.glob("*.json"))
 
-pytestmark = pytest.mark.skipif(not WORKFLOWS, reason=f"the shared workflows are not at {SHARED}")
+
+
+def test_the_shared_workflows_are_there():
+    """CI runs with shared/ beside the clone: their absence is a failure, never a skip."""
+    assert len(WORKFLOWS) == 8, f"expected the 8 shared ComfyUI workflows in {SHARED}, found {WORKFLOWS}"
 
 # What a user would write in models/aliases.yaml to run these workflows on the tiny models.
 ALIASES = {
