@@ -1,0 +1,276 @@
+"""Train the built-in demo model `demo-shapes` on the CPU, from nothing but `tools/shapes_dataset.py`.
+
+A small Stable Diffusion 1.x: an AutoencoderKL (4 levels, so 8× downscale, 4 latent channels),
+a UNet2DConditionModel with cross-attention, a 2-layer CLIPTextModel over the real CLIP tokenizer,
+epsilon prediction on SD1's noise schedule (scaled_linear betas 0.00085–0.012, 1000 steps). It is
+saved as one single-file checkpoint in the LDM layout, which the loader recognises from its keys
+and shapes like any SD1.x file.
+
+    python tools/train_demo_model.py --out nodes/models/builtin/demo-shapes.safetensors
+
+Stages: the VAE, then a rescaling of its latent
+space so that SD1's scaling factor 0.18215 (the loader's default) gives latents of unit variance,
+then the UNet and text encoder together on the encoded dataset, with 10 % empty captions for
+classifier-free guidance and an exponential moving average of their weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from nodes.conditioning.tokens import tokenize_prompt  # noqa: E402
+from nodes.models.clip_tokenizer import load_clip_tokenizer  # noqa: E402
+from nodes.models.family import SD15  # noqa: E402
+from nodes.models.shipped_configs import FamilyConfigs, shipped_configs  # noqa: E402
+from nodes.models.tiny import ldm_state_dict  # noqa: E402
+from shapes_dataset import IMAGE_SIZE, make_dataset  # noqa: E402
+
+TEXT_WIDTH = 64
+UNET_CHANNELS = [32, 64]
+# The decoder ends with a GroupNorm of 32 groups (SD1's config, which the loader uses) over the
+# full-resolution level's channels: with one channel per group it standardises each channel over
+# the image, and the colours of flat regions cannot get through. Two per group leave them a way.
+VAE_CHANNELS = [64, 32, 32, 64]
+CAPTION_DROPOUT = 0.1
+EMA_DECAY = 0.998
+
+
+def demo_configs() -> FamilyConfigs:
+    """SD1.5's shipped configs, shrunk. Head counts follow the loader's rule for SD1.x (8 UNet heads
+    per level, 64 channels per CLIP head), so the configs it reads off the file's shapes are these."""
+    configs = shipped_configs(SD15)
+    configs.unet.update(block_out_channels=UNET_CHANNELS, layers_per_block=1, sample_size=IMAGE_SIZE // 8,
+                        down_block_types=["CrossAttnDownBlock2D"] * 2, up_block_types=["CrossAttnUpBlock2D"] * 2,
+                        cross_attention_dim=TEXT_WIDTH, attention_head_dim=8)
+    configs.vae.update(block_out_channels=VAE_CHANNELS, layers_per_block=1, sample_size=IMAGE_SIZE,
+                       down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+    configs.text_encoders["text_encoder"].update(hidden_size=TEXT_WIDTH, intermediate_size=4 * TEXT_WIDTH,
+                                                 num_hidden_layers=2, num_attention_heads=TEXT_WIDTH // 64,
+                                                 projection_dim=TEXT_WIDTH)
+    return configs
+
+
+def build_modules(configs: FamilyConfigs) -> dict:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    text = {k: v for k, v in configs.text_encoders["text_encoder"].items() if not k.startswith("_")}
+    return {"unet": UNet2DConditionModel.from_config(dict(configs.unet)),
+            "vae": AutoencoderKL.from_config(dict(configs.vae)),
+            "text_encoder": CLIPTextModel(CLIPTextConfig.from_dict(text))}
+
+
+def sd1_alphas_cumprod() -> torch.Tensor:
+    """SD1's training schedule: betas linear in sqrt space from 0.00085 to 0.012, 1000 steps."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0).float()
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W, 3] → float [N, 3, H, W] in -1..1."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def lr_at(step: int, steps: int, peak: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def train_vae(vae, images: torch.Tensor, steps: int, batch: int, generator: torch.Generator, log) -> float:
+    """Reconstruction (MSE + L1) of posterior samples, with a KL term small enough not to blur."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
+    vae.train()
+    losses = []
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, 2e-3)
+        index = torch.randint(0, len(images), (batch,), generator=generator)
+        x = images[index]
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+        reconstruction = vae.decode(z).sample
+        loss = F.mse_loss(reconstruction, x) + 0.5 * F.l1_loss(reconstruction, x) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 100 == 0 or step == steps - 1:
+            log(f"vae step {step}/{steps} loss {np.mean(losses[-100:]):.4f}")
+    vae.eval()
+    return float(np.mean(losses[-100:]))
+
+
+@torch.no_grad()
+def encode_all(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    return torch.cat([vae.encode(images[i:i + batch]).latent_dist.mean for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def normalise_latent_space(vae, latents: torch.Tensor, scaling_factor: float) -> torch.Tensor:
+    """Shift and scale the VAE's latent space (exactly: its 1×1 quant convolutions absorb it) so that
+    latents times `scaling_factor` have zero mean per channel and unit variance overall; returns
+    `latents` (encoded before) as the changed VAE encodes them."""
+    mean = latents.mean(dim=(0, 2, 3))
+    scale = 1.0 / (scaling_factor * float((latents - mean[None, :, None, None]).std()))
+    quant, post = vae.quant_conv, vae.post_quant_conv
+    channels = mean.numel()
+    # quant_conv yields [mean, logvar]: mean' = scale·(mean − m), logvar' = logvar + 2·ln(scale).
+    quant.weight[:channels] *= scale
+    quant.bias[:channels] = scale * (quant.bias[:channels] - mean)
+    quant.bias[channels:] += 2 * math.log(scale)
+    # post_quant_conv reads z = z'/scale + m.
+    post.bias += post.weight[:, :, 0, 0] @ mean
+    post.weight /= scale
+    return scale * (latents - mean[None, :, None, None])
+
+
+def caption_ids(captions: list[str], tokenizer) -> torch.Tensor:
+    """The 77 token ids of each caption, exactly as CLIPTextEncode tokenizes it."""
+    cache: dict[str, list[int]] = {}
+    for caption in captions:
+        if caption not in cache:
+            cache[caption] = list(tokenize_prompt(caption, tokenizer).chunks[0].ids)
+    return torch.tensor([cache[c] for c in captions], dtype=torch.long)
+
+
+def train_diffusion(unet, text_encoder, latents: torch.Tensor, ids: torch.Tensor, empty_ids: torch.Tensor,
+                    steps: int, batch: int, lr: float, generator: torch.Generator, log,
+                    snapshot=None, snapshot_every: int = 0) -> tuple[float, dict]:
+    """Epsilon prediction, timesteps uniform over SD1's 1000; returns the final loss and the EMA weights.
+    `snapshot(step, ema)` is called every `snapshot_every` steps, to look at a model while it trains."""
+    alphas_cumprod = sd1_alphas_cumprod()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    ema = {"unet": copy.deepcopy(unet).eval().requires_grad_(False),
+           "text_encoder": copy.deepcopy(text_encoder).eval().requires_grad_(False)}
+    ema_params = list(ema["unet"].parameters()) + list(ema["text_encoder"].parameters())
+    unet.train()
+    text_encoder.train()
+    losses = []
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup=200)
+        index = torch.randint(0, len(latents), (batch,), generator=generator)
+        x0, tokens = latents[index], ids[index].clone()
+        dropped = torch.rand(batch, generator=generator) < CAPTION_DROPOUT
+        tokens[dropped] = empty_ids
+        t = torch.randint(0, 1000, (batch,), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        a = alphas_cumprod[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        context = text_encoder(input_ids=tokens).last_hidden_state
+        prediction = unet(noisy, t, encoder_hidden_states=context).sample
+        loss = F.mse_loss(prediction, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        decay = min(EMA_DECAY, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        losses.append(loss.item())
+        if step % 100 == 0 or step == steps - 1:
+            log(f"diffusion step {step}/{steps} loss {np.mean(losses[-100:]):.4f}")
+        if snapshot is not None and snapshot_every and (step + 1) % snapshot_every == 0 and step + 1 < steps:
+            snapshot(step + 1, ema)
+    return float(np.mean(losses[-200:])), ema
+
+
+def save_checkpoint(path: Path, modules: dict, metadata: dict[str, str]) -> int:
+    """The single-file SD1.x checkpoint, in half precision (the loader casts to the run's dtype)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in ldm_state_dict(SD15, modules).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=metadata)
+    return path.stat().st_size
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "nodes/models/builtin/demo-shapes.safetensors")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images", type=int, default=6000, help="dataset size")
+    parser.add_argument("--vae-steps", type=int, default=600)
+    parser.add_argument("--vae-batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3000, help="UNet + text encoder steps")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="1 is fastest on a busy machine: idle threads spin waiting for the others")
+    parser.add_argument("--save-every", type=int, default=0, help="also write the EMA model every N steps")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] {message}", flush=True)
+
+    configs = demo_configs()
+    modules = build_modules(configs)
+    for name, module in modules.items():
+        log(f"{name}: {sum(p.numel() for p in module.parameters()) / 1e6:.2f} M parameters")
+    pixels, captions, _ = make_dataset(args.images, seed=args.seed)
+    images = to_tensor(pixels)
+    log(f"dataset: {len(images)} images, {len(set(captions))} distinct captions")
+
+    vae_loss = train_vae(modules["vae"], images, args.vae_steps, args.vae_batch, generator, log)
+    vae_seconds = time.monotonic() - started
+    scaling_factor = float(configs.vae["scaling_factor"])
+    latents = normalise_latent_space(modules["vae"], encode_all(modules["vae"], images), scaling_factor)
+    latents = latents * scaling_factor
+    with torch.no_grad():
+        check = modules["vae"].decode(latents[:256] / scaling_factor).sample
+    reconstruction_mae = float((check - images[:256]).abs().mean() * 127.5)
+    log(f"latents: std {latents.std():.3f}; reconstruction error {reconstruction_mae:.2f}/255 per channel")
+
+    tokenizer = load_clip_tokenizer()
+    ids = caption_ids(captions, tokenizer)
+    empty_ids = caption_ids([""], tokenizer)[0]
+    def snapshot(step: int, ema: dict) -> None:
+        path = args.out.with_name(f"{args.out.stem}-step{step}{args.out.suffix}")
+        save_checkpoint(path, {"unet": ema["unet"], "vae": modules["vae"], "text_encoder": ema["text_encoder"]},
+                        {"description": f"demo-shapes snapshot at step {step}"})
+        log(f"wrote {path}")
+
+    diffusion_loss, ema = train_diffusion(modules["unet"], modules["text_encoder"], latents, ids, empty_ids,
+                                          args.steps, args.batch, args.lr, generator, log,
+                                          snapshot=snapshot, snapshot_every=args.save_every)
+    seconds = time.monotonic() - started
+    command = "python tools/train_demo_model.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    summary = {"seed": args.seed, "images": args.images, "vae_steps": args.vae_steps, "vae_batch": args.vae_batch,
+               "steps": args.steps, "batch": args.batch, "lr": args.lr, "threads": args.threads,
+               "vae_final_loss": round(vae_loss, 5), "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2),
+               "diffusion_final_loss": round(diffusion_loss, 5), "vae_seconds": round(vae_seconds),
+               "total_seconds": round(seconds), "command": command, "torch": torch.__version__}
+    final = {"unet": ema["unet"], "vae": modules["vae"], "text_encoder": ema["text_encoder"]}
+    size = save_checkpoint(args.out, final, {"description": "sdgraph built-in demo model demo-shapes: "
+                                             "coloured shapes from tools/shapes_dataset.py",
+                                             "training": json.dumps(summary, sort_keys=True)})
+    log(f"wrote {args.out} ({size / 1e6:.1f} MB)")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
