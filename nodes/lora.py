@@ -38,10 +38,12 @@ def lora_path(paths: Paths, name: str) -> Path:
 
 
 def lora_fingerprint(paths: Paths, lora_name: str) -> str:
+    if paths.resolve_model_name("loras", lora_name) == BUILTIN_LORA:
+        return f"builtin:{BUILTIN_LORA}"  # deterministic: generating it on first use must not change the key
     try:
         return file_stamp(paths.model_path("loras", lora_name))
     except FileNotFoundError:
-        return "builtin" if paths.resolve_model_name("loras", lora_name) == BUILTIN_LORA else "missing"
+        return "missing"
 
 
 def load_lora(paths: Paths, lora_name: str, model: ModelHandle, clip: ClipHandle | None) -> MatchedLora:
