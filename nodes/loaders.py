@@ -48,10 +48,14 @@ class CheckpointLoaderSimple:
                        tooltip="The checkpoint to load, from models/checkpoints.")
 
     def fingerprint(self, paths: Paths, ckpt_name: str) -> str:
+        resolved = paths.resolve_model_name("checkpoints", ckpt_name)
+        if resolved in BUILTIN_CHECKPOINTS:
+            # Built-ins are deterministic: generating the file on first use must not change the key.
+            return f"builtin:{resolved}"
         try:
             return file_stamp(paths.model_path("checkpoints", ckpt_name))
         except FileNotFoundError:
-            return "builtin" if paths.resolve_model_name("checkpoints", ckpt_name) in BUILTIN_CHECKPOINTS else "missing"
+            return "missing"
 
     def run(self, ctx: Any, ckpt_name: str) -> tuple:
         runtime = runtime_from_settings(ctx.settings)
