@@ -59,7 +59,8 @@ class CheckpointLoaderSimple:
 
     def run(self, ctx: Any, ckpt_name: str) -> tuple:
         runtime = runtime_from_settings(ctx.settings)
-        loaded = load_checkpoint(checkpoint_path(ctx.paths, ckpt_name), dtype=runtime.dtype, device=runtime.device)
+        loaded = load_checkpoint(checkpoint_path(ctx.paths, ckpt_name), dtype=runtime.dtype, device=runtime.device,
+                                 memory_format=runtime.memory_format)
         if loaded.vae is None:
             raise ValueError(f"checkpoint {ckpt_name!r} has no VAE weights: add a VAELoader")
         model = ModelHandle(loaded.unet, loaded.family, ModelSampling(loaded.prediction_type), ckpt_name,
@@ -83,7 +84,8 @@ class VAELoader:
         from nodes.models.standalone_vae import load_vae
 
         runtime = runtime_from_settings(ctx.settings)
-        vae, scaling = load_vae(ctx.paths.model_path("vae", vae_name), runtime.dtype, runtime.device)
+        vae, scaling = load_vae(ctx.paths.model_path("vae", vae_name), runtime.dtype, runtime.device,
+                                runtime.memory_format)
         return (VaeHandle(vae, scaling, vae_name),)
 
 

@@ -63,9 +63,11 @@ def _tokenizers(configs: FamilyConfigs, folder: Path | None = None) -> list[Any]
 
 def _assemble(path: Path, family: CheckpointFamily, configs: FamilyConfigs,
               components: dict[str, dict[str, torch.Tensor]], dtype: torch.dtype | None,
-              device: str | torch.device, folder: Path | None = None) -> LoadedCheckpoint:
+              device: str | torch.device, memory_format: torch.memory_format,
+              folder: Path | None = None) -> LoadedCheckpoint:
     def assign(module: Any, name: str) -> Any:
-        return assign_weights(module, components[name], dtype=dtype, device=device, component=f"{path.name}: {name}")
+        return assign_weights(module, components[name], dtype=dtype, device=device, component=f"{path.name}: {name}",
+                              memory_format=memory_format)
 
     missing = [n for n in ("unet", *text_encoder_names(configs.model_index)) if n not in components]
     if missing:
@@ -79,7 +81,8 @@ def _assemble(path: Path, family: CheckpointFamily, configs: FamilyConfigs,
 
 
 def load_single_file(path: Path, dtype: torch.dtype | None, device: str | torch.device,
-                     family: CheckpointFamily | None = None) -> LoadedCheckpoint:
+                     family: CheckpointFamily | None = None,
+                     memory_format: torch.memory_format = torch.contiguous_format) -> LoadedCheckpoint:
     """A `.safetensors`/`.ckpt` file in the original LDM layout."""
     state_dict = normalize_legacy_keys(load_state_dict(path))
     if family is None:
@@ -91,7 +94,7 @@ def load_single_file(path: Path, dtype: torch.dtype | None, device: str | torch.
     configs = configs_for_checkpoint(state_dict, family)
     components = convert_checkpoint(state_dict, family, configs)
     del state_dict  # the converted dicts share its tensors; drop the names that pin the rest
-    return _assemble(path, family, configs, components, dtype, device)
+    return _assemble(path, family, configs, components, dtype, device, memory_format)
 
 
 def family_of_diffusers_folder(configs: FamilyConfigs) -> CheckpointFamily:
@@ -130,8 +133,8 @@ def _component_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_state_dict(candidates[0])
 
 
-def load_diffusers_folder(folder: Path, dtype: torch.dtype | None,
-                          device: str | torch.device) -> LoadedCheckpoint:
+def load_diffusers_folder(folder: Path, dtype: torch.dtype | None, device: str | torch.device,
+                          memory_format: torch.memory_format = torch.contiguous_format) -> LoadedCheckpoint:
     """A diffusers pipeline folder (with `model_index.json`), using the folder's own configs."""
     configs = read_pipeline_configs(folder)
     family = family_of_diffusers_folder(configs)
@@ -145,16 +148,17 @@ def load_diffusers_folder(folder: Path, dtype: torch.dtype | None,
                 # Folders written before transformers 5.6 keep CLIPTextModel's `text_model.` level.
                 weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
             components[name] = weights
-    return _assemble(folder, family, configs, components, dtype, device, folder=folder)
+    return _assemble(folder, family, configs, components, dtype, device, memory_format, folder=folder)
 
 
 def load_checkpoint(path: str | Path, dtype: torch.dtype | None = torch.float32,
-                    device: str | torch.device = "cpu", family: str | CheckpointFamily | None = None
-                    ) -> LoadedCheckpoint:
+                    device: str | torch.device = "cpu", family: str | CheckpointFamily | None = None,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> LoadedCheckpoint:
     """Load the pipeline in `path`: a single-file checkpoint or a diffusers folder.
 
     `dtype` applies to floating-point weights (None keeps the file's); `family` overrides
     detection, e.g. `"sd2"` for an SD2.x epsilon model that detection would call v-prediction.
+    `memory_format` is the layout of convolution weights (channels_last for the CPU, see `runtime`).
     Errors name the file: FileNotFoundError, CheckpointFileError (unreadable), UnknownCheckpointError
     (not a supported family), WeightMismatchError (tensors that do not fit).
     """
@@ -163,12 +167,12 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype | None = torch.float32,
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise CheckpointFileError(f"{path}: a folder without model_index.json is not a diffusers pipeline")
-        loaded = load_diffusers_folder(path, dtype, device)
+        loaded = load_diffusers_folder(path, dtype, device, memory_format)
         if chosen is not None:
             loaded.family = chosen
             loaded.scheduler_config["prediction_type"] = chosen.prediction_type
         return loaded
-    return load_single_file(path, dtype, device, chosen)
+    return load_single_file(path, dtype, device, chosen, memory_format)
 
 
 __all__ = ["LoadedCheckpoint", "load_checkpoint", "load_single_file", "load_diffusers_folder"]

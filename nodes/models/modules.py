@@ -64,9 +64,11 @@ def _materialize_buffers(module: torch.nn.Module, device: torch.device) -> None:
 
 
 def assign_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *,
-                   dtype: torch.dtype | None, device: str | torch.device, component: str):
+                   dtype: torch.dtype | None, device: str | torch.device, component: str,
+                   memory_format: torch.memory_format = torch.contiguous_format):
     """Give `module` (built on meta) the tensors of `state_dict`, cast and moved; returns it in eval mode.
 
+    Convolution kernels (4-D) get `memory_format`, in the same copy as the cast when there is one.
     Non-persistent buffers found in the file (old checkpoints carry CLIP's `position_ids`) are
     dropped; any other extra or missing key raises WeightMismatchError naming the component.
     """
@@ -89,7 +91,8 @@ def assign_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tenso
     cast = {}
     for key, value in given.items():
         target = dtype if (dtype is not None and value.is_floating_point()) else value.dtype
-        cast[key] = value.to(device=device, dtype=target)
+        layout = memory_format if value.ndim == 4 else torch.preserve_format
+        cast[key] = value.to(device=device, dtype=target, memory_format=layout)
     module.load_state_dict(cast, strict=True, assign=True)
     _materialize_buffers(module, device)
     return module.eval().requires_grad_(False)

@@ -16,7 +16,8 @@ from nodes.models.shipped_configs import shipped_configs
 from nodes.models.state_dict_files import CheckpointFileError, load_state_dict
 
 
-def load_vae(path: Path, dtype: torch.dtype | None, device: str | torch.device) -> tuple[Any, float]:
+def load_vae(path: Path, dtype: torch.dtype | None, device: str | torch.device,
+             memory_format: torch.memory_format = torch.contiguous_format) -> tuple[Any, float]:
     """(AutoencoderKL, its config's scaling factor) from a VAE file; errors name the file."""
     state = load_state_dict(path)
     if any(k.startswith("encoder.down.") for k in state):  # LDM layout without the checkpoint prefix
@@ -29,5 +30,6 @@ def load_vae(path: Path, dtype: torch.dtype | None, device: str | torch.device) 
         weights, config = state, base
     else:
         raise CheckpointFileError(f"{path}: no VAE weights found (expected encoder/decoder tensors)")
-    vae = assign_weights(build_vae(config), weights, dtype=dtype, device=device, component=f"{path.name}: vae")
+    vae = assign_weights(build_vae(config), weights, dtype=dtype, device=device, component=f"{path.name}: vae",
+                         memory_format=memory_format)
     return vae, float(config.get("scaling_factor", 0.18215))

@@ -75,6 +75,7 @@ class _UNetDenoiser:
         self.cfg = float(cfg)
         if self.negative is None and not self.skips_uncond:
             raise ValueError(f"cfg={cfg} needs negative conditioning; only cfg == 1 may omit it")
+        self._stacked: dict[tuple, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
 
     @property
     def skips_uncond(self) -> bool:
@@ -84,18 +85,24 @@ class _UNetDenoiser:
     def _parameter(self) -> torch.Tensor:
         return next(self.unet.parameters())
 
+    def _stacked_conds(self, conds: list[Cond], batch: int, param: torch.Tensor):
+        """The batched conditioning on the UNet's device and dtype: built and cast once, not every step."""
+        key = (len(conds), batch, param.device, param.dtype)
+        if key not in self._stacked:
+            embeds, added = _stack_conds(conds, batch)
+            self._stacked[key] = (embeds.to(param.device, param.dtype),
+                                  {k: v.to(param.device, param.dtype) for k, v in added.items()})
+        return self._stacked[key]
+
     def _unet_output(self, x_in: torch.Tensor, timestep: torch.Tensor, conds: list[Cond]) -> torch.Tensor:
         param = self._parameter()
-        batch = x_in.shape[0]
-        embeds, added = _stack_conds(conds, batch)
+        embeds, added = self._stacked_conds(conds, x_in.shape[0], param)
         sample = x_in.repeat(len(conds), *([1] * (x_in.ndim - 1)))
-        kwargs = {}
-        if added:
-            kwargs["added_cond_kwargs"] = {k: v.to(param.device, param.dtype) for k, v in added.items()}
+        kwargs = {"added_cond_kwargs": added} if added else {}
         out = self.unet(
             sample.to(param.device, param.dtype),
             timestep.to(param.device).expand(sample.shape[0]),
-            encoder_hidden_states=embeds.to(param.device, param.dtype),
+            encoder_hidden_states=embeds,
             **kwargs,
         ).sample
         return out.to(x_in.device, torch.float32)
