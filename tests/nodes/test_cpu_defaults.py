@@ -1,7 +1,6 @@
 """The CPU defaults: bf16 where the processor computes it natively, channels_last convolutions,
 and a bf16 run that stays close to the fp32 one. (The other node tests run at fp32, see conftest.)"""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,7 +53,6 @@ def test_gpus_keep_fp16_and_the_contiguous_layout(bf16_cpu):
     assert chosen.precision == "fp16" and chosen.memory_format == torch.contiguous_format
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/cpuinfo")
 def test_native_bf16_detection_agrees_with_the_cpu_flags():
     flags = set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
