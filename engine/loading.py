@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.pngmeta import read_png_metadata, workflow_from_png
+from engine.pngmeta import read_png_metadata, workflow_from_metadata
 from engine.registry import NodeRegistry
 from engine.workflow import Workflow, WorkflowFormatError
 
@@ -48,7 +48,7 @@ def load_workflow_file(path: Path | str, registry: NodeRegistry) -> LoadedWorkfl
     if head == PNG_SIGNATURE:
         metadata = read_png_metadata(path)
         extra = {"workflow": metadata.workflow} if metadata.workflow else {}
-        return LoadedWorkflow(workflow_from_png(path, registry), extra, "png")
+        return LoadedWorkflow(workflow_from_metadata(metadata, registry), extra, "png")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

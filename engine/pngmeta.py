@@ -97,7 +97,11 @@ def workflow_from_png(source: PathOrBytes | BinaryIO, registry: Any) -> Workflow
     format, converted with the registry's node declarations); A1111's `parameters` text (rebuilt as
     a text-to-image graph). A source that is present but unusable is skipped for the next one.
     """
-    meta = read_png_metadata(source)
+    return workflow_from_metadata(read_png_metadata(source), registry)
+
+
+def workflow_from_metadata(meta: PngMetadata, registry: Any) -> Workflow:
+    """`workflow_from_png` for metadata already read (so a caller reads the file once)."""
     problems = list(meta.problems)
     if meta.prompt is not None:
         try:

@@ -29,15 +29,20 @@ def decode(vae: VaeHandle, samples: torch.Tensor) -> torch.Tensor:
     return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu()
 
 
+def crop_to_multiple_of_8(images: torch.Tensor) -> torch.Tensor:
+    """Centre-crop [B, H, W, ...] down to sides that are multiples of 8, as ComfyUI does."""
+    height, width = (images.shape[1] // 8) * 8, (images.shape[2] // 8) * 8
+    top, left = (images.shape[1] % 8) // 2, (images.shape[2] % 8) // 2
+    return images[:, top:top + height, left:left + width]
+
+
 @torch.no_grad()
 def encode(vae: VaeHandle, pixels: torch.Tensor) -> torch.Tensor:
     """Images [B, H, W, C] in 0..1 → latents (the posterior mean, so encoding is deterministic).
 
     Sizes that are not multiples of 8 are centre-cropped down to one, as ComfyUI does.
     """
-    height, width = (pixels.shape[1] // 8) * 8, (pixels.shape[2] // 8) * 8
-    top, left = (pixels.shape[1] % 8) // 2, (pixels.shape[2] % 8) // 2
-    pixels = pixels[:, top:top + height, left:left + width, :3]
+    pixels = crop_to_multiple_of_8(pixels)[..., :3]
     device, dtype = _module_dtype(vae.vae)
     x = pixels.permute(0, 3, 1, 2).to(device, dtype) * 2.0 - 1.0
     return vae.vae.encode(x).latent_dist.mean.float().cpu()
@@ -128,12 +133,11 @@ class VAEEncodeForInpaint:
     grow_mask_by = Int(6, min=0, max=64, step=1)
 
     def run(self, ctx: Any, pixels: torch.Tensor, vae: VaeHandle, mask: torch.Tensor, grow_mask_by: int) -> tuple:
-        height, width = (pixels.shape[1] // 8) * 8, (pixels.shape[2] // 8) * 8
         mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
         mask = F.interpolate(mask, size=(pixels.shape[1], pixels.shape[2]), mode="bilinear")
-        top, left = (pixels.shape[1] % 8) // 2, (pixels.shape[2] % 8) // 2
-        pixels = pixels[:, top:top + height, left:left + width, :3].clone()
-        mask = mask[:, :, top:top + height, left:left + width]
+        pixels = crop_to_multiple_of_8(pixels)[..., :3].clone()
+        mask = crop_to_multiple_of_8(mask.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        height, width = pixels.shape[1], pixels.shape[2]
         if grow_mask_by > 0:
             kernel = torch.ones(1, 1, grow_mask_by, grow_mask_by)
             grown = F.conv2d(mask.round(), kernel, padding=grow_mask_by // 2).clamp(0, 1)
