@@ -162,8 +162,9 @@ def job_summary(job: Job, state: Any, detail: bool = False) -> dict[str, Any]:
     if job.state == PENDING:
         summary["position"] = state.store.position(job.prompt_id)
     if job.state == RUNNING:
-        running = state.queue.running
-        summary["current_node"] = running["node"] if running and running["prompt_id"] == job.prompt_id else None
+        running = next((r for r in state.queue.running_jobs() if r["prompt_id"] == job.prompt_id), None)
+        summary["current_node"] = running["node"] if running else None
+        summary["worker"] = running["worker"] if running else None
     if job.state == FINISHED:
         summary["outputs"] = job.outputs
         errors = [data for event, data in job.messages if event in ("execution_error", "execution_interrupted")]

@@ -174,10 +174,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     conn.task = asyncio.get_running_loop().create_task(conn.pump())
     try:
         conn.offer(json.dumps({"type": "status", "data": {"status": state.queue.status(), "sid": client_id}}))
-        running = state.queue.running
-        if running and running["client_id"] == client_id and running["node"]:
-            conn.offer(json.dumps({"type": "executing", "data": {
-                "node": running["node"], "display_node": running["node"], "prompt_id": running["prompt_id"]}}))
+        for running in state.queue.running_jobs():
+            if running["client_id"] == client_id and running["node"]:
+                conn.offer(json.dumps({"type": "executing", "data": {
+                    "node": running["node"], "display_node": running["node"], "prompt_id": running["prompt_id"]}}))
         async for message in ws:
             if message.type == WSMsgType.TEXT:
                 _client_message(conn, message.data, state.settings.max_upload_bytes)

@@ -146,6 +146,10 @@ class OutputCache:
             self._bytes -= evicted.nbytes
             self.evictions += 1
 
+    def keys(self) -> list[str]:
+        """The keys held, least recently used first (what a worker reports for affinity)."""
+        return list(self._entries)
+
     def clear(self) -> None:
         self._entries.clear()
         self._bytes = 0

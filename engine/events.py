@@ -20,6 +20,9 @@ EXECUTION_SUCCESS = "execution_success"
 EXECUTION_ERROR = "execution_error"
 EXECUTION_INTERRUPTED = "execution_interrupted"
 
+# The events that end a run: the server sends them only once the history entry is written.
+TERMINAL_EVENTS = (EXECUTION_SUCCESS, EXECUTION_ERROR, EXECUTION_INTERRUPTED)
+
 # The events ComfyUI keeps in a history entry's `status.messages`.
 HISTORY_EVENTS = (EXECUTION_START, EXECUTION_CACHED, EXECUTION_SUCCESS, EXECUTION_ERROR, EXECUTION_INTERRUPTED)
 

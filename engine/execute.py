@@ -99,6 +99,39 @@ class Executor:
         return _Run(self, plan, prompt_id or str(uuid.uuid4()), listener, interrupt or InterruptHandle(),
                     extra_data or {}).go()
 
+    def plan_signatures(self, plan: Plan, settings: dict[str, Any]) -> tuple[dict[str, Signature], set[str]]:
+        """Every needed node's signature, and the volatile nodes (always re-run, never cached).
+
+        Public so a dispatcher can tell which worker's cache covers most of a graph.
+        """
+        signatures: dict[str, Signature] = {}
+        volatile: set[str] = set()
+        for node_id in plan.order:
+            decl = plan.declarations[node_id]
+            links = plan.links[node_id]
+            external = None
+            if decl.always_rerun:
+                external = uuid.uuid4().hex
+                volatile.add(node_id)
+            elif decl.has_fingerprint:
+                try:
+                    external = str(decl.cls().fingerprint(self.paths, **plan.constants[node_id]))
+                except Exception as exc:  # the node's run will report the real problem
+                    external = f"unavailable: {exc}"
+                    volatile.add(node_id)
+            if decl.uses_settings:
+                used = canonical({name: settings.get(name) for name in decl.uses_settings})
+                external = used if external is None else f"{external}|{used}"
+            if any(link.node_id in volatile for link in links.values()):
+                volatile.add(node_id)
+            signatures[node_id] = Signature(
+                class_type=decl.class_type, version=decl.version,
+                constants=tuple(sorted((k, canonical(v)) for k, v in plan.constants[node_id].items())),
+                upstream=tuple(sorted((name, link.node_id, link.slot, signatures[link.node_id].key)
+                                      for name, link in links.items())),
+                external=external)
+        return signatures, volatile
+
     def run_settings(self, extra_data: dict[str, Any] | None) -> dict[str, Any]:
         """The executor's settings with a workflow's own overrides (`extra_data["settings"]`) on top."""
         overrides = (extra_data or {}).get("settings")
@@ -137,34 +170,7 @@ class _Run:
         return self._prompt_json
 
     def signatures(self) -> tuple[dict[str, Signature], set[str]]:
-        """Every needed node's signature, and the volatile nodes (always re-run, never cached)."""
-        signatures: dict[str, Signature] = {}
-        volatile: set[str] = set()
-        for node_id in self.plan.order:
-            decl = self.plan.declarations[node_id]
-            links = self.plan.links[node_id]
-            external = None
-            if decl.always_rerun:
-                external = uuid.uuid4().hex
-                volatile.add(node_id)
-            elif decl.has_fingerprint:
-                try:
-                    external = str(decl.cls().fingerprint(self.executor.paths, **self.plan.constants[node_id]))
-                except Exception as exc:  # the node's run will report the real problem
-                    external = f"unavailable: {exc}"
-                    volatile.add(node_id)
-            if decl.uses_settings:
-                used = canonical({name: self.settings.get(name) for name in decl.uses_settings})
-                external = used if external is None else f"{external}|{used}"
-            if any(link.node_id in volatile for link in links.values()):
-                volatile.add(node_id)
-            signatures[node_id] = Signature(
-                class_type=decl.class_type, version=decl.version,
-                constants=tuple(sorted((k, canonical(v)) for k, v in self.plan.constants[node_id].items())),
-                upstream=tuple(sorted((name, link.node_id, link.slot, signatures[link.node_id].key)
-                                      for name, link in links.items())),
-                external=external)
-        return signatures, volatile
+        return self.executor.plan_signatures(self.plan, self.settings)
 
     def nodes_to_run(self, cached: set[str]) -> set[str]:
         """The needed nodes whose outputs the cache cannot supply, walking up from the outputs."""

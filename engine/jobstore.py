@@ -171,6 +171,25 @@ class JobStore:
         job.state, job.started_at, job.attempts = RUNNING, now, job.attempts + 1
         return job
 
+    def claim(self, prompt_id: str) -> Job | None:
+        """Mark this pending job running and return it; None if it is no longer pending (deleted, taken)."""
+        with self._tx():
+            now = time.time()
+            updated = self._db.execute("UPDATE jobs SET state = ?, started_at = ?, attempts = attempts + 1 "
+                                       "WHERE prompt_id = ? AND state = ?", (RUNNING, now, prompt_id, PENDING))
+            if updated.rowcount == 0:
+                return None
+            row = self._db.execute("SELECT * FROM jobs WHERE prompt_id = ?", (prompt_id,)).fetchone()
+        return _job(row)
+
+    def pending_heads(self, per_client: int) -> list[Job]:
+        """The first `per_client` pending jobs of each client, in queue order: what a fair dispatcher chooses from."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY number, seq) AS rank "
+                "FROM jobs WHERE state = ?) WHERE rank <= ? ORDER BY number, seq", (PENDING, per_client)).fetchall()
+        return [_job(r) for r in rows]
+
     def requeue(self, prompt_id: str, count_attempt: bool = False) -> None:
         """Put a running job back at its place in the queue (a clean shutdown stopped it)."""
         with self._tx():
@@ -204,13 +223,17 @@ class JobStore:
                     self._db.execute("UPDATE jobs SET state = ?, started_at = NULL WHERE prompt_id = ?",
                                      (PENDING, row["prompt_id"]))
         for prompt_id in failed:
-            message = (f"the server stopped {self.max_attempts} times while running this prompt; "
-                       "it was not retried again")
-            self.finish(prompt_id, "error", {}, [["execution_error", {
-                "prompt_id": prompt_id, "node_id": None, "node_type": None, "exception_message": message,
-                "exception_type": "ServerRestart", "traceback": [], "executed": [], "current_inputs": {},
-                "timestamp": int(time.time() * 1000)}]])
+            self.give_up(prompt_id, f"the server stopped {self.max_attempts} times while running this prompt; "
+                                    "it was not retried again", "ServerRestart")
         return requeued, failed
+
+    def give_up(self, prompt_id: str, message: str, exception_type: str) -> dict[str, Any]:
+        """Record a job that will not be retried as an error; returns its `execution_error` data."""
+        data = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "exception_message": message,
+                "exception_type": exception_type, "traceback": [], "executed": [], "current_inputs": {},
+                "timestamp": int(time.time() * 1000)}
+        self.finish(prompt_id, "error", {}, [["execution_error", data]])
+        return data
 
     def _delete(self, state: str, prompt_ids: Iterable[str] | None) -> int:
         """Delete the jobs in `state` (only those in `prompt_ids`, when given); returns how many."""

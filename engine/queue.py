@@ -1,94 +1,113 @@
-"""The prompt queue and its worker: prompts run one at a time, in priority order, in a thread.
+"""The prompt queue and its dispatcher: prompts from the durable store, run on a backend's workers.
 
-The executor is synchronous, so the worker runs it in its own thread while whoever owns the
-queue (the server's event loop) keeps serving. Events go out through `publish(event, data,
+The store (`JobStore`) is the single source of truth; the dispatcher thread claims pending jobs
+from it in fair order (engine.backends.dispatch) and hands each to an idle worker, one prompt per
+worker, each run consumed by a thread of its own. Events go out through `publish(event, data,
 client_id)`; `client_id=None` means every client. Ordering guarantees clients rely on:
 
+- a worker's events leave in the order it produced them;
 - the history entry is written *before* the terminal event (`execution_success`, `_error` or
   `_interrupted`) and before the final `executing {node: null}` are published, so a client that
   reacts to either by reading the history finds the entry (ComfyUI gets this order wrong);
 - `status` (the queue length) goes to every client whenever the queue changes.
 
-Preview images are throttled here, at the source, to at most one per `preview_interval` seconds
-per prompt, so a fast sampler cannot flood the clients (or the thread boundary) with images.
+A worker that dies mid-prompt puts the prompt back in the queue (its clients get
+`execution_restarting`); after `store.max_attempts` starts it is recorded as an error. Either
+way the history gets exactly one entry. The worker is used again once it answers (restarted).
 """
 
 from __future__ import annotations
 
 import threading
-import time
-import traceback
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from engine.context import InterruptHandle
-from engine.events import (EXECUTING, EXECUTION_ERROR, EXECUTION_INTERRUPTED, EXECUTION_SUCCESS, PREVIEW)
+from engine.backends.base import RESULT, Backend, Worker, WorkerLost
+from engine.backends.dispatch import Candidate, Chooser
+from engine.backends.local import LocalBackend
+from engine.events import EXECUTING, EXECUTION_ERROR, TERMINAL_EVENTS
 from engine.execute import Executor
 from engine.jobstore import Job, JobStore
-from engine.workflow import Workflow, WorkflowFormatError
+from engine.workflow import Workflow
 
 Publish = Callable[[str, dict[str, Any], "str | None"], None]
-TERMINAL_EVENTS = (EXECUTION_SUCCESS, EXECUTION_ERROR, EXECUTION_INTERRUPTED)
 STATUS = "status"
+RESTARTING = "execution_restarting"
+PENDING_PER_CLIENT = 32  # how deep into each client's queue the dispatcher looks for affinity
 
 
 def _no_publish(event: str, data: dict[str, Any], client_id: str | None) -> None:
     return None
 
 
-class PromptQueue:
-    """A durable queue (`JobStore`) plus the single worker thread that executes it."""
+@dataclass
+class _Slot:
+    """One worker as the dispatcher tracks it."""
 
-    def __init__(self, executor: Executor, store: JobStore, publish: Publish = _no_publish,
-                 preview_interval: float = 0.1) -> None:
-        self.executor = executor
+    worker: Worker
+    job: Job | None = None
+    node: str | None = None
+    alive: bool = True
+
+
+class PromptQueue:
+    """A durable queue (`JobStore`) plus the dispatcher that runs it on a backend's workers.
+
+    `backend` may be an Executor: one in-process worker (the default server's setup). `validator`
+    (an executor on the server) lets the dispatcher weigh which worker's cache covers a graph.
+    """
+
+    def __init__(self, backend: Backend | Executor, store: JobStore, publish: Publish = _no_publish,
+                 preview_interval: float = 0.1, validator: Executor | None = None, affinity: bool = True) -> None:
+        if isinstance(backend, Executor):
+            validator = validator or backend
+            backend = LocalBackend(backend, preview_interval)
+        self.backend = backend
         self.store = store
         self.publish = publish
-        self.preview_interval = preview_interval
+        self.validator = validator
+        self.chooser = Chooser(affinity=affinity)
         self._wake = threading.Condition()
         self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._current: tuple[Job, InterruptHandle] | None = None
-        self._current_node: str | None = None
-        self._free_requested: dict[str, bool] = {}
+        self._slots: list[_Slot] = []
+        self._threads: list[threading.Thread] = []
 
     # --- control -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Recover from an unclean stop, then start the worker thread."""
+        """Recover from an unclean stop, start the workers, then the dispatcher."""
         self.store.recover()
         self._stopping = False
-        self._thread = threading.Thread(target=self._work, name="prompt-worker", daemon=True)
-        self._thread.start()
+        self._slots = [_Slot(worker) for worker in self.backend.start()]
+        self._spawn(self._dispatch, "prompt-dispatcher")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the worker; a prompt it was running goes back to the queue for the next start."""
+        """Stop dispatching; prompts running go back to the queue for the next start."""
         with self._wake:
             self._stopping = True
-            if self._current is not None:
-                self._current[1].set()
+            for slot in self._slots:
+                if slot.job is not None:
+                    slot.worker.interrupt(slot.job.prompt_id)
             self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        # The dispatcher first: once it has returned it starts no more runs, so joining the rest is final.
+        while self._threads:
+            self._threads.pop(0).join(timeout)
+        self.backend.stop()
 
     def submit(self, job: Job, number: float | None = None, front: bool = False) -> Job:
         """Queue a validated job; KeyError if its prompt_id is taken."""
         self.store.add(job, number, front)
         self.notify_changed()
-        with self._wake:
-            self._wake.notify_all()
+        self._notify()
         return job
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
-        """Stop the running prompt (only if it is `prompt_id`, when given). True if one was asked to stop."""
+        """Stop a running prompt: `prompt_id`, or every running one when None. True if one was asked to stop."""
         with self._wake:
-            if self._current is None:
-                return False
-            job, handle = self._current
-            if prompt_id is not None and job.prompt_id != prompt_id:
-                return False
-            handle.set()
-            return True
+            targets = [s for s in self._slots if s.job is not None and prompt_id in (None, s.job.prompt_id)]
+        for slot in targets:
+            slot.worker.interrupt(slot.job.prompt_id)
+        return bool(targets)
 
     def delete(self, prompt_ids: list[str]) -> int:
         removed = self.store.delete_pending(prompt_ids)
@@ -103,11 +122,10 @@ class PromptQueue:
         return removed
 
     def request_free(self, unload_models: bool = False, free_memory: bool = False) -> None:
-        """Drop cached outputs (models included) before the next prompt: the worker owns the cache."""
-        with self._wake:
-            self._free_requested["unload_models"] = self._free_requested.get("unload_models", False) or unload_models
-            self._free_requested["free_memory"] = self._free_requested.get("free_memory", False) or free_memory
-            self._wake.notify_all()
+        """Drop every worker's cached outputs (models included) before its next prompt."""
+        if unload_models or free_memory:
+            for slot in self._slots:
+                slot.worker.free(True)
 
     # --- state ---------------------------------------------------------------------------
 
@@ -117,110 +135,146 @@ class PromptQueue:
     def notify_changed(self) -> None:
         self.publish(STATUS, {"status": self.status()}, None)
 
+    def running_jobs(self) -> list[dict[str, Any]]:
+        """`{prompt_id, client_id, node, worker}` of each running prompt (node: the one executing)."""
+        with self._wake:
+            return [{"prompt_id": s.job.prompt_id, "client_id": s.job.client_id, "node": s.node,
+                     "worker": s.worker.id} for s in self._slots if s.job is not None]
+
     @property
     def running(self) -> dict[str, Any] | None:
-        """`{prompt_id, client_id, node}` of the running prompt (node: the one executing), or None."""
-        current = self._current
-        if current is None:
-            return None
-        return {"prompt_id": current[0].prompt_id, "client_id": current[0].client_id, "node": self._current_node}
+        """The first running prompt (see `running_jobs`), or None."""
+        jobs = self.running_jobs()
+        return jobs[0] if jobs else None
 
-    # --- the worker ----------------------------------------------------------------------
+    def workers(self) -> list[dict[str, Any]]:
+        """Each worker's last report (device, what it holds) plus its state here; cache keys left out."""
+        with self._wake:
+            slots = list(self._slots)
+        listing = []
+        for slot in slots:
+            entry = {k: v for k, v in slot.worker.description.items() if k != "cache_keys"}
+            entry.update(id=slot.worker.id, backend=self.backend.name,
+                         state="lost" if not slot.alive else "busy" if slot.job else "idle",
+                         prompt_id=slot.job.prompt_id if slot.job else None, node=slot.node)
+            listing.append(entry)
+        return listing
 
-    def _work(self) -> None:
+    # --- dispatching ---------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._wake:  # started under the lock, so stop() never joins a thread not yet started
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
+
+    def _dispatch(self) -> None:
         while True:
             with self._wake:
                 if self._stopping:
                     return
-                self._apply_free()
-            job = self.store.claim_next()
-            if job is None:
+                idle = [s for s in self._slots if s.alive and s.job is None]
+                busy = [s.worker.holdings for s in self._slots if s.alive and s.job is not None]
+            if not idle or not self._assign(idle, busy):
                 with self._wake:
                     if not self._stopping:
                         self._wake.wait(1.0)
-                continue
-            self._run(job)
 
-    def _apply_free(self) -> None:
-        if self._free_requested:
-            if self._free_requested.get("unload_models") or self._free_requested.get("free_memory"):
-                self.executor.cache.clear()
-            self._free_requested = {}
-
-    def _run(self, job: Job) -> None:
-        handle = InterruptHandle()
+    def _assign(self, idle: list[_Slot], busy: list) -> bool:
+        """Start one pending job on one idle worker; False when there is nothing to start."""
+        pending = self.store.pending_heads(PENDING_PER_CLIENT)
+        choice = self.chooser.choose(pending, [Candidate(s, s.worker.holdings) for s in idle], busy, self._cache_keys)
+        if choice is None:
+            return False
+        job, candidate = choice
+        claimed = self.store.claim(job.prompt_id)
+        if claimed is None:  # deleted since it was read: look again
+            return True
+        slot = candidate.key
         with self._wake:
-            self._current = (job, handle)
             if self._stopping:
-                handle.set()
+                self.store.requeue(claimed.prompt_id)
+                return False
+            slot.job, slot.node = claimed, None
         self.notify_changed()
-        run = _JobRun(self, job, handle)
+        self._spawn(self._run, f"run-{slot.worker.id}", slot, claimed)
+        return True
+
+    def _cache_keys(self, job: Job) -> set[str]:
+        """The cache keys of the job's graph as this server computes them (empty if it cannot)."""
+        if self.validator is None:
+            return set()
         try:
-            status, outputs, messages, terminal = run.execute()
-            if self._stopping and status == "interrupted":
+            result = self.validator.validate(Workflow.from_api(job.prompt), job.targets)
+            if not result.ok:
+                return set()
+            signatures, volatile = self.validator.plan_signatures(result.plan,
+                                                                  self.validator.run_settings(job.extra_data))
+        except Exception:  # affinity is a preference: never let it stop a dispatch
+            return set()
+        return {sig.key for node_id, sig in signatures.items() if node_id not in volatile}
+
+    # --- one run -------------------------------------------------------------------------
+
+    def _run(self, slot: _Slot, job: Job) -> None:
+        send = lambda event, data: self.publish(event, data, job.client_id)  # noqa: E731
+        held: list[Any] = []
+        started = False
+        try:
+            result = None
+            for event, data in slot.worker.run(job):
+                started = True
+                if event == RESULT:
+                    result = data
+                    slot.worker.description = data.get("worker") or slot.worker.description
+                elif event in TERMINAL_EVENTS:
+                    held.append((event, data))
+                else:
+                    if event == EXECUTING:
+                        slot.node = data.get("node")
+                    send(event, data)
+            if result is None:
+                raise WorkerLost(f"worker {slot.worker.id} ended the stream without a result", started)
+            if self._stopping and result["status"] == "interrupted":
                 self.store.requeue(job.prompt_id)
                 return
-            self.store.finish(job.prompt_id, status, outputs, messages)
-            run.send(*terminal)
-            run.send(EXECUTING, {"node": None, "prompt_id": job.prompt_id})
+            self.store.finish(job.prompt_id, result["status"], result["outputs"], result["messages"])
+            send(*tuple(result.get("terminal") or held[-1]))
+            send(EXECUTING, {"node": None, "prompt_id": job.prompt_id})
+        except WorkerLost as exc:
+            self._lost(slot, job, exc)
         finally:
             with self._wake:
-                self._current = None
-                self._current_node = None
+                slot.job, slot.node = None, None
+                self._wake.notify_all()
             self.notify_changed()
 
+    def _lost(self, slot: _Slot, job: Job, exc: WorkerLost) -> None:
+        """Re-queue (or, after too many starts, fail) the prompt of a worker that died; revive the slot."""
+        with self._wake:
+            slot.alive = False
+        attempts = (self.store.get(job.prompt_id) or job).attempts
+        if self._stopping or not exc.started:
+            self.store.requeue(job.prompt_id)
+        elif attempts >= self.store.max_attempts:
+            data = self.store.give_up(job.prompt_id, f"the worker running this prompt died {attempts} times "
+                                      f"(last: {exc}); it was not retried again", "WorkerLost")
+            self.publish(EXECUTION_ERROR, data, job.client_id)
+            self.publish(EXECUTING, {"node": None, "prompt_id": job.prompt_id}, job.client_id)
+        else:
+            self.store.requeue(job.prompt_id, count_attempt=True)
+            self.publish(RESTARTING, {"prompt_id": job.prompt_id, "worker": slot.worker.id, "attempt": attempts,
+                                      "reason": str(exc)}, job.client_id)
+        self._spawn(self._revive, f"revive-{slot.worker.id}", slot)
 
-class _JobRun:
-    """One job's execution: validation, the run, and the events it produces."""
-
-    def __init__(self, queue: PromptQueue, job: Job, handle: InterruptHandle) -> None:
-        self.queue = queue
-        self.job = job
-        self.handle = handle
-        self.held: list[tuple[str, dict[str, Any]]] = []
-        self.last_preview = 0.0
-
-    def send(self, event: str, data: dict[str, Any]) -> None:
-        self.queue.publish(event, data, self.job.client_id)
-
-    def listen(self, event: str, data: dict[str, Any]) -> None:
-        """The executor's listener: terminal events wait until the history is written."""
-        if event in TERMINAL_EVENTS:
-            self.held.append((event, data))
-            return
-        if event == PREVIEW:
-            now = time.monotonic()
-            if now - self.last_preview < self.queue.preview_interval:
+    def _revive(self, slot: _Slot) -> None:
+        while not self._stopping:
+            if slot.worker.wait_alive(5.0):
+                with self._wake:
+                    slot.alive = True
+                    self._wake.notify_all()
                 return
-            self.last_preview = now
-        elif event == EXECUTING:
-            self.queue._current_node = data.get("node")
-        self.send(event, data)
-
-    def execute(self) -> tuple[str, dict[str, Any], list[Any], tuple[str, dict[str, Any]]]:
-        """(status_str, outputs, history messages, terminal event) for this job."""
-        executor = self.queue.executor
-        try:
-            workflow = Workflow.from_api(self.job.prompt)
-            result = executor.validate(workflow, self.job.targets)
-            if not result.ok:  # valid when queued; a file may have gone since
-                return self.failure(f"the prompt no longer validates: {(result.error or {}).get('details')}",
-                                    "ValidationFailed", node_errors=result.node_errors)
-            run = executor.run_plan(result.plan, prompt_id=self.job.prompt_id, listener=self.listen,
-                                    interrupt=self.handle, extra_data=self.job.extra_data)
-        except WorkflowFormatError as exc:
-            return self.failure(str(exc), "WorkflowFormatError")
-        except Exception as exc:  # an engine bug must not kill the worker: record it on the job
-            return self.failure(f"{type(exc).__name__}: {exc}", type(exc).__name__,
-                                tb=traceback.format_exception(type(exc), exc, exc.__traceback__))
-        terminal = self.held[-1] if self.held else (EXECUTION_SUCCESS, {"prompt_id": self.job.prompt_id})
-        return run.status, run.outputs, run.messages, terminal
-
-    def failure(self, message: str, exception_type: str, tb: list[str] | None = None,
-                node_errors: dict[str, Any] | None = None) -> tuple[str, dict, list, tuple[str, dict]]:
-        data = {"prompt_id": self.job.prompt_id, "node_id": None, "node_type": None,
-                "exception_message": message, "exception_type": exception_type, "traceback": tb or [],
-                "executed": [], "current_inputs": {}, "timestamp": int(time.time() * 1000)}
-        if node_errors:
-            data["node_errors"] = node_errors
-        return "error", {}, [[EXECUTION_ERROR, data]], (EXECUTION_ERROR, data)

@@ -105,18 +105,14 @@ def test_history_is_written_before_success_and_final_executing_are_published(reg
     assert all(state == RUNNING for event, state in seen[:-2])
 
 
-def test_previews_are_throttled_at_the_source(registry, paths, tmp_path):
-    from engine.queue import _JobRun
+def test_previews_are_throttled_at_the_source():
+    from engine.backends.engine_worker import PreviewThrottle
 
-    queue = PromptQueue(Executor(registry, paths), JobStore(tmp_path / "q.sqlite3"), preview_interval=0.05)
-    sent = []
-    queue.publish = lambda event, data, client_id: sent.append(event)
-    run = _JobRun(queue, job("p"), None)
-    for _ in range(10):
-        run.listen("preview", {"format": "PNG", "data": b""})
+    throttle = PreviewThrottle(0.05)
+    sent = [throttle.allow() for _ in range(10)]
     time.sleep(0.06)
-    run.listen("preview", {"format": "PNG", "data": b""})
-    assert sent == ["preview", "preview"]
+    sent.append(throttle.allow())
+    assert sent.count(True) == 2 and sent[0] and sent[-1]
 
 
 def test_stop_puts_the_running_job_back(registry, paths, tmp_path):
