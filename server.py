@@ -24,6 +24,7 @@ from aiohttp import web
 from api.app import create_app
 from api.security import is_loopback_host
 from api.state import ServerSettings, build_state
+from engine.backends import BACKENDS
 from engine.config import EngineConfig
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -61,6 +62,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     engine.add_argument("--max-image-megapixels", type=float, default=64,
                         help="largest uploaded or converted image (default 64)")
     engine.add_argument("--verbose", action="store_true", help="log every request")
+    scale = parser.add_argument_group("workers (see the README: Running on a Ray cluster)")
+    scale.add_argument("--backend", choices=BACKENDS, default="local",
+                       help="where prompts run: local (in this process, the default) or ray (a Ray cluster; "
+                            'needs pip install ".[ray]")')
+    scale.add_argument("--ray-address", default="auto", metavar="auto|HOST:PORT|local",
+                       help="the Ray cluster to join (default auto: the one `ray start` runs here); local starts one")
+    scale.add_argument("--workers", type=int, metavar="N",
+                       help="N CPU workers (default with ray: one worker per GPU of the cluster, or one per "
+                            "machine without GPUs; local: 1)")
+    scale.add_argument("--shared-output-dir", action="store_true",
+                       help="ray: --output-dir and --temp-dir are shared storage every worker mounts at the same "
+                            "path; workers write there (default: workers send their files back to the server)")
     return parser.parse_args(argv)
 
 
@@ -89,7 +102,8 @@ def configure(args: argparse.Namespace) -> tuple[EngineConfig, ServerSettings]:
         host=host, port=args.port, token=token, user_dir=Path(args.user_dir),
         max_history=args.history_max_items, max_body_bytes=int(args.max_body_mb * 2**20),
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_image_pixels=int(args.max_image_megapixels * 2**20),
-        loopback_only=_is_loopback(host))
+        loopback_only=_is_loopback(host), backend=args.backend, ray_address=args.ray_address,
+        workers=args.workers, shared_outputs=args.shared_output_dir)
     return config, settings
 
 

@@ -78,7 +78,10 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/object_info"): ("nodes", "Every node type's declaration", {}),
     ("GET", "/object_info/{class_type}"): ("nodes", "One node type's declaration", {
         "params": [_path_param("class_type")], "errors": {"404": "unknown node type"}}),
-    ("GET", "/system_stats"): ("system", "OS, memory, versions and devices", {}),
+    ("GET", "/system_stats"): ("system", "OS, memory, versions, devices and workers", {}),
+    ("GET", "/workers"): ("system", "The backend's workers: device, state, running prompt, what each holds", {
+        "ok": {"type": "object", "properties": {"backend": {"type": "string"},
+                                                "workers": {"type": "array", "items": OBJ}}}}),
     ("GET", "/embeddings"): ("models", "Textual inversion names", {"ok": {"type": "array", "items": {"type": "string"}}}),
     ("GET", "/models"): ("models", "Model folder kinds", {"ok": {"type": "array", "items": {"type": "string"}}}),
     ("GET", "/models/{folder}"): ("models", "Model files of one kind", {

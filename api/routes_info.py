@@ -78,12 +78,20 @@ def _devices(ram_total: int, ram_free: int) -> list[dict[str, Any]]:
 
 async def system_stats(request: web.Request) -> web.Response:
     ram_total, ram_free = _memory()
+    queue = request.app[STATE].queue
     return web.json_response({
         "system": {"os": os.name, "platform": platform.platform(), "ram_total": ram_total, "ram_free": ram_free,
                    "python_version": sys.version, "pytorch_version": _version("torch"),
                    "sdgraph_version": _version("sdgraph"), "embedded_python": False, "argv": sys.argv},
         "devices": _devices(ram_total, ram_free),
+        "workers": {"backend": queue.backend.name, "workers": queue.workers()},  # ours; ComfyUI has no such key
     })
+
+
+async def workers(request: web.Request) -> web.Response:
+    """Each worker: its device, state, running prompt, and the checkpoints and cache entries it holds."""
+    queue = request.app[STATE].queue
+    return web.json_response({"backend": queue.backend.name, "workers": queue.workers()})
 
 
 def _models(state: Any, kind: str) -> list[str]:
@@ -130,6 +138,7 @@ ROUTES = [
     ("GET", "/object_info", object_info),
     ("GET", "/object_info/{class_type}", object_info_one),
     ("GET", "/system_stats", system_stats),
+    ("GET", "/workers", workers),
     ("GET", "/embeddings", embeddings),
     ("GET", "/models", model_kinds),
     ("GET", "/models/{folder}", models_of_kind),

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.backends import create_backend
 from engine.config import EngineConfig, build_executor, build_registry
 from engine.execute import Executor
 from engine.jobstore import JobStore
@@ -42,6 +43,10 @@ class ServerSettings:
     max_queue: int = 10_000            # pending + running prompts
     preview_interval: float = 0.1      # seconds between two preview frames of one prompt
     loopback_only: bool = True         # refuse Host headers that are not loopback names (DNS rebinding)
+    backend: str = "local"             # where prompts run: "local" (in-process) or "ray" (engine.backends)
+    ray_address: str = "auto"          # the Ray cluster to join ("auto", HOST:PORT, or "local" to start one)
+    workers: int | None = None         # CPU workers (Ray: default one per GPU); local: in-process workers
+    shared_outputs: bool = False       # Ray workers write to the output folder directly (shared storage)
 
     @property
     def database(self) -> Path:
@@ -77,5 +82,8 @@ def build_state(config: EngineConfig, settings: ServerSettings, registry: NodeRe
         Path(folder).mkdir(parents=True, exist_ok=True)
     store = JobStore(settings.database, max_history=settings.max_history)
     hub = Hub(max_clients=settings.max_ws_clients)
-    queue = PromptQueue(executor, store, hub.publish_threadsafe, preview_interval=settings.preview_interval)
+    backend = create_backend(settings.backend, executor, config, workers=settings.workers,
+                             preview_interval=settings.preview_interval, ray_address=settings.ray_address,
+                             shared_outputs=settings.shared_outputs)
+    queue = PromptQueue(backend, store, hub.publish_threadsafe, validator=executor)
     return ServerState(config=config, settings=settings, executor=executor, store=store, queue=queue, hub=hub)

@@ -19,11 +19,11 @@ way the history gets exactly one entry. The worker is used again once it answers
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from engine.backends.base import RESULT, Backend, Worker, WorkerLost
-from engine.backends.dispatch import Candidate, Chooser
+from engine.backends.base import RESULT, Backend, Holdings, Worker, WorkerLost
+from engine.backends.dispatch import Candidate, Chooser, checkpoint_names
 from engine.backends.local import LocalBackend
 from engine.events import EXECUTING, EXECUTION_ERROR, TERMINAL_EVENTS
 from engine.execute import Executor
@@ -178,13 +178,15 @@ class PromptQueue:
                 if self._stopping:
                     return
                 idle = [s for s in self._slots if s.alive and s.job is None]
-                busy = [s.worker.holdings for s in self._slots if s.alive and s.job is not None]
+                # a busy worker will hold what its running prompt loads, though it has not reported it yet
+                busy = [replace(s.worker.holdings, checkpoints=s.worker.holdings.checkpoints
+                                | checkpoint_names(s.job.prompt)) for s in self._slots if s.alive and s.job]
             if not idle or not self._assign(idle, busy):
                 with self._wake:
                     if not self._stopping:
                         self._wake.wait(1.0)
 
-    def _assign(self, idle: list[_Slot], busy: list) -> bool:
+    def _assign(self, idle: list[_Slot], busy: list[Holdings]) -> bool:
         """Start one pending job on one idle worker; False when there is nothing to start."""
         pending = self.store.pending_heads(PENDING_PER_CLIENT)
         choice = self.chooser.choose(pending, [Candidate(s, s.worker.holdings) for s in idle], busy, self._cache_keys)

@@ -1,0 +1,47 @@
+"""Node pack for the backend contract tests, loaded from an extension folder by every worker.
+
+A toy checkpoint loader (so affinity can be counted without a model), and a sleeper that
+reports progress and JPEG previews like a sampler. They record nothing globally: what a worker
+loaded is read back from the worker's own listing (`model_loads`).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+from PIL import Image
+
+from engine.declare import Out, node
+from engine.types import Float, Int, Link, String
+
+
+@node("ToyCheckpointLoader", category="toy/loaders", outputs=[Out("TOYMODEL", "model")])
+class ToyCheckpointLoader:
+    """"Loads" a checkpoint: takes `load_seconds`, returns its name."""
+
+    ckpt_name = String("a.safetensors")
+    load_seconds = Float(0.2, min=0.0, max=10.0)
+
+    def run(self, ctx, ckpt_name, load_seconds):
+        time.sleep(load_seconds)
+        return (ckpt_name,)
+
+
+@node("ToySampler", category="toy/sampling", outputs=[Out("INT", "value")])
+class ToySampler:
+    """`steps` steps of `delay` seconds with progress and a JPEG preview each; the value is seed + steps."""
+
+    model = Link("TOYMODEL")
+    seed = Int(0, min=0, max=2**31)
+    steps = Int(3, min=1, max=10_000)
+    delay = Float(0.01, min=0.0, max=10.0)
+
+    def run(self, ctx, model, seed, steps, delay):
+        for step in range(steps):
+            time.sleep(delay)
+            out = io.BytesIO()
+            Image.new("RGB", (8, 8), (step * 30 % 256, seed % 256, 0)).save(out, "JPEG")
+            ctx.preview("JPEG", out.getvalue())
+            ctx.progress(step + 1, steps)
+        return (seed + steps,)
