@@ -96,17 +96,18 @@ class Harness:
 
 @pytest.fixture
 def make_harness(config, tmp_path, request):
-    """`make_harness(kind, **config_overrides)`: a started queue with two workers; stopped after the test."""
+    """`make_harness(kind, workers=2, **config_overrides)`: a started queue; stopped after the test."""
     started: list[Harness] = []
 
-    def make(kind: str, **overrides: Any) -> Harness:
+    def make(kind: str, workers: int = 2, **overrides: Any) -> Harness:
         if kind == "ray":
             request.getfixturevalue("ray_cluster")
         engine_config = EngineConfig(**{**config.__dict__, **overrides})
         executor = build_executor(engine_config)
-        # Two workers either way: local ones in threads; Ray ones one per (fake) GPU of the session's cluster.
-        backend = create_backend(kind, executor, engine_config, workers=2 if kind == "local" else None,
-                                 preview_interval=0.0)
+        # Local workers are threads; two Ray workers are one per (fake) GPU of the session's cluster,
+        # as on a GPU farm, and one is a CPU worker.
+        backend = create_backend(kind, executor, engine_config, preview_interval=0.0,
+                                 workers=workers if kind == "local" or workers != 2 else None)
         store = JobStore(tmp_path / f"queue-{len(started)}.sqlite3")
         harness = Harness(backend, store, executor)
         harness.queue.start()
