@@ -9,7 +9,9 @@ bench/.cache/), same prompt, seed, size and steps, euler / normal, CFG 7:
 - `ours-cli`: `python -m engine run` on the equivalent workflow at our defaults, the whole command timed.
 - `ours`, `ours-fp32`: the same workflow through an in-process Executor (defaults; precision fp32),
   followed by bare forwards of the loaded UNet on the same batch (2: CFG), to measure the
-  sampler's per-step overhead over the UNet itself.
+  sampler's per-step overhead over the UNet itself, and by the same KSampler run with a stand-in
+  UNet that returns its input: the loop's own cost per step, which a loaded machine cannot hide
+  in the noise of two separately timed UNet calls.
 Each variant runs in its own process, so peak RSS (getrusage maxrss) is its own.
 """
 
@@ -22,7 +24,9 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -102,16 +106,30 @@ def run_ours(size: int, steps: int, precision: str, bare_calls: int) -> dict:
     from engine.declare import NodeResult, node
     from engine.types import MODEL, Int, Link
     from engine.workflow import Workflow
+    from nodes.conditioning.value import CondEntry
+    from nodes.sampler_nodes import run_sampler
+
+    class StandInUNet(torch.nn.Module):
+        """One weight of the UNet's dtype (the denoiser casts to it); returns its input as the prediction."""
+
+        def __init__(self, dtype: torch.dtype) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1, dtype=dtype), requires_grad=False)
+
+        def forward(self, sample, timestep, encoder_hidden_states, **kwargs):
+            return SimpleNamespace(sample=sample)
 
     @node("BenchBareUNet", output_node=True)
     class BenchBareUNet:
-        """Times bare forwards of the model's UNet on a CFG batch (2) of this latent size."""
+        """Times bare forwards of the model's UNet on a CFG batch (2) of this latent size, then the
+        benchmark's KSampler run (same steps, sampler, CFG) around a stand-in UNet."""
 
         model = Link(MODEL)
         size = Int(512, min=8, max=4096)
         calls = Int(3, min=1, max=100)
+        steps = Int(4, min=1, max=1000)
 
-        def run(self, ctx, model, size, calls):
+        def run(self, ctx, model, size, calls, steps):
             param = next(model.unet.parameters())
             generator = torch.Generator().manual_seed(0)
             sample = torch.randn(2, 4, size // 8, size // 8, generator=generator).to(param.dtype)
@@ -123,7 +141,15 @@ def run_ours(size: int, steps: int, precision: str, bare_calls: int) -> dict:
                     started = time.perf_counter()
                     model.unet(sample, timestep, encoder_hidden_states=context)
                     times.append(time.perf_counter() - started)
-            return NodeResult(ui={"seconds": times})
+            stand_in = replace(model, unet=StandInUNet(param.dtype))
+            cond = (CondEntry(context[:1].float()),)
+            latent = {"samples": torch.zeros(1, 4, size // 8, size // 8)}
+            loops = []
+            for _ in range(3):
+                started = time.perf_counter()
+                run_sampler(ctx, stand_in, SEED, steps, CFG, "euler", "normal", cond, cond, latent)
+                loops.append((time.perf_counter() - started) / steps)
+            return NodeResult(ui={"seconds": times, "loop_seconds": loops})
 
     settings = {} if precision == "auto" else {"precision": precision}
     config = EngineConfig(models_dir=MODELS_DIR, input_dir=CACHE_DIR / "input", output_dir=CACHE_DIR / "output",
@@ -145,13 +171,15 @@ def run_ours(size: int, steps: int, precision: str, bare_calls: int) -> dict:
     report = result.report
     probe = executor.execute(Workflow.from_api({
         "4": workflow(size, steps)["4"],
-        "u": {"class_type": "BenchBareUNet", "inputs": {"model": ["4", 0], "size": size, "calls": bare_calls}}}))
+        "u": {"class_type": "BenchBareUNet", "inputs": {"model": ["4", 0], "size": size, "calls": bare_calls,
+                                                         "steps": steps}}}))
     assert probe.status == "success" and "4" not in probe.ran, probe.error
     from nodes.models.runtime import runtime_from_settings
 
     return {"load_s": report["4"].seconds, "encode_s": report["6"].seconds + report["7"].seconds,
             "sample_s": report["3"].seconds, "decode_s": report["8"].seconds, "step_s": step_seconds(stamps),
             "end_to_end_s": end_to_end, "peak_rss": peak, "bare_unet_s": statistics.median(probe.outputs["u"]["seconds"]),
+            "loop_s": min(probe.outputs["u"]["loop_seconds"]),
             "precision": runtime_from_settings(settings).precision}
 
 
@@ -221,6 +249,8 @@ def print_table(size: int, steps: int, rows: dict[str, dict]) -> None:
             print(f"{name}: bare UNet forward (batch 2, {r['precision']}) {r['bare_unet_s']:.3f} s; "
                   f"KSampler step {r['step_s']:.3f} s → per-step overhead {overhead * 100:+.1f} %; "
                   f"encode {r['encode_s']:.2f} s, sample {r['sample_s']:.2f} s, decode {r['decode_s']:.2f} s")
+            print(f"{name}: the KSampler loop without the UNet {r['loop_s'] * 1e3:.2f} ms/step "
+                  f"= {r['loop_s'] / r['bare_unet_s'] * 100:.3f} % of a bare UNet forward")
     for ours, theirs in (("ours", "diffusers-bf16"), ("ours-fp32", "diffusers"), ("ours", "diffusers")):
         if ours in rows and theirs in rows and rows[ours].get("load_s"):
             a, b = rows[ours], rows[theirs]

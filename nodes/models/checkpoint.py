@@ -18,7 +18,7 @@ from nodes.models.family import (FAMILIES, SD2_EPS, SD2_V, SD15, SDXL_BASE, Chec
 from nodes.models.ldm_convert import configs_for_checkpoint, convert_checkpoint, normalize_legacy_keys
 from nodes.models.modules import assign_weights, build_text_encoder, build_unet, build_vae
 from nodes.models.shipped_configs import FamilyConfigs, read_pipeline_configs, text_encoder_names
-from nodes.models.state_dict_files import PICKLE_SUFFIXES, CheckpointFileError, load_state_dict
+from nodes.models.state_dict_files import PICKLE_SUFFIXES, CheckpointFileError, StateDictFile, open_state_dict
 
 
 @dataclass
@@ -64,10 +64,15 @@ def _tokenizers(configs: FamilyConfigs, folder: Path | None = None) -> list[Any]
 def _assemble(path: Path, family: CheckpointFamily, configs: FamilyConfigs,
               components: dict[str, dict[str, torch.Tensor]], dtype: torch.dtype | None,
               device: str | torch.device, memory_format: torch.memory_format,
-              folder: Path | None = None) -> LoadedCheckpoint:
+              files: list[StateDictFile], folder: Path | None = None) -> LoadedCheckpoint:
+    """The modules built and given their weights; `files` release each source tensor once it is copied."""
+    def release(tensor: torch.Tensor) -> None:
+        for file in files:
+            file.release(tensor)
+
     def assign(module: Any, name: str) -> Any:
         return assign_weights(module, components[name], dtype=dtype, device=device, component=f"{path.name}: {name}",
-                              memory_format=memory_format)
+                              memory_format=memory_format, release=release)
 
     missing = [n for n in ("unet", *text_encoder_names(configs.model_index)) if n not in components]
     if missing:
@@ -84,7 +89,8 @@ def load_single_file(path: Path, dtype: torch.dtype | None, device: str | torch.
                      family: CheckpointFamily | None = None,
                      memory_format: torch.memory_format = torch.contiguous_format) -> LoadedCheckpoint:
     """A `.safetensors`/`.ckpt` file in the original LDM layout."""
-    state_dict = normalize_legacy_keys(load_state_dict(path))
+    source = open_state_dict(path)
+    state_dict = normalize_legacy_keys(source.tensors)
     if family is None:
         shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
         try:
@@ -93,8 +99,8 @@ def load_single_file(path: Path, dtype: torch.dtype | None, device: str | torch.
             raise UnknownCheckpointError(f"{path}: {exc}") from None
     configs = configs_for_checkpoint(state_dict, family)
     components = convert_checkpoint(state_dict, family, configs)
-    del state_dict  # the converted dicts share its tensors; drop the names that pin the rest
-    return _assemble(path, family, configs, components, dtype, device, memory_format)
+    del state_dict
+    return _assemble(path, family, configs, components, dtype, device, memory_format, [source])
 
 
 def family_of_diffusers_folder(configs: FamilyConfigs) -> CheckpointFamily:
@@ -111,26 +117,23 @@ def family_of_diffusers_folder(configs: FamilyConfigs) -> CheckpointFamily:
         f"is not an SD1.x, SD2.x or SDXL base model")
 
 
-def _component_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """The weights of one diffusers component folder: a sharded index, the standard file, or the
-    only weights file there (e.g. an fp16 variant)."""
+def _component_files(folder: Path) -> list[StateDictFile]:
+    """The weights files of one diffusers component folder: a sharded index, the standard file, or
+    the only weights file there (e.g. an fp16 variant)."""
     index = sorted(folder.glob("*.safetensors.index.json"))
     if index:
         import json
 
         shards = sorted(set(json.loads(index[0].read_text())["weight_map"].values()))
-        merged: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            merged.update(load_state_dict(folder / shard))
-        return merged
+        return [open_state_dict(folder / shard) for shard in shards]
     for name in ("diffusion_pytorch_model.safetensors", "model.safetensors"):
         if (folder / name).is_file():
-            return load_state_dict(folder / name)
+            return [open_state_dict(folder / name)]
     candidates = sorted(folder.glob("*.safetensors")) or sorted(
         p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
     if len(candidates) != 1:
         raise CheckpointFileError(f"{folder}: expected one weights file, found {[p.name for p in candidates]}")
-    return load_state_dict(candidates[0])
+    return [open_state_dict(candidates[0])]
 
 
 def load_diffusers_folder(folder: Path, dtype: torch.dtype | None, device: str | torch.device,
@@ -139,16 +142,18 @@ def load_diffusers_folder(folder: Path, dtype: torch.dtype | None, device: str |
     configs = read_pipeline_configs(folder)
     family = family_of_diffusers_folder(configs)
     configs.scheduler.setdefault("prediction_type", family.prediction_type)
-    components = {}
+    components, files = {}, []
     for name in ("unet", "vae", *text_encoder_names(configs.model_index)):
         if (folder / name).is_dir():
-            weights = _component_weights(folder / name)
+            parts = _component_files(folder / name)
+            files += parts
+            weights = {k: v for part in parts for k, v in part.tensors.items()}
             if name.startswith("text_encoder") and "CLIPTextModelWithProjection" not in configs.text_encoders[
                     name].get("architectures", []):
                 # Folders written before transformers 5.6 keep CLIPTextModel's `text_model.` level.
                 weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
             components[name] = weights
-    return _assemble(folder, family, configs, components, dtype, device, memory_format, folder=folder)
+    return _assemble(folder, family, configs, components, dtype, device, memory_format, files, folder=folder)
 
 
 def load_checkpoint(path: str | Path, dtype: torch.dtype | None = torch.float32,

@@ -8,7 +8,7 @@ because a silently half-loaded model produces plausible-looking noise.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -65,10 +65,13 @@ def _materialize_buffers(module: torch.nn.Module, device: torch.device) -> None:
 
 def assign_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *,
                    dtype: torch.dtype | None, device: str | torch.device, component: str,
-                   memory_format: torch.memory_format = torch.contiguous_format):
+                   memory_format: torch.memory_format = torch.contiguous_format,
+                   release: Callable[[torch.Tensor], None] | None = None):
     """Give `module` (built on meta) the tensors of `state_dict`, cast and moved; returns it in eval mode.
 
     Convolution kernels (4-D) get `memory_format`, in the same copy as the cast when there is one.
+    `release(source)` is called as soon as a tensor has been copied, so a mapped file's pages go
+    back tensor by tensor instead of staying resident beside the whole converted model.
     Non-persistent buffers found in the file (old checkpoints carry CLIP's `position_ids`) are
     dropped; any other extra or missing key raises WeightMismatchError naming the component.
     """
@@ -93,6 +96,8 @@ def assign_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tenso
         target = dtype if (dtype is not None and value.is_floating_point()) else value.dtype
         layout = memory_format if value.ndim == 4 else torch.preserve_format
         cast[key] = value.to(device=device, dtype=target, memory_format=layout)
+        if release is not None and cast[key].data_ptr() != value.data_ptr():
+            release(value)
     module.load_state_dict(cast, strict=True, assign=True)
     _materialize_buffers(module, device)
     return module.eval().requires_grad_(False)

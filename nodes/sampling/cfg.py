@@ -97,7 +97,7 @@ class _UNetDenoiser:
     def _unet_output(self, x_in: torch.Tensor, timestep: torch.Tensor, conds: list[Cond]) -> torch.Tensor:
         param = self._parameter()
         embeds, added = self._stacked_conds(conds, x_in.shape[0], param)
-        sample = x_in.repeat(len(conds), *([1] * (x_in.ndim - 1)))
+        sample = torch.cat([x_in] * len(conds)) if len(conds) > 1 else x_in  # one copy; repeat() takes ~20 ops
         kwargs = {"added_cond_kwargs": added} if added else {}
         out = self.unet(
             sample.to(param.device, param.dtype),

@@ -46,20 +46,27 @@ def _drive(scheduler, denoise, x, sigmas, callback, *, variance_preserving=False
     as_epsilon = scheduler.config.prediction_type == "epsilon"
     total = len(sigmas) - 1
     table = scheduler.sigmas
-    scale = (lambda s: math.sqrt(1.0 + s * s)) if variance_preserving else (lambda s: 1.0)
-    sample = x / scale(float(table[0]))
     step_kwargs = {} if generator is None else {"generator": generator}
+
+    def to_k(sample: torch.Tensor, s: float) -> torch.Tensor:
+        # Only the variance-preserving schedulers keep a rescaled latent; elsewhere it is x itself (no per-step copy).
+        return sample * math.sqrt(1.0 + s * s) if variance_preserving else sample
+
+    s0 = float(table[0])
+    sample = x / math.sqrt(1.0 + s0 * s0) if variance_preserving else x
     for i in range(total):
         sigma = float(table[i])
-        x_k = sample * scale(sigma)
+        x_k = to_k(sample, sigma)
         denoised = denoise(x_k, table[i].reshape(()))
         callback(i, total, x_k, denoised)
         t = scheduler.timesteps[i]
-        if hasattr(scheduler, "scale_model_input"):
-            scheduler.scale_model_input(sample, t)  # marks the step as prepared; the scaled input is not used
+        # Euler's `step` warns unless `scale_model_input` ran first; the scaled input it would
+        # compute (a latent-sized division) is never used here, so only its flag is set.
+        if hasattr(scheduler, "is_scale_input_called"):
+            scheduler.is_scale_input_called = True
         output = (x_k - denoised) / sigma if as_epsilon else denoised
         sample = scheduler.step(output, t, sample, **step_kwargs).prev_sample
-    return sample * scale(float(table[total]))
+    return to_k(sample, float(table[total]))
 
 
 def _noise_generator(seed: int, like: torch.Tensor) -> torch.Generator:
