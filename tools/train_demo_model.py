@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ from nodes.models.clip_tokenizer import load_clip_tokenizer  # noqa: E402
 from nodes.models.family import SD15  # noqa: E402
 from nodes.models.shipped_configs import FamilyConfigs, shipped_configs  # noqa: E402
 from nodes.models.tiny import ldm_state_dict  # noqa: E402
-from shapes_dataset import IMAGE_SIZE, make_dataset  # noqa: E402
+from shapes_dataset import COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, make_dataset  # noqa: E402
 
 TEXT_WIDTH = 64
 UNET_CHANNELS = [32, 64]
@@ -152,16 +153,65 @@ def caption_ids(captions: list[str], tokenizer) -> torch.Tensor:
     return torch.tensor([cache[c] for c in captions], dtype=torch.long)
 
 
+# What a caption can say, each read off it by `caption_labels`; the last class of each is "not said".
+ATTRIBUTES = {"colour": list(COLOURS), "shape": list(SHAPES), "size": list(SIZES),
+              "background": list(COLOURS), "position": list(POSITIONS)}
+CAPTION_PATTERN = re.compile(r"a (?:(?P<size>\w+) )?(?P<colour>\w+) (?P<shape>\w+)"
+                             r"(?: on a (?P<background>\w+)(?: and \w+)? background)?(?:, (?P<position>.+))?")
+
+
+def caption_labels(captions: list[str]) -> torch.Tensor:
+    """[N, len(ATTRIBUTES)] class indices of what each caption says (the empty caption says nothing)."""
+    rows = []
+    for caption in captions:
+        match = CAPTION_PATTERN.fullmatch(caption)
+        said = match.groupdict() if match else {}
+        rows.append([values.index(said[name]) if said.get(name) in values else len(values)
+                     for name, values in ATTRIBUTES.items()])
+    return torch.tensor(rows, dtype=torch.long)
+
+
+class CaptionProbe(torch.nn.Module):
+    """Linear read-outs of each attribute from the text encoder's output averaged over all 77 positions.
+
+    Used only while training, as an auxiliary loss. At first the UNet's cross-attention averages
+    the context almost uniformly, and a caption's words are a few of 77 positions, the rest end-of-
+    text padding that barely differs between captions: the words' signal is diluted ~20×, and
+    the UNet is slow to find it. Asking the average itself to tell the attributes spreads them
+    over the padding, where the UNet sees them from the first step. Not saved in the checkpoint."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(width, len(v) + 1) for v in ATTRIBUTES.values())
+
+    def loss(self, context: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        pooled = context.mean(dim=1)
+        return sum(F.cross_entropy(head(pooled), labels[:, i]) for i, head in enumerate(self.heads))
+
+
+def high_noise_weight(alphas: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-sample loss weights 1/SNR, clamped to [1, cap].
+
+    An epsilon loss is small where the noise dominates (eps ≈ x_t), so unweighted it spends the
+    model on fine detail at low noise, where the prompt tells nothing; the prompt decides the
+    image at high noise. Weighting by 1/SNR there is the x0 loss; the cap keeps the last steps
+    from dominating."""
+    return ((1 - alphas) / alphas).clamp(1.0, cap)
+
+
 def train_diffusion(unet, text_encoder, latents: torch.Tensor, ids: torch.Tensor, empty_ids: torch.Tensor,
-                    steps: int, batch: int, lr: float, generator: torch.Generator, log,
-                    snapshot=None, snapshot_every: int = 0) -> tuple[float, dict]:
+                    labels: torch.Tensor, steps: int, batch: int, lr: float, generator: torch.Generator, log,
+                    snapshot=None, snapshot_every: int = 0, weight_cap: float = 1.0,
+                    probe_weight: float = 0.0) -> tuple[float, dict]:
     """Epsilon prediction, timesteps uniform over SD1's 1000; returns the final loss and the EMA weights.
     `snapshot(step, ema)` is called every `snapshot_every` steps, to look at a model while it trains."""
     alphas_cumprod = sd1_alphas_cumprod()
+    probe = CaptionProbe(text_encoder.config.hidden_size)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     # The text encoder starts from nothing and learns only through cross-attention: a higher rate.
     optimizer = torch.optim.AdamW([{"params": list(unet.parameters()), "scale": 1.0},
-                                   {"params": list(text_encoder.parameters()), "scale": TEXT_LR_SCALE}],
+                                   {"params": list(text_encoder.parameters()) + list(probe.parameters()),
+                                    "scale": TEXT_LR_SCALE}],
                                   lr=lr, weight_decay=0.01)
     ema = {"unet": copy.deepcopy(unet).eval().requires_grad_(False),
            "text_encoder": copy.deepcopy(text_encoder).eval().requires_grad_(False)}
@@ -173,9 +223,10 @@ def train_diffusion(unet, text_encoder, latents: torch.Tensor, ids: torch.Tensor
         for group in optimizer.param_groups:
             group["lr"] = group["scale"] * lr_at(step, steps, lr, warmup=200)
         index = torch.randint(0, len(latents), (batch,), generator=generator)
-        x0, tokens = latents[index], ids[index].clone()
+        x0, tokens, said = latents[index], ids[index].clone(), labels[index].clone()
         dropped = torch.rand(batch, generator=generator) < CAPTION_DROPOUT
         tokens[dropped] = empty_ids
+        said[dropped] = torch.tensor([len(v) for v in ATTRIBUTES.values()])
         # Half the timesteps from the noisier 60 %, where the prompt decides what is drawn.
         t = torch.randint(0, 1000, (batch,), generator=generator)
         noisy_half = torch.randint(400, 1000, (batch,), generator=generator)
@@ -185,7 +236,10 @@ def train_diffusion(unet, text_encoder, latents: torch.Tensor, ids: torch.Tensor
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         context = text_encoder(input_ids=tokens).last_hidden_state
         prediction = unet(noisy, t, encoder_hidden_states=context).sample
-        loss = F.mse_loss(prediction, noise)
+        per_sample = (prediction - noise).square().mean(dim=(1, 2, 3))
+        loss = (high_noise_weight(a.view(-1), weight_cap) * per_sample).mean()
+        if probe_weight:
+            loss = loss + probe_weight * probe.loss(context, said)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -215,12 +269,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "nodes/models/builtin/demo-shapes.safetensors")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--images", type=int, default=3000, help="dataset size")
+    parser.add_argument("--images", type=int, default=6000, help="dataset size")
     parser.add_argument("--vae-steps", type=int, default=600)
     parser.add_argument("--vae-batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=3000, help="UNet + text encoder steps")
+    parser.add_argument("--steps", type=int, default=5000, help="UNet + text encoder steps")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-cap", type=float, default=20.0,
+                        help="weight the loss by 1/SNR clamped to [1, this] (1: plain epsilon loss)")
+    parser.add_argument("--probe-weight", type=float, default=0.5,
+                        help="weight of the auxiliary loss that makes the averaged text context tell the caption")
     parser.add_argument("--vae-from", type=Path, help="take the VAE of this demo checkpoint instead of training one")
     parser.add_argument("--threads", type=int, default=1,
                         help="1 is fastest on a busy machine: idle threads spin waiting for the others")
@@ -276,12 +334,13 @@ def main(argv: list[str] | None = None) -> None:
         log(f"wrote {path}")
 
     diffusion_loss, ema = train_diffusion(modules["unet"], modules["text_encoder"], latents, ids, empty_ids,
-                                          args.steps, args.batch, args.lr, generator, log,
-                                          snapshot=snapshot, snapshot_every=args.save_every)
+                                          caption_labels(captions), args.steps, args.batch, args.lr, generator, log,
+                                          snapshot=snapshot, snapshot_every=args.save_every,
+                                          weight_cap=args.weight_cap, probe_weight=args.probe_weight)
     seconds = time.monotonic() - started
     command = "python tools/train_demo_model.py " + " ".join(sys.argv[1:] if argv is None else argv)
     summary = {"seed": args.seed, "vae_from": args.vae_from and str(args.vae_from), "images": args.images, "vae_steps": args.vae_steps, "vae_batch": args.vae_batch,
-               "steps": args.steps, "batch": args.batch, "lr": args.lr, "threads": args.threads,
+               "steps": args.steps, "weight_cap": args.weight_cap, "probe_weight": args.probe_weight, "batch": args.batch, "lr": args.lr, "threads": args.threads,
                "vae_final_loss": round(vae_loss, 5), "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2),
                "diffusion_final_loss": round(diffusion_loss, 5), "vae_seconds": round(vae_seconds),
                "total_seconds": round(seconds), "command": command, "torch": torch.__version__}
