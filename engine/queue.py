@@ -19,11 +19,13 @@ way the history gets exactly one entry. The worker is used again once it answers
 from __future__ import annotations
 
 import threading
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from engine.backends.base import RESULT, Backend, Holdings, Worker, WorkerLost
 from engine.backends.dispatch import Candidate, Chooser, checkpoint_names
+from engine.backends.engine_worker import failure
 from engine.backends.local import LocalBackend
 from engine.events import EXECUTING, EXECUTION_ERROR, TERMINAL_EVENTS
 from engine.execute import Executor
@@ -223,37 +225,41 @@ class PromptQueue:
     # --- one run -------------------------------------------------------------------------
 
     def _run(self, slot: _Slot, job: Job) -> None:
-        send = lambda event, data: self.publish(event, data, job.client_id)  # noqa: E731
-        held: list[Any] = []
-        started = False
         try:
-            result = None
-            for event, data in slot.worker.run(job):
-                started = True
-                if event == RESULT:
-                    result = data
-                    slot.worker.description = data.get("worker") or slot.worker.description
-                elif event in TERMINAL_EVENTS:
-                    held.append((event, data))
-                else:
-                    if event == EXECUTING:
-                        slot.node = data.get("node")
-                    send(event, data)
-            if result is None:
-                raise WorkerLost(f"worker {slot.worker.id} ended the stream without a result", started)
-            if self._stopping and result["status"] == "interrupted":
-                self.store.requeue(job.prompt_id)
-                return
-            self.store.finish(job.prompt_id, result["status"], result["outputs"], result["messages"])
-            send(*tuple(result.get("terminal") or held[-1]))
-            send(EXECUTING, {"node": None, "prompt_id": job.prompt_id})
+            result = self._stream(slot, job)
         except WorkerLost as exc:
+            result = None
             self._lost(slot, job, exc)
+        except Exception as exc:  # a bug on the server's side of the stream: record it, keep dispatching
+            result = failure(job.prompt_id, f"{type(exc).__name__}: {exc}", type(exc).__name__,
+                             tb=traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            if result is not None and self._stopping and result["status"] == "interrupted":
+                self.store.requeue(job.prompt_id)
+            elif result is not None:
+                self.store.finish(job.prompt_id, result["status"], result["outputs"], result["messages"])
+                self.publish(*result["terminal"], job.client_id)
+                self.publish(EXECUTING, {"node": None, "prompt_id": job.prompt_id}, job.client_id)
         finally:
             with self._wake:
                 slot.job, slot.node = None, None
                 self._wake.notify_all()
             self.notify_changed()
+
+    def _stream(self, slot: _Slot, job: Job) -> dict[str, Any]:
+        """Forward the run's events to its client and return its RESULT; terminal events wait for the history."""
+        started = False
+        for event, data in slot.worker.run(job):
+            started = True
+            if event == RESULT:
+                slot.worker.description = data.get("worker") or slot.worker.description
+                return data
+            if event in TERMINAL_EVENTS:
+                continue  # RESULT carries it; it is sent once the history entry is written
+            if event == EXECUTING:
+                slot.node = data.get("node")
+            self.publish(event, data, job.client_id)
+        raise WorkerLost(f"worker {slot.worker.id} ended the stream without a result", started)
 
     def _lost(self, slot: _Slot, job: Job, exc: WorkerLost) -> None:
         """Re-queue (or, after too many starts, fail) the prompt of a worker that died; revive the slot."""

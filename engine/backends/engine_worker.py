@@ -41,7 +41,8 @@ def failure(prompt_id: str, message: str, exception_type: str, tb: list[str] | N
             "timestamp": int(time.time() * 1000)}
     if node_errors:
         data["node_errors"] = node_errors
-    return {"status": "error", "outputs": {}, "messages": [[EXECUTION_ERROR, data]], "terminal": [EXECUTION_ERROR, data]}
+    return {"status": "error", "outputs": {}, "messages": [[EXECUTION_ERROR, data]],
+            "terminal": [EXECUTION_ERROR, data]}
 
 
 class PreviewThrottle:

@@ -71,7 +71,8 @@ def absolute(config: EngineConfig) -> EngineConfig:
 class RayWorker(Worker):
     """The server's handle on one actor; shipped files are stored and renamed on the way in."""
 
-    def __init__(self, actor: Any, worker_id: str, description: dict[str, Any], receiver: OutputReceiver | None) -> None:
+    def __init__(self, actor: Any, worker_id: str, description: dict[str, Any],
+                 receiver: OutputReceiver | None) -> None:
         super().__init__(worker_id, description)
         self.actor = actor
         self.receiver = receiver
@@ -140,7 +141,8 @@ class RayBackend(Backend):
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus:
             return gpus, {"num_cpus": 0, "num_gpus": 1}
-        return max(1, len([n for n in ray.nodes() if n.get("Alive")])), {"num_cpus": self.cpus_per_worker, "num_gpus": 0}
+        machines = len([n for n in ray.nodes() if n.get("Alive")])
+        return max(1, machines), {"num_cpus": self.cpus_per_worker, "num_gpus": 0}
 
     def start(self) -> list[Worker]:
         if not ray.is_initialized():

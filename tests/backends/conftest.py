@@ -1,8 +1,8 @@
 """One local Ray cluster per test session, and a harness that drives a PromptQueue on a backend.
 
 The cluster is small on purpose (`num_cpus=2`, two fake GPUs): CI machines have two cores.
-Workers load their nodes from an extension folder (the engine's and server's toy packs plus
-contract_nodes.py), so both backends run the very same node code.
+Workers load their nodes from an extension folder (the engine's and server's toy packs, the
+benchmark's scale_nodes.py and contract_nodes.py), so both backends run the very same node code.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from engine.backends import create_backend
 from engine.backends.base import Backend
 from engine.config import EngineConfig, build_executor
 from engine.events import TERMINAL_EVENTS
-from engine.jobstore import FINISHED, Job, JobStore
+from engine.jobstore import Job, JobStore
 from engine.queue import PromptQueue
 from tests.server.conftest import pytest_pyfunc_call  # noqa: F401  (async tests, as in tests/server)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 NODE_PACKS = [ROOT / "tests" / "engine" / "toy_nodes.py", ROOT / "tests" / "server" / "toy_server_nodes.py",
-              HERE / "contract_nodes.py"]
+              ROOT / "bench" / "scale_pack" / "scale_nodes.py", HERE / "contract_nodes.py"]
 BACKENDS = ["local", "ray"]
 POLL = 0.02  # seconds between two looks at the store
 
@@ -87,8 +87,10 @@ class Harness:
         raise AssertionError(f"{what} not reached in {timeout}s")
 
     def wait_done(self, prompt_id: str, timeout: float = 60.0) -> Job:
-        return self.wait_for(lambda: (job := self.store.get(prompt_id)) and job.state == FINISHED and job,
-                             timeout, f"prompt {prompt_id} finished")
+        """The finished job, once its last event (`executing` of no node) was published."""
+        self.wait_for(lambda: any(n == "executing" and d["node"] is None for n, d in self.of(prompt_id)),
+                      timeout, f"prompt {prompt_id} finished")
+        return self.store.get(prompt_id)
 
     def worker(self, worker_id: str) -> dict[str, Any]:
         return next(w for w in self.queue.workers() if w["id"] == worker_id)
@@ -96,17 +98,17 @@ class Harness:
 
 @pytest.fixture
 def make_harness(config, tmp_path, request):
-    """`make_harness(kind, workers=2, **config_overrides)`: a started queue; stopped after the test."""
+    """`make_harness(kind, workers=2, shared_outputs=False, **config_overrides)`: a started queue, stopped after."""
     started: list[Harness] = []
 
-    def make(kind: str, workers: int = 2, **overrides: Any) -> Harness:
+    def make(kind: str, workers: int = 2, shared_outputs: bool = False, **overrides: Any) -> Harness:
         if kind == "ray":
             request.getfixturevalue("ray_cluster")
         engine_config = EngineConfig(**{**config.__dict__, **overrides})
         executor = build_executor(engine_config)
         # Local workers are threads; two Ray workers are one per (fake) GPU of the session's cluster,
         # as on a GPU farm, and one is a CPU worker.
-        backend = create_backend(kind, executor, engine_config, preview_interval=0.0,
+        backend = create_backend(kind, executor, engine_config, preview_interval=0.0, shared_outputs=shared_outputs,
                                  workers=workers if kind == "local" or workers != 2 else None)
         store = JobStore(tmp_path / f"queue-{len(started)}.sqlite3")
         harness = Harness(backend, store, executor)
@@ -124,7 +126,7 @@ def toy_prompt(ckpt: str = "a.safetensors", seed: int = 1, steps: int = 3, delay
                load_seconds: float = 0.05) -> dict:
     """Loader → sampler → Show, plus a SolidImage output whose colour is the sampled value."""
     return {
-        "1": {"class_type": "ToyCheckpointLoader", "inputs": {"ckpt_name": ckpt, "load_seconds": load_seconds}},
+        "1": {"class_type": "ScaleLoader", "inputs": {"ckpt_name": ckpt, "load_seconds": load_seconds}},
         "2": {"class_type": "ToySampler", "inputs": {"model": ["1", 0], "seed": seed, "steps": steps, "delay": delay}},
         "3": {"class_type": "Show", "inputs": {"value": ["2", 0]}},
         "4": {"class_type": "SolidImage", "inputs": {"value": ["2", 0], "color": seed * 4099 % 0xFFFFFF,

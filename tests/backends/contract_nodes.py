@@ -1,8 +1,8 @@
 """Node pack for the backend contract tests, loaded from an extension folder by every worker.
 
-A toy checkpoint loader (so affinity can be counted without a model), and a sleeper that
-reports progress and JPEG previews like a sampler. They record nothing globally: what a worker
-loaded is read back from the worker's own listing (`model_loads`).
+A sampler stand-in that reports progress and JPEG previews. The checkpoint loader is the
+benchmark's (bench/scale_pack: `ScaleLoader`, a `ckpt_name` and a load time), so affinity is
+counted without a model: what a worker loaded is read back from its listing (`model_loads`).
 """
 
 from __future__ import annotations
@@ -13,26 +13,14 @@ import time
 from PIL import Image
 
 from engine.declare import Out, node
-from engine.types import Float, Int, Link, String
-
-
-@node("ToyCheckpointLoader", category="toy/loaders", outputs=[Out("TOYMODEL", "model")])
-class ToyCheckpointLoader:
-    """"Loads" a checkpoint: takes `load_seconds`, returns its name."""
-
-    ckpt_name = String("a.safetensors")
-    load_seconds = Float(0.2, min=0.0, max=10.0)
-
-    def run(self, ctx, ckpt_name, load_seconds):
-        time.sleep(load_seconds)
-        return (ckpt_name,)
+from engine.types import Float, Int, Link
 
 
 @node("ToySampler", category="toy/sampling", outputs=[Out("INT", "value")])
 class ToySampler:
     """`steps` steps of `delay` seconds with progress and a JPEG preview each; the value is seed + steps."""
 
-    model = Link("TOYMODEL")
+    model = Link("SCALEMODEL")
     seed = Int(0, min=0, max=2**31)
     steps = Int(3, min=1, max=10_000)
     delay = Float(0.01, min=0.0, max=10.0)

@@ -80,6 +80,8 @@ def test_affinity_loads_each_checkpoint_once_over_a_mixed_run(kind, make_harness
     workers = harness.queue.workers()
     loads = [w["model_loads"] for w in workers]
     assert all(count == 1 for per_worker in loads for count in per_worker.values()), loads
-    assert sum(sum(per_worker.values()) for per_worker in loads) == 2, f"each checkpoint loaded once: {loads}"
-    assert sorted(c for w in workers for c in w["checkpoints"]) == ["a.safetensors", "b.safetensors"]
+    # Each worker keeps to its checkpoint while the other's prompts remain; only at the tail may an
+    # idle worker load the other model rather than wait (never both: by then one kind is done).
+    assert sum(sum(per_worker.values()) for per_worker in loads) <= 3, loads
+    assert {c for w in workers for c in w["checkpoints"]} == {"a.safetensors", "b.safetensors"}
     assert all(w["device"]["type"] == "cpu" and w["state"] == "idle" for w in workers)

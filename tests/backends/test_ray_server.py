@@ -43,3 +43,11 @@ async def test_prompt_over_http_and_events_over_the_websocket(ray_cluster, confi
             assert sorted(held.values()) == [[], ["a.safetensors"]]
     finally:
         server.stop()
+
+
+def test_with_a_shared_output_folder_ray_workers_write_there_directly(make_harness, config):
+    harness = make_harness("ray", shared_outputs=True)
+    job = harness.wait_done(harness.submit(toy_prompt(), "shared"))
+    assert not any(n == "sdgraph.file" for n, _ in harness.of("shared"))
+    name = job.outputs["4"]["images"][0]["filename"]
+    assert name == "contract_00001_.png" and (config.output_dir / name).stat().st_size > 0
