@@ -73,6 +73,7 @@ class PromptQueue:
         self._stopping = False
         self._slots: list[_Slot] = []
         self._threads: list[threading.Thread] = []
+        self._changes = 0  # bumped by every event the dispatcher must react to
 
     # --- control -------------------------------------------------------------------------
 
@@ -106,9 +107,10 @@ class PromptQueue:
     def interrupt(self, prompt_id: str | None = None) -> bool:
         """Stop a running prompt: `prompt_id`, or every running one when None. True if one was asked to stop."""
         with self._wake:
-            targets = [s for s in self._slots if s.job is not None and prompt_id in (None, s.job.prompt_id)]
-        for slot in targets:
-            slot.worker.interrupt(slot.job.prompt_id)
+            targets = [(s.worker, s.job.prompt_id) for s in self._slots
+                       if s.job is not None and prompt_id in (None, s.job.prompt_id)]
+        for worker, running in targets:
+            worker.interrupt(running)
         return bool(targets)
 
     def delete(self, prompt_ids: list[str]) -> int:
@@ -151,21 +153,21 @@ class PromptQueue:
 
     def workers(self) -> list[dict[str, Any]]:
         """Each worker's last report (device, what it holds) plus its state here; cache keys left out."""
-        with self._wake:
-            slots = list(self._slots)
         listing = []
-        for slot in slots:
-            entry = {k: v for k, v in slot.worker.description.items() if k != "cache_keys"}
-            entry.update(id=slot.worker.id, backend=self.backend.name,
-                         state="lost" if not slot.alive else "busy" if slot.job else "idle",
-                         prompt_id=slot.job.prompt_id if slot.job else None, node=slot.node)
-            listing.append(entry)
+        with self._wake:
+            for slot in self._slots:
+                entry = {k: v for k, v in slot.worker.description.items() if k != "cache_keys"}
+                entry.update(id=slot.worker.id, backend=self.backend.name,
+                             state="lost" if not slot.alive else "busy" if slot.job else "idle",
+                             prompt_id=slot.job.prompt_id if slot.job else None, node=slot.node)
+                listing.append(entry)
         return listing
 
     # --- dispatching ---------------------------------------------------------------------
 
     def _notify(self) -> None:
-        with self._wake:
+        with self._wake:  # reentrant: callers may hold it already
+            self._changes += 1
             self._wake.notify_all()
 
     def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> None:
@@ -179,14 +181,14 @@ class PromptQueue:
             with self._wake:
                 if self._stopping:
                     return
+                seen = self._changes  # a change after this look (a submit, a run ending) means look again
                 idle = [s for s in self._slots if s.alive and s.job is None]
                 # a busy worker will hold what its running prompt loads, though it has not reported it yet
                 busy = [replace(s.worker.holdings, checkpoints=s.worker.holdings.checkpoints
                                 | checkpoint_names(s.job.prompt)) for s in self._slots if s.alive and s.job]
             if not idle or not self._assign(idle, busy):
                 with self._wake:
-                    if not self._stopping:
-                        self._wake.wait(1.0)
+                    self._wake.wait_for(lambda: self._changes != seen or self._stopping, 1.0)
 
     def _assign(self, idle: list[_Slot], busy: list[Holdings]) -> bool:
         """Start one pending job on one idle worker; False when there is nothing to start."""
@@ -243,7 +245,7 @@ class PromptQueue:
         finally:
             with self._wake:
                 slot.job, slot.node = None, None
-                self._wake.notify_all()
+                self._notify()
             self.notify_changed()
 
     def _stream(self, slot: _Slot, job: Job) -> dict[str, Any]:
@@ -284,5 +286,5 @@ class PromptQueue:
             if slot.worker.wait_alive(5.0):
                 with self._wake:
                     slot.alive = True
-                    self._wake.notify_all()
+                    self._notify()
                 return
