@@ -1,4 +1,4 @@
-"""One local Ray cluster per test session, and a harness that drives a PromptQueue on a backend.
+"""One local Ray cluster for the whole test session, and a harness that drives a PromptQueue on a backend.
 
 The cluster is small on purpose (`num_cpus=2`, two fake GPUs): CI machines have two cores.
 Workers load their nodes from an extension folder (the engine's and server's toy packs, the
@@ -31,7 +31,7 @@ BACKENDS = ["local", "ray"]
 POLL = 0.02  # seconds between two looks at the store
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # every Ray test is in this package: the cluster is gone before the rest runs
 def ray_cluster():
     import ray
 
