@@ -72,15 +72,22 @@ class RayWorker(Worker):
     """The server's handle on one actor; shipped files are stored and renamed on the way in."""
 
     def __init__(self, actor: Any, worker_id: str, description: dict[str, Any],
-                 receiver: OutputReceiver | None) -> None:
+                 receiver: OutputReceiver | None, start_timeout: float = 120.0) -> None:
         super().__init__(worker_id, description)
         self.actor = actor
         self.receiver = receiver
+        self.start_timeout = start_timeout
 
     def run(self, job: Job) -> Iterator[Event]:
         started = False
         try:
-            for ref in self.actor.run_prompt.options(num_returns="streaming").remote(job):
+            stream = self.actor.run_prompt.options(num_returns="streaming").remote(job)
+            # An actor that cannot come back (its machine gone, no room elsewhere) would hold the
+            # prompt forever: if the run has not begun in time, it goes back to the queue.
+            if not ray.wait([stream], timeout=self.start_timeout)[0]:
+                ray.cancel(stream)
+                raise WorkerLost(f"worker {self.id} did not start the prompt in {self.start_timeout:.0f}s", False)
+            for ref in stream:
                 event, data = ray.get(ref)
                 started = True
                 if event == FILE:
@@ -145,8 +152,8 @@ class RayBackend(Backend):
         return max(1, machines), {"num_cpus": self.cpus_per_worker, "num_gpus": 0}
 
     def start(self) -> list[Worker]:
-        if not ray.is_initialized():
-            ray.init(address=None if self.address in (None, "local") else self.address)
+        if not ray.is_initialized():  # "local": a new cluster on this machine, even if one runs already
+            ray.init(address=self.address, include_dashboard=False if self.address == "local" else None)
             self._owns_ray = True
         count, resources = self.placement()
         actor_class = ray.remote(WorkerActor).options(

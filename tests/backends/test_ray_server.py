@@ -51,3 +51,33 @@ def test_with_a_shared_output_folder_ray_workers_write_there_directly(make_harne
     assert not any(n == "sdgraph.file" for n, _ in harness.of("shared"))
     name = job.outputs["4"]["images"][0]["filename"]
     assert name == "contract_00001_.png" and (config.output_dir / name).stat().st_size > 0
+
+
+def test_python_server_py_backend_ray_starts_its_own_cluster_runs_and_stops_cleanly(tmp_path):
+    import signal
+
+    from tests.server.conftest import slow_graph
+    from tests.server.test_durability import TOY_PACK, ServerProcess
+
+    (tmp_path / "custom_nodes").mkdir()
+    (tmp_path / "custom_nodes" / "toy_pack.py").write_bytes(TOY_PACK.read_bytes())
+    server = ServerProcess(tmp_path, "--backend", "ray", "--ray-address", "local", "--workers", "1").start()
+    try:
+        workers = server.call("GET", "/workers")
+        assert workers["backend"] == "ray" and [w["state"] for w in workers["workers"]] == ["idle"]
+        prompt_id = server.call("POST", "/prompt", {"prompt": slow_graph(steps=3, delay=0.0)})["prompt_id"]
+        entry = server.wait_for(lambda: server.call("GET", f"/history/{prompt_id}"), timeout=60)[prompt_id]
+        assert entry["status"]["status_str"] == "success" and entry["outputs"]["3"] == {"values": [4]}
+    finally:
+        assert server.stop(signal.SIGTERM, timeout=60) == 0, "SIGTERM stops the workers and the cluster cleanly"
+
+
+def test_backend_flags_reach_the_server_settings():
+    from server import configure, parse_args
+
+    _, settings = configure(parse_args(["--backend", "ray", "--ray-address", "10.0.0.5:6379", "--workers", "3",
+                                        "--shared-output-dir"]))
+    assert (settings.backend, settings.ray_address, settings.workers, settings.shared_outputs) == \
+        ("ray", "10.0.0.5:6379", 3, True)
+    _, default = configure(parse_args([]))
+    assert (default.backend, default.workers, default.shared_outputs) == ("local", None, False)

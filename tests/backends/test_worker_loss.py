@@ -39,3 +39,20 @@ def test_a_killed_worker_s_prompt_completes_exactly_once_and_nothing_queued_is_l
 
     harness.wait_for(lambda: harness.worker(worker_id)["state"] == "idle", what="the dead worker restarted")
     assert all(j.state == FINISHED for j in harness.store.jobs()) and not harness.store.jobs(PENDING)
+
+
+def test_a_worker_that_cannot_come_back_hands_its_prompt_back_unstarted(ray_cluster):
+    from engine.backends.base import WorkerLost
+    from engine.backends.ray_backend import RayWorker, WorkerActor
+    from engine.jobstore import Job
+
+    nowhere = ray_cluster.remote(WorkerActor).options(resources={"machine-that-left": 1}).remote(None, "x", 0, False)
+    worker = RayWorker(nowhere, "stranded", {}, None, start_timeout=1.0)
+    try:
+        next(worker.run(Job(prompt_id="p", number=0, prompt={})))
+    except WorkerLost as exc:
+        assert exc.started is False and "did not start the prompt" in str(exc)
+    else:
+        raise AssertionError("the run should have been handed back")
+    finally:
+        ray_cluster.kill(nowhere)

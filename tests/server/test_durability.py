@@ -21,8 +21,9 @@ TOY_PACK = ROOT / "tests" / "engine" / "toy_nodes.py"
 
 
 class ServerProcess:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra_args: str) -> None:
         self.workdir = workdir
+        self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
         self.base = ""
 
@@ -32,7 +33,7 @@ class ServerProcess:
             [sys.executable, str(ROOT / "server.py"), "--port", "0", "--no-builtin-nodes",
              "--extensions", str(w / "custom_nodes"), "--user-dir", str(w / "user"),
              "--input-dir", str(w / "input"), "--output-dir", str(w / "output"), "--temp-dir", str(w / "temp"),
-             "--models-dir", str(w / "models")],
+             "--models-dir", str(w / "models"), *self.extra_args],
             cwd=w, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         deadline = time.monotonic() + 30
