@@ -109,14 +109,21 @@ class EngineWorker:
 
     def describe(self) -> dict[str, Any]:
         """Who this worker is and what it holds: the `/workers` entry and the dispatcher's affinity input."""
-        keys = self.executor.cache.keys()
-        held = set(keys)
+        for _ in range(10):  # may run beside a prompt (Ray's second actor thread) that changes the cache
+            try:
+                keys = self.executor.cache.keys()
+                held = set(keys)
+                checkpoints = sorted({name for key, name in dict(self._models).items() if key in held})
+                break
+            except RuntimeError:  # "changed size during iteration": look again
+                continue
+        else:
+            keys, checkpoints = [], []
         with self._lock:
             running = self._current[0] if self._current else None
         return {"id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
                 "device": device_description(), "prompt_id": running, "prompts_run": self.prompts_run,
-                "checkpoints": sorted({name for key, name in self._models.items() if key in held}),
-                "model_loads": dict(self.model_loads), "cache_entries": len(keys),
+                "checkpoints": checkpoints, "model_loads": dict(self.model_loads), "cache_entries": len(keys),
                 "cache_bytes": self.executor.cache.nbytes, "cache_keys": keys}
 
     def pid(self) -> int:
