@@ -12,6 +12,7 @@ most `max_passes` times, so none waits forever.
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -34,9 +35,10 @@ def checkpoint_names(prompt: dict[str, Any]) -> frozenset[str]:
 
 @dataclass
 class FairOrder:
-    """Round-robin across client ids: remembers when each client was last served."""
+    """Round-robin across client ids: remembers when each client was last served (the latest `memory`)."""
 
-    _served: dict[str | None, int] = field(default_factory=dict)
+    memory: int = 10_000
+    _served: OrderedDict[str | None, int] = field(default_factory=OrderedDict)
     _turn: itertools.count = field(default_factory=itertools.count)
 
     def order(self, pending: Sequence[Job]) -> list[Job]:
@@ -51,7 +53,10 @@ class FairOrder:
         return ordered
 
     def served(self, client_id: str | None) -> None:
+        self._served.pop(client_id, None)
         self._served[client_id] = next(self._turn)
+        if len(self._served) > self.memory:  # web pages make a client id per visit: forget the oldest
+            self._served.popitem(last=False)
 
 
 @dataclass
@@ -90,6 +95,8 @@ class Chooser:
         ordered = self.fair.order(pending)
         if not ordered or not idle:
             return None
+        waiting = {job.prompt_id for job in ordered}
+        self._passed = {pid: n for pid, n in self._passed.items() if pid in waiting}  # deleted ones go
         if not self.affinity:
             return self._take(ordered[0], idle[0])
         head = ordered[0]

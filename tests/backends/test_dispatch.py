@@ -82,3 +82,10 @@ def test_checkpoint_names_reads_every_ckpt_name_input():
     prompt = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
               "5": {"class_type": "Other", "inputs": {"ckpt_name": ["4", 0]}}, "6": "not a node"}
     assert checkpoint_names(prompt) == {"x.safetensors"}
+
+
+def test_the_turn_memory_is_bounded():
+    fair = FairOrder(memory=3)
+    for client in "abcd":
+        fair.served(client)
+    assert ids(fair.order([job("a1", "a"), job("d1", "d")])) == ["a1", "d1"], "a, forgotten, counts as never served"
