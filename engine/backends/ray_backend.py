@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 import engine
 from engine.backends.base import FILE, RESULT, Backend, Event, Worker, WorkerLost
@@ -99,7 +99,7 @@ class RayWorker(Worker):
                 yield event, data
         except RayTaskError as exc:  # our code raised inside the actor: the prompt failed, the worker lives
             yield RESULT, failure(job.prompt_id, f"worker {self.id} failed: {exc}", "WorkerError")
-        except (RayActorError, RayError) as exc:
+        except RayError as exc:  # the actor died or is restarting (RayActorError), its machine left, ...
             raise WorkerLost(f"worker {self.id}: {type(exc).__name__}: {str(exc)[:300]}", started) from exc
 
     def interrupt(self, prompt_id: str) -> None:
