@@ -75,14 +75,19 @@ def shape_mask(shape: str, centre: tuple[float, float], side: float, size: int =
     return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
 
 
+def scene_coverage(scene: Scene) -> np.ndarray:
+    """Coverage in 0..1 of each pixel by the scene's shape, [64, 64]."""
+    cx, cy = POSITIONS[scene.position]
+    return shape_mask(scene.shape, (cx + scene.dx, cy + scene.dy), SIZES[scene.size] + scene.dsize)
+
+
 def render(scene: Scene) -> np.ndarray:
     """The scene as an RGB uint8 array [64, 64, 3]."""
     image = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)
     image[:] = COLOURS[scene.background]
     if scene.background2 is not None:
         image[IMAGE_SIZE // 2:] = COLOURS[scene.background2]
-    cx, cy = POSITIONS[scene.position]
-    coverage = shape_mask(scene.shape, (cx + scene.dx, cy + scene.dy), SIZES[scene.size] + scene.dsize)[..., None]
+    coverage = scene_coverage(scene)[..., None]
     image = image * (1 - coverage) + np.asarray(COLOURS[scene.colour], dtype=np.float32) * coverage
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
