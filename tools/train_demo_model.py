@@ -39,7 +39,7 @@ from nodes.models.clip_tokenizer import load_clip_tokenizer  # noqa: E402
 from nodes.models.family import SD15  # noqa: E402
 from nodes.models.shipped_configs import FamilyConfigs, shipped_configs  # noqa: E402
 from nodes.models.tiny import ldm_state_dict  # noqa: E402
-from shapes_dataset import COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, make_dataset  # noqa: E402
+from shapes_dataset import COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, make_dataset, scene_coverage  # noqa: E402
 
 TEXT_WIDTH = 64
 UNET_CHANNELS = [32, 64]
@@ -308,7 +308,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=6000, help="dataset size")
     parser.add_argument("--vae-steps", type=int, default=600)
     parser.add_argument("--vae-batch", type=int, default=8)
-    parser.add_argument("--decoder-steps", type=int, default=1000, help="decoder-only fine-tuning steps, last")
+    parser.add_argument("--decoder-steps", type=int, default=1500, help="decoder-only fine-tuning steps, last")
+    parser.add_argument("--decoder-shape-weight", type=float, default=4.0,
+                        help="the shape's pixels weigh 1 + this times the background's in the decoder's loss")
     parser.add_argument("--decoder-batch", type=int, default=16)
     parser.add_argument("--decoder-lr", type=float, default=3e-4)
     parser.add_argument("--steps", type=int, default=5000, help="UNet + text encoder steps")
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         modules["text_encoder"].get_input_embeddings().weight.normal_(0.0, TOKEN_INIT_STD, generator=generator)
     for name, module in modules.items():
         log(f"{name}: {sum(p.numel() for p in module.parameters()) / 1e6:.2f} M parameters")
-    pixels, captions, _ = make_dataset(args.images, seed=args.seed)
+    pixels, captions, scenes = make_dataset(args.images, seed=args.seed)
     images = to_tensor(pixels)
     log(f"dataset: {len(images)} images, {len(set(captions))} distinct captions")
 
@@ -378,8 +380,9 @@ def main(argv: list[str] | None = None) -> None:
                                           weight_cap=args.weight_cap, probe_weight=args.probe_weight)
     decoder_loss = float("nan")
     if args.decoder_steps:
+        coverage = torch.from_numpy(np.stack([scene_coverage(s) for s in scenes])).float()
         decoder_loss = finetune_decoder(modules["vae"], images, args.decoder_steps, args.decoder_batch, args.seed, log,
-                                        lr=args.decoder_lr)
+                                        lr=args.decoder_lr, coverage=coverage, shape_weight=args.decoder_shape_weight)
         with torch.no_grad():
             check = modules["vae"].decode(latents[:256] / scaling_factor).sample
         reconstruction_mae = float((check - images[:256]).abs().mean() * 127.5)
@@ -389,7 +392,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {"seed": args.seed, "vae_from": args.vae_from and str(args.vae_from), "images": args.images, "vae_steps": args.vae_steps, "vae_batch": args.vae_batch,
                "steps": args.steps, "weight_cap": args.weight_cap, "probe_weight": args.probe_weight, "batch": args.batch, "lr": args.lr, "threads": args.threads,
                "vae_final_loss": round(vae_loss, 5),
-               "decoder_steps": args.decoder_steps, "decoder_lr": args.decoder_lr, "decoder_final_loss": round(decoder_loss, 5), "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2),
+               "decoder_steps": args.decoder_steps, "decoder_lr": args.decoder_lr,
+               "decoder_shape_weight": args.decoder_shape_weight, "decoder_final_loss": round(decoder_loss, 5), "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2),
                "diffusion_final_loss": round(diffusion_loss, 5), "vae_seconds": round(vae_seconds),
                "total_seconds": round(seconds), "command": command, "torch": torch.__version__}
     final = {"unet": ema["unet"], "vae": modules["vae"], "text_encoder": ema["text_encoder"]}

@@ -1,10 +1,11 @@
-"""The built-in default checkpoint and LoRA, so a first run works with no model installed.
+"""The built-in checkpoints and LoRA, so a first run works with no model installed.
 
-It is a tiny SD1.x-architecture checkpoint with seeded random weights (and a tiny SDXL one for
-SDXL workflows), written on first use into the checkpoints folder in the real single-file
-layout. It proves the whole pipeline runs; it draws noise-like images. Real images need a real
-checkpoint in `models/checkpoints`.
-The built-in LoRA is a random kohya-layout LoRA for that model, written into the loras folder.
+`demo-shapes` is the default: a small SD1.x model trained by `tools/train_demo_model.py` to draw
+coloured shapes (see `builtin/demo-shapes.md`), shipped in the package as a single-file
+checkpoint and loaded like any other. The tiny random-weight SD1.x and SDXL checkpoints are
+written on first use into the checkpoints folder in the real single-file layout; they only prove
+the pipeline runs (tests use them). Real images need a real checkpoint in `models/checkpoints`.
+The built-in LoRA is a random kohya-layout LoRA for the random SD1.x model, written into the loras folder.
 """
 
 from __future__ import annotations
@@ -16,17 +17,25 @@ from pathlib import Path
 
 from nodes.models.family import SD15, SDXL_BASE
 
+DEMO_CHECKPOINT = "demo-shapes.safetensors"
 BUILTIN_CHECKPOINT = "tiny-sd15-random.safetensors"
 BUILTIN_SDXL_CHECKPOINT = "tiny-sdxl-random.safetensors"
-# Built-in checkpoint name → its family (any other name asked of ensure_builtin_checkpoint is SD1.x).
-BUILTIN_CHECKPOINTS = {BUILTIN_CHECKPOINT: SD15, BUILTIN_SDXL_CHECKPOINT: SDXL_BASE}
+# Built-in checkpoint name → its family (any other name asked of ensure_builtin_checkpoint is SD1.x),
+# the default first: choices list real files, then these in this order.
+BUILTIN_CHECKPOINTS = {DEMO_CHECKPOINT: SD15, BUILTIN_CHECKPOINT: SD15, BUILTIN_SDXL_CHECKPOINT: SDXL_BASE}
+# Built-in checkpoints shipped as files in the package rather than generated.
+SHIPPED_DIR = Path(__file__).resolve().parent / "builtin"
+SHIPPED_CHECKPOINTS = {DEMO_CHECKPOINT: SHIPPED_DIR / DEMO_CHECKPOINT}
 BUILTIN_LORA = "tiny-sd15-lora.safetensors"
 BUILTIN_SEED = 20261124
 log = logging.getLogger(__name__)
 
 
 def ensure_builtin_checkpoint(folder: Path, name: str = BUILTIN_CHECKPOINT) -> Path:
-    """The built-in checkpoint's path in `folder`, generated (deterministically, atomically) if absent."""
+    """The built-in checkpoint's path: the shipped file, else in `folder`, generated (deterministically,
+    atomically) if absent."""
+    if name in SHIPPED_CHECKPOINTS:
+        return SHIPPED_CHECKPOINTS[name]
     path = folder / name
     if path.exists():
         return path

@@ -82,7 +82,7 @@ def test_add_a_node_from_the_palette_then_select_copy_paste_and_delete(editor: E
     editor.page.keyboard.press("Control+v")
     pasted = sorted(editor.js("() => [...sdgraph.view.selection]"))
     assert len(pasted) == 2 and min(pasted) > added
-    assert {editor.widget_value(i, "text") for i in pasted} == {"a red circle on a blue background", "blurry, watermark"}
+    assert {editor.widget_value(i, "text") for i in pasted} == {"a red circle on a blue background, center", ""}
     assert all(editor.links_into(i) == {} for i in pasted)
 
     # delete removes the selection and its links

@@ -32,7 +32,7 @@ def test_the_default_workflow_is_drawn_with_sockets_widgets_and_links(editor: Ed
     assert editor.page.locator(".canvas .node").count() == 7
     assert editor.page.locator(".link-layer path.link").count() == 9
     assert editor.node(6).locator(".node-title-text").inner_text() == "Positive prompt"
-    assert editor.widget(6, "text").locator("textarea").input_value() == "a red circle on a blue background"
+    assert editor.widget(6, "text").locator("textarea").input_value() == "a red circle on a blue background, center"
     assert editor.widget(3, "seed").locator("input").input_value() == "42"
     assert editor.widget(3, "seed").locator("select.seed-control").input_value() == "fixed"
     assert editor.widget(3, "sampler_name").locator("select").input_value() == "euler"
@@ -40,6 +40,8 @@ def test_the_default_workflow_is_drawn_with_sockets_widgets_and_links(editor: Ed
     assert (steps.get_attribute("min"), steps.get_attribute("step")) == ("1", "1")
     width = editor.widget(5, "width").locator("input")
     assert (width.get_attribute("min"), width.get_attribute("max"), width.get_attribute("step")) == ("16", "16384", "8")
+    # the built-in demo model is the default; the other built-ins are offered too
+    assert editor.widget(4, "ckpt_name").locator("select").input_value() == "demo-shapes.safetensors"
     assert "tiny-sd15-random.safetensors" in editor.widget(4, "ckpt_name").locator("option").all_inner_texts()
     # sockets are coloured by type: MODEL and LATENT differ
     colour = lambda loc: loc.evaluate("e => getComputedStyle(e).backgroundColor")  # noqa: E731
