@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -105,12 +106,16 @@ class CacheEntry:
 
 
 class OutputCache:
-    """LRU store of node outputs by signature key, bounded by entries and estimated bytes."""
+    """LRU store of node outputs by signature key, bounded by entries and estimated bytes.
+
+    Thread-safe: a worker reports its keys (for the dispatcher's affinity) while a prompt runs and
+    changes the cache in another thread."""
 
     def __init__(self, max_entries: int = 1_000, max_bytes: int = 8 * 2**30) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
         self._bytes = 0
         self._last_signature: OrderedDict[str, Signature] = OrderedDict()
         self.evictions = 0
@@ -126,33 +131,37 @@ class OutputCache:
         return self._bytes
 
     def get(self, key: str) -> CacheEntry | None:
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-        return entry
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
 
     def put(self, key: str, outputs: tuple, ui: dict[str, Any] | None) -> None:
         """Store a result; one larger than the whole byte budget is not kept at all."""
         nbytes = estimate_nbytes(outputs) + (estimate_nbytes(ui) if ui else 0)
         if nbytes > self.max_bytes or self.max_entries <= 0:
             return
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._bytes -= old.nbytes
-        self._entries[key] = CacheEntry(outputs, ui, nbytes)
-        self._bytes += nbytes
-        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= evicted.nbytes
-            self.evictions += 1
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._entries[key] = CacheEntry(outputs, ui, nbytes)
+            self._bytes += nbytes
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.nbytes
+                self.evictions += 1
 
     def keys(self) -> list[str]:
         """The keys held, least recently used first (what a worker reports for affinity)."""
-        return list(self._entries)
+        with self._lock:
+            return list(self._entries)
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
 
     def remember(self, node_id: str, signature: Signature) -> Signature | None:
         """Record the signature this node id had in this run; return the one it had before."""

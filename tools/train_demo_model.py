@@ -95,32 +95,47 @@ def lr_at(step: int, steps: int, peak: float, warmup: int = 100) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
+def optimise(optimizer: torch.optim.Optimizer, params: list, loss: torch.Tensor, losses: list[float]) -> None:
+    """One step on `loss`, gradients clipped to norm 1; its value appended to `losses`."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    losses.append(loss.item())
+
+
+def log_progress(log, stage: str, step: int, steps: int, losses: list[float]) -> None:
+    if step % 100 == 0 or step == steps - 1:
+        log(f"{stage} step {step}/{steps} loss {np.mean(losses[-100:]):.4f}")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """`lr` times each parameter group's `scale` (1 when it has none)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group.get("scale", 1.0) * lr
+
+
 def train_vae(vae, images: torch.Tensor, steps: int, batch: int, generator: torch.Generator, log) -> float:
     """Reconstruction (MSE + L1) of posterior samples, with a KL term small enough not to blur."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
     vae.train()
     losses = []
     for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, steps, 2e-3)
+        set_lr(optimizer, lr_at(step, steps, 2e-3))
         index = torch.randint(0, len(images), (batch,), generator=generator)
         x = images[index]
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
         reconstruction = vae.decode(z).sample
         loss = F.mse_loss(reconstruction, x) + 0.5 * F.l1_loss(reconstruction, x) + 1e-6 * posterior.kl().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-        if step % 100 == 0 or step == steps - 1:
-            log(f"vae step {step}/{steps} loss {np.mean(losses[-100:]):.4f}")
+        optimise(optimizer, list(vae.parameters()), loss, losses)
+        log_progress(log, "vae", step, steps, losses)
     vae.eval()
     return float(np.mean(losses[-100:]))
 
 
-def finetune_decoder(vae, images: torch.Tensor, steps: int, batch: int, seed: int, log, lr: float = 3e-4,
+def finetune_decoder(vae, images: torch.Tensor, latents: torch.Tensor, steps: int, batch: int, seed: int, log,
+                     lr: float = 3e-4,
                      coverage: torch.Tensor | None = None, shape_weight: float = 0.0) -> float:
     """Train the decoder alone on the frozen encoder's latents (as SD's ft-MSE VAE was made).
 
@@ -128,9 +143,9 @@ def finetune_decoder(vae, images: torch.Tensor, steps: int, batch: int, seed: in
     gets small shapes' colours wrong. With the encoder fixed the latent space does not move, so the
     UNet trained on it stays valid; the stage has its own random stream, so it gives the same
     decoder whether it runs before or after the diffusion stage. `coverage` [N, H, W] (the shapes'
-    masks) with `shape_weight` w weighs the shape's pixels 1 + w times the background's."""
+    masks) with `shape_weight` w weighs the shape's pixels 1 + w times the background's.
+    `latents`: the images' encodings (`encode_all`), unscaled."""
     generator = torch.Generator().manual_seed(seed + 1)
-    latents = encode_all(vae, images)
     decoder = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
     for parameter in decoder:
         parameter.requires_grad_(True)
@@ -138,22 +153,22 @@ def finetune_decoder(vae, images: torch.Tensor, steps: int, batch: int, seed: in
     vae.train()
     losses = []
     for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
+        set_lr(optimizer, lr_at(step, steps, lr))
         index = torch.randint(0, len(images), (batch,), generator=generator)
         reconstruction = vae.decode(latents[index]).sample
         error = (reconstruction - images[index]).square() + 0.5 * (reconstruction - images[index]).abs()
         weight = torch.ones_like(error[:, :1]) if coverage is None else 1 + shape_weight * coverage[index, None]
         loss = (weight * error).mean() / weight.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(decoder, 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-        if step % 100 == 0 or step == steps - 1:
-            log(f"decoder step {step}/{steps} loss {np.mean(losses[-100:]):.4f}")
+        optimise(optimizer, decoder, loss, losses)
+        log_progress(log, "decoder", step, steps, losses)
     vae.eval()
     return float(np.mean(losses[-100:]))
+
+
+@torch.no_grad()
+def reconstruction_error(vae, latents: torch.Tensor, images: torch.Tensor) -> float:
+    """Mean absolute error of decoding `latents` (unscaled) against `images`, in 0..255 per channel."""
+    return float((vae.decode(latents).sample - images).abs().mean() * 127.5)
 
 
 @torch.no_grad()
@@ -256,8 +271,7 @@ def train_diffusion(unet, text_encoder, latents: torch.Tensor, ids: torch.Tensor
     text_encoder.train()
     losses = []
     for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = group["scale"] * lr_at(step, steps, lr, warmup=200)
+        set_lr(optimizer, lr_at(step, steps, lr, warmup=200))
         index = torch.randint(0, len(latents), (batch,), generator=generator)
         x0, tokens, said = latents[index], ids[index].clone(), labels[index].clone()
         dropped = torch.rand(batch, generator=generator) < CAPTION_DROPOUT
@@ -276,16 +290,11 @@ def train_diffusion(unet, text_encoder, latents: torch.Tensor, ids: torch.Tensor
         loss = (high_noise_weight(a.view(-1), weight_cap) * per_sample).mean()
         if probe_weight:
             loss = loss + probe_weight * probe.loss(context, said)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        optimise(optimizer, params, loss, losses)
         decay = min(EMA_DECAY, (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, params, 1 - decay)
-        losses.append(loss.item())
-        if step % 100 == 0 or step == steps - 1:
-            log(f"diffusion step {step}/{steps} loss {np.mean(losses[-100:]):.4f}")
+        log_progress(log, "diffusion", step, steps, losses)
         if snapshot is not None and snapshot_every and (step + 1) % snapshot_every == 0 and step + 1 < steps:
             snapshot(step + 1, ema)
     return float(np.mean(losses[-200:])), ema
@@ -350,19 +359,17 @@ def main(argv: list[str] | None = None) -> None:
     scaling_factor = float(configs.vae["scaling_factor"])
     if args.vae_from is None:
         vae_loss = train_vae(modules["vae"], images, args.vae_steps, args.vae_batch, generator, log)
-        latents = normalise_latent_space(modules["vae"], encode_all(modules["vae"], images), scaling_factor)
+        vae_latents = normalise_latent_space(modules["vae"], encode_all(modules["vae"], images), scaling_factor)
     else:  # its latent space is normalised already
         from nodes.models.checkpoint import load_checkpoint
 
         modules["vae"].load_state_dict(load_checkpoint(args.vae_from).vae.state_dict())
         modules["vae"].eval()
         vae_loss = float("nan")
-        latents = encode_all(modules["vae"], images)
+        vae_latents = encode_all(modules["vae"], images)
     vae_seconds = time.monotonic() - started
-    latents = latents * scaling_factor
-    with torch.no_grad():
-        check = modules["vae"].decode(latents[:256] / scaling_factor).sample
-    reconstruction_mae = float((check - images[:256]).abs().mean() * 127.5)
+    latents = vae_latents * scaling_factor
+    reconstruction_mae = reconstruction_error(modules["vae"], vae_latents[:256], images[:256])
     log(f"latents: std {latents.std():.3f}; reconstruction error {reconstruction_mae:.2f}/255 per channel")
 
     tokenizer = load_clip_tokenizer()
@@ -381,11 +388,10 @@ def main(argv: list[str] | None = None) -> None:
     decoder_loss = float("nan")
     if args.decoder_steps:
         coverage = torch.from_numpy(np.stack([scene_coverage(s) for s in scenes])).float()
-        decoder_loss = finetune_decoder(modules["vae"], images, args.decoder_steps, args.decoder_batch, args.seed, log,
-                                        lr=args.decoder_lr, coverage=coverage, shape_weight=args.decoder_shape_weight)
-        with torch.no_grad():
-            check = modules["vae"].decode(latents[:256] / scaling_factor).sample
-        reconstruction_mae = float((check - images[:256]).abs().mean() * 127.5)
+        decoder_loss = finetune_decoder(modules["vae"], images, vae_latents, args.decoder_steps, args.decoder_batch,
+                                        args.seed, log, lr=args.decoder_lr, coverage=coverage,
+                                        shape_weight=args.decoder_shape_weight)
+        reconstruction_mae = reconstruction_error(modules["vae"], vae_latents[:256], images[:256])
         log(f"after the decoder's fine-tuning: reconstruction error {reconstruction_mae:.2f}/255 per channel")
     seconds = time.monotonic() - started
     command = "python tools/train_demo_model.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -109,16 +109,9 @@ class EngineWorker:
 
     def describe(self) -> dict[str, Any]:
         """Who this worker is and what it holds: the `/workers` entry and the dispatcher's affinity input."""
-        for _ in range(10):  # may run beside a prompt (Ray's second actor thread) that changes the cache
-            try:
-                keys = self.executor.cache.keys()
-                held = set(keys)
-                checkpoints = sorted({name for key, name in dict(self._models).items() if key in held})
-                break
-            except RuntimeError:  # "changed size during iteration": look again
-                continue
-        else:
-            keys, checkpoints = [], []
+        keys = self.executor.cache.keys()  # may run beside a prompt (Ray's second actor thread)
+        held = set(keys)
+        checkpoints = sorted({name for key, name in self._models.items() if key in held})
         with self._lock:
             running = self._current[0] if self._current else None
         return {"id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
@@ -210,9 +203,10 @@ class EngineWorker:
             return
         signatures, _ = self.executor.plan_signatures(plan, self.executor.run_settings(extra_data))
         held = set(self.executor.cache.keys())
-        self._models = {key: name for key, name in self._models.items() if key in held}
+        models = {key: name for key, name in self._models.items() if key in held}
         for node_id in loaders:
             name = next(str(plan.constants[node_id][k]) for k in CHECKPOINT_INPUTS if k in plan.constants[node_id])
-            self._models[signatures[node_id].key] = name
+            models[signatures[node_id].key] = name
             if run.report[node_id].status == "ran":
                 self.model_loads[name] += 1
+        self._models = models  # replaced whole, never changed in place: `describe` reads it unlocked

@@ -1,6 +1,9 @@
-"""Shared settings for the node tests."""
+"""Shared settings and fixtures for the node tests."""
 
 import pytest
+
+from nodes.models.family import SD15
+from tests.nodes.checkpoints import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -11,3 +14,13 @@ def auto_precision_is_fp32():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("nodes.models.runtime.cpu_has_native_bf16", lambda: False)
         yield
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    """A models folder holding one tiny SD1.x checkpoint, `tiny-sd15.safetensors` (files that need
+    other models define their own)."""
+    root = tmp_path_factory.mktemp("models")
+    (root / "checkpoints").mkdir()
+    save_tiny_checkpoint(root / "checkpoints", SD15, seed=3, name="tiny-sd15")
+    return root

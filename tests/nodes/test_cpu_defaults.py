@@ -11,10 +11,8 @@ from engine.execute import Executor
 from engine.paths import Paths
 from engine.workflow import Workflow
 from nodes.models import runtime
-from nodes.models.family import SD15
 from nodes.models.runtime import cpu_has_native_bf16, runtime_from_settings
 from tests.nodes.capture import Capture
-from tests.nodes.checkpoints import save_tiny_checkpoint
 
 # A bf16 run of the tiny pipeline against the fp32 run of the same workflow: the final latent's
 # relative L2 error (bf16 keeps 8 significant bits, ~0.4 %; measured ~0.05 %) and the image's
@@ -60,14 +58,6 @@ def test_native_bf16_detection_agrees_with_the_cpu_flags():
             flags.update(line.split())
     detect = cpu_has_native_bf16.__wrapped__  # the real probe, not the suite's fp32 stand-in
     assert detect() == bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    (root / "checkpoints").mkdir()
-    save_tiny_checkpoint(root / "checkpoints", SD15, seed=3, name="tiny-sd15")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -10,21 +10,11 @@ from engine.events import EventLog
 from engine.execute import Executor
 from engine.paths import Paths
 from engine.workflow import Workflow
-from nodes.models.family import SD15
-from tests.nodes.checkpoints import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def registry():
     return build_registry(EngineConfig(extension_dirs=[]))
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    (root / "checkpoints").mkdir()
-    save_tiny_checkpoint(root / "checkpoints", SD15, seed=3, name="tiny-sd15")
-    return root
 
 
 @pytest.fixture
