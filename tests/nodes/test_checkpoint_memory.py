@@ -76,9 +76,9 @@ def test_an_fp16_file_loads_as_fp32_without_the_whole_file_resident_beside_it(tm
     increase = figures["peak"] - figures["before"]
     assert abs(figures["model"] - 2 * file_bytes) < 0.05 * file_bytes  # fp32: twice the fp16 file
     # Holding the file beside the model would add all of file_bytes; a tensor in flight and the
-    # allocator's slack stay below the half of it allowed here (13 MB alone; 52 MB once, in the
-    # whole suite on a busy machine).
-    assert increase <= figures["model"] + file_bytes / 2, (
+    # allocator's slack stay below the three quarters of it allowed here (13 MB alone; up to 79 MB
+    # in whole-suite runs, where the allocator's state differs).
+    assert increase <= figures["model"] + 3 * file_bytes / 4, (
         f"peak RSS rose {increase / 1e6:.0f} MB loading a {file_bytes / 1e6:.0f} MB fp16 file into a "
         f"{figures['model'] / 1e6:.0f} MB fp32 model")
 
