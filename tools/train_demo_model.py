@@ -8,10 +8,11 @@ and shapes like any SD1.x file.
 
     python tools/train_demo_model.py --out nodes/models/builtin/demo-shapes.safetensors
 
-Stages: the VAE, then a rescaling of its latent
-space so that SD1's scaling factor 0.18215 (the loader's default) gives latents of unit variance,
-then the UNet and text encoder together on the encoded dataset, with 10 % empty captions for
-classifier-free guidance and an exponential moving average of their weights.
+Stages: the VAE (shape-weighted reconstruction), then a rescaling of its latent space so that
+SD1's scaling factor 0.18215 (the loader's default) gives latents of unit variance, then the UNet
+and text encoder together on the encoded dataset, with 10 % empty captions for classifier-free
+guidance and an exponential moving average of their weights; optionally (`--decoder-steps`) the
+decoder alone again, last. About 45 minutes on 2 idle cores with the defaults.
 """
 
 from __future__ import annotations
@@ -43,10 +44,14 @@ from shapes_dataset import COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, make_d
 
 TEXT_WIDTH = 64
 UNET_CHANNELS = [32, 64]
-# The decoder ends with a GroupNorm of 32 groups (SD1's config, which the loader uses) over the
-# full-resolution level's channels: with one channel per group it standardises each channel over
-# the image, and the colours of flat regions cannot get through. Two per group leave them a way.
-VAE_CHANNELS = [64, 32, 32, 64]
+# The encoder ends and the decoder ends with a GroupNorm of 32 groups (SD1's config, which the
+# loader uses) over the lowest and the full-resolution level's channels, with no way around it.
+# It standardises each group over the image, so a flat region's colour gets through only as the
+# pattern within a group: with 2 channels per group that is one sign (the VAEs trained here with
+# 64 channels there mixed blue, green and black into one teal), with 4 a continuous direction.
+VAE_CHANNELS = [128, 32, 32, 128]
+LATENT_CHANNELS = 4
+INITIAL_LOGVAR = -10.0  # the posterior's log-variance at first (std 0.007)
 CAPTION_DROPOUT = 0.1
 EMA_DECAY = 0.998
 TEXT_LR_SCALE = 3.0
@@ -109,42 +114,62 @@ def log_progress(log, stage: str, step: int, steps: int, losses: list[float]) ->
         log(f"{stage} step {step}/{steps} loss {np.mean(losses[-100:]):.4f}")
 
 
+def autocast(dtype: torch.dtype):
+    """Forward passes in `dtype` (bf16 is about 1.6× faster on CPUs with native bf16), weights and
+    optimiser state in fp32."""
+    return torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32)
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """`lr` times each parameter group's `scale` (1 when it has none)."""
     for group in optimizer.param_groups:
         group["lr"] = group.get("scale", 1.0) * lr
 
 
-def train_vae(vae, images: torch.Tensor, steps: int, batch: int, generator: torch.Generator, log) -> float:
-    """Reconstruction (MSE + L1) of posterior samples, with a KL term small enough not to blur."""
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
+def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """MSE + ½·L1 per pixel, averaged with per-pixel `weight` [N, 1, H, W] (normalised to mean 1)."""
+    difference = reconstruction.float() - target
+    error = difference.square() + 0.5 * difference.abs()
+    return (weight * error).mean() / weight.mean()
+
+
+def shape_weights(coverage: torch.Tensor, shape_weight: float) -> torch.Tensor:
+    """[N, 1, H, W]: the shape's pixels (`coverage` [N, H, W], 0..1) weigh 1 + `shape_weight` times the
+    background's. A small shape is a few % of the pixels: unweighted, the VAE draws the backgrounds
+    right and gets the shape's colour wrong, which is what a prompt asks for first."""
+    return 1 + shape_weight * coverage[:, None]
+
+
+def train_vae(vae, images: torch.Tensor, weights: torch.Tensor, steps: int, batch: int, lr: float,
+              generator: torch.Generator, log, dtype: torch.dtype) -> float:
+    """Shape-weighted reconstruction of posterior samples, with a KL term small enough not to blur.
+    `weights`: `shape_weights` of the images; `dtype`: the autocast precision of the forward pass."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     vae.train()
     losses = []
     for step in range(steps):
-        set_lr(optimizer, lr_at(step, steps, 2e-3))
+        set_lr(optimizer, lr_at(step, steps, lr))
         index = torch.randint(0, len(images), (batch,), generator=generator)
         x = images[index]
-        posterior = vae.encode(x).latent_dist
-        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
-        reconstruction = vae.decode(z).sample
-        loss = F.mse_loss(reconstruction, x) + 0.5 * F.l1_loss(reconstruction, x) + 1e-6 * posterior.kl().mean()
+        with autocast(dtype):
+            posterior = vae.encode(x).latent_dist
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+            reconstruction = vae.decode(z).sample
+        loss = reconstruction_loss(reconstruction, x, weights[index]) + 1e-6 * posterior.kl().float().mean()
         optimise(optimizer, list(vae.parameters()), loss, losses)
         log_progress(log, "vae", step, steps, losses)
     vae.eval()
     return float(np.mean(losses[-100:]))
 
 
-def finetune_decoder(vae, images: torch.Tensor, latents: torch.Tensor, steps: int, batch: int, seed: int, log,
-                     lr: float = 3e-4,
-                     coverage: torch.Tensor | None = None, shape_weight: float = 0.0) -> float:
+def finetune_decoder(vae, images: torch.Tensor, latents: torch.Tensor, weights: torch.Tensor, steps: int,
+                     batch: int, lr: float, seed: int, log, dtype: torch.dtype) -> float:
     """Train the decoder alone on the frozen encoder's latents (as SD's ft-MSE VAE was made).
 
-    The jointly trained VAE's decoder lags behind its encoder: it draws the big areas right but
-    gets small shapes' colours wrong. With the encoder fixed the latent space does not move, so the
-    UNet trained on it stays valid; the stage has its own random stream, so it gives the same
-    decoder whether it runs before or after the diffusion stage. `coverage` [N, H, W] (the shapes'
-    masks) with `shape_weight` w weighs the shape's pixels 1 + w times the background's.
-    `latents`: the images' encodings (`encode_all`), unscaled."""
+    The jointly trained VAE's decoder lags behind its encoder. With the encoder fixed the latent
+    space does not move, so the UNet trained on it stays valid; the stage has its own random
+    stream, so it gives the same decoder whether it runs before or after the diffusion stage.
+    `latents`: the images' encodings (`encode_all`), unscaled; `weights`: `shape_weights`."""
     generator = torch.Generator().manual_seed(seed + 1)
     decoder = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
     for parameter in decoder:
@@ -155,11 +180,9 @@ def finetune_decoder(vae, images: torch.Tensor, latents: torch.Tensor, steps: in
     for step in range(steps):
         set_lr(optimizer, lr_at(step, steps, lr))
         index = torch.randint(0, len(images), (batch,), generator=generator)
-        reconstruction = vae.decode(latents[index]).sample
-        error = (reconstruction - images[index]).square() + 0.5 * (reconstruction - images[index]).abs()
-        weight = torch.ones_like(error[:, :1]) if coverage is None else 1 + shape_weight * coverage[index, None]
-        loss = (weight * error).mean() / weight.mean()
-        optimise(optimizer, decoder, loss, losses)
+        with autocast(dtype):
+            reconstruction = vae.decode(latents[index]).sample
+        optimise(optimizer, decoder, reconstruction_loss(reconstruction, images[index], weights[index]), losses)
         log_progress(log, "decoder", step, steps, losses)
     vae.eval()
     return float(np.mean(losses[-100:]))
@@ -310,16 +333,17 @@ def save_checkpoint(path: Path, modules: dict, metadata: dict[str, str]) -> int:
     return path.stat().st_size
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "nodes/models/builtin/demo-shapes.safetensors")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", type=int, default=6000, help="dataset size")
-    parser.add_argument("--vae-steps", type=int, default=600)
-    parser.add_argument("--vae-batch", type=int, default=8)
-    parser.add_argument("--decoder-steps", type=int, default=1500, help="decoder-only fine-tuning steps, last")
-    parser.add_argument("--decoder-shape-weight", type=float, default=4.0,
-                        help="the shape's pixels weigh 1 + this times the background's in the decoder's loss")
+    parser.add_argument("--shape-weight", type=float, default=2.0,
+                        help="the shape's pixels weigh 1 + this times the background's in the VAE's losses")
+    parser.add_argument("--vae-steps", type=int, default=800)
+    parser.add_argument("--vae-batch", type=int, default=16)
+    parser.add_argument("--vae-lr", type=float, default=2e-3)
+    parser.add_argument("--decoder-steps", type=int, default=0, help="decoder-only fine-tuning steps, last")
     parser.add_argument("--decoder-batch", type=int, default=16)
     parser.add_argument("--decoder-lr", type=float, default=3e-4)
     parser.add_argument("--steps", type=int, default=5000, help="UNet + text encoder steps")
@@ -330,11 +354,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probe-weight", type=float, default=0.5,
                         help="weight of the auxiliary loss that makes the averaged text context tell the caption")
     parser.add_argument("--vae-from", type=Path, help="take the VAE of this demo checkpoint instead of training one")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="1 is fastest on a busy machine: idle threads spin waiting for the others")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="of the VAE's forward passes; auto: bf16 on CPUs with native bf16, else fp32 (the "
+                        "UNet and text encoder train in fp32: at their size bf16 is slower on the CPU)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="default: one per core; on a busy machine fewer are faster (idle threads spin)")
     parser.add_argument("--save-every", type=int, default=0, help="also write the EMA model every N steps")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from nodes.models.runtime import cpu_has_native_bf16
+
+    precision = args.precision if args.precision != "auto" else "bf16" if cpu_has_native_bf16() else "fp32"
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -350,22 +384,27 @@ def main(argv: list[str] | None = None) -> None:
         # CLIP's usual init (std 0.02) leaves the words' embeddings so small beside what all prompts
         # share that the UNet sees nearly one context and never learns to read it; distinct from the start.
         modules["text_encoder"].get_input_embeddings().weight.normal_(0.0, TOKEN_INIT_STD, generator=generator)
+        # A posterior std of about 1 at first would drown the encoder's small initial means in noise.
+        modules["vae"].quant_conv.bias[LATENT_CHANNELS:] = INITIAL_LOGVAR
     for name, module in modules.items():
         log(f"{name}: {sum(p.numel() for p in module.parameters()) / 1e6:.2f} M parameters")
+    log(f"{args.threads} threads, the VAE's forward passes in {precision}")
     pixels, captions, scenes = make_dataset(args.images, seed=args.seed)
     images = to_tensor(pixels)
+    weights = shape_weights(torch.from_numpy(np.stack([scene_coverage(s) for s in scenes])).float(), args.shape_weight)
     log(f"dataset: {len(images)} images, {len(set(captions))} distinct captions")
 
     scaling_factor = float(configs.vae["scaling_factor"])
+    vae_loss = float("nan")
     if args.vae_from is None:
-        vae_loss = train_vae(modules["vae"], images, args.vae_steps, args.vae_batch, generator, log)
+        vae_loss = train_vae(modules["vae"], images, weights, args.vae_steps, args.vae_batch, args.vae_lr, generator,
+                             log, dtype)
         vae_latents = normalise_latent_space(modules["vae"], encode_all(modules["vae"], images), scaling_factor)
     else:  # its latent space is normalised already
         from nodes.models.checkpoint import load_checkpoint
 
         modules["vae"].load_state_dict(load_checkpoint(args.vae_from).vae.state_dict())
         modules["vae"].eval()
-        vae_loss = float("nan")
         vae_latents = encode_all(modules["vae"], images)
     vae_seconds = time.monotonic() - started
     latents = vae_latents * scaling_factor
@@ -375,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = load_clip_tokenizer()
     ids = caption_ids(captions, tokenizer)
     empty_ids = caption_ids([""], tokenizer)[0]
+
     def snapshot(step: int, ema: dict) -> None:
         path = args.out.with_name(f"{args.out.stem}-step{step}{args.out.suffix}")
         save_checkpoint(path, {"unet": ema["unet"], "vae": modules["vae"], "text_encoder": ema["text_encoder"]},
@@ -387,20 +427,16 @@ def main(argv: list[str] | None = None) -> None:
                                           weight_cap=args.weight_cap, probe_weight=args.probe_weight)
     decoder_loss = float("nan")
     if args.decoder_steps:
-        coverage = torch.from_numpy(np.stack([scene_coverage(s) for s in scenes])).float()
-        decoder_loss = finetune_decoder(modules["vae"], images, vae_latents, args.decoder_steps, args.decoder_batch,
-                                        args.seed, log, lr=args.decoder_lr, coverage=coverage,
-                                        shape_weight=args.decoder_shape_weight)
+        decoder_loss = finetune_decoder(modules["vae"], images, vae_latents, weights, args.decoder_steps,
+                                        args.decoder_batch, args.decoder_lr, args.seed, log, dtype)
         reconstruction_mae = reconstruction_error(modules["vae"], vae_latents[:256], images[:256])
         log(f"after the decoder's fine-tuning: reconstruction error {reconstruction_mae:.2f}/255 per channel")
     seconds = time.monotonic() - started
     command = "python tools/train_demo_model.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    summary = {"seed": args.seed, "vae_from": args.vae_from and str(args.vae_from), "images": args.images, "vae_steps": args.vae_steps, "vae_batch": args.vae_batch,
-               "steps": args.steps, "weight_cap": args.weight_cap, "probe_weight": args.probe_weight, "batch": args.batch, "lr": args.lr, "threads": args.threads,
-               "vae_final_loss": round(vae_loss, 5),
-               "decoder_steps": args.decoder_steps, "decoder_lr": args.decoder_lr,
-               "decoder_shape_weight": args.decoder_shape_weight, "decoder_final_loss": round(decoder_loss, 5), "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2),
-               "diffusion_final_loss": round(diffusion_loss, 5), "vae_seconds": round(vae_seconds),
+    summary = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
+               "precision": precision, "vae_final_loss": round(vae_loss, 5),
+               "diffusion_final_loss": round(diffusion_loss, 5), "decoder_final_loss": round(decoder_loss, 5),
+               "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2), "vae_seconds": round(vae_seconds),
                "total_seconds": round(seconds), "command": command, "torch": torch.__version__}
     final = {"unet": ema["unet"], "vae": modules["vae"], "text_encoder": ema["text_encoder"]}
     size = save_checkpoint(args.out, final, {"description": "sdgraph built-in demo model demo-shapes: "

@@ -106,6 +106,8 @@ def analyse(image: np.ndarray, request: Request) -> str | None:
     area = int(shape_pixels.sum())
     if area < MIN_AREA:
         return f"only {area} {request.colour} pixels"
+    if shape_pixels.all():
+        return f"the whole image is {request.colour}"
     outside = Counter(labels[~shape_pixels].tolist()).most_common(1)[0][0]
     if COLOUR_NAMES[outside] != request.background:
         return f"background is {COLOUR_NAMES[outside]}"

@@ -1,0 +1,66 @@
+"""tools/train_demo_model.py runs end to end (a few steps of each stage) and writes a checkpoint the
+loader takes for an ordinary SD1.x file, with the run's settings and figures in its metadata.
+Whether a full run draws what is asked is tests/nodes/test_demo_model.py's job."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+
+from nodes.models.checkpoint import load_checkpoint
+from tools import train_demo_model
+from tools.shapes_dataset import make_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_short_run_writes_an_sd1_checkpoint_with_its_training_record(tmp_path):
+    out = tmp_path / "smoke.safetensors"
+    result = subprocess.run(
+        [sys.executable, "tools/train_demo_model.py", "--out", str(out), "--images", "32", "--vae-steps", "2",
+         "--vae-batch", "2", "--steps", "2", "--batch", "4", "--decoder-steps", "2", "--decoder-batch", "2",
+         "--threads", "1", "--precision", "fp32"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    loaded = load_checkpoint(out)
+    assert loaded.family.name == "sd15"
+    assert list(loaded.vae.config.block_out_channels) == train_demo_model.VAE_CHANNELS
+    assert list(loaded.unet.config.block_out_channels) == train_demo_model.UNET_CHANNELS
+    assert loaded.text_encoders[0].config.hidden_size == train_demo_model.TEXT_WIDTH
+    with safe_open(str(out), "pt") as f:
+        record = json.loads(f.metadata()["training"])
+    assert record["steps"] == 2 and record["vae_steps"] == 2 and record["precision"] == "fp32"
+    assert np.isfinite(record["diffusion_final_loss"]) and np.isfinite(record["vae_final_loss"])
+
+
+def test_the_latent_space_is_normalised_for_sd1s_scaling_factor():
+    """After `normalise_latent_space`, latents × 0.18215 have zero channel means and unit variance, and
+    the VAE decodes them to the same images as before (the 1×1 convolutions absorb the change)."""
+    import torch
+
+    torch.manual_seed(0)
+    vae = train_demo_model.build_modules(train_demo_model.demo_configs())["vae"].eval()
+    images = train_demo_model.to_tensor(make_dataset(8, seed=1)[0])
+    with torch.no_grad():
+        before = train_demo_model.encode_all(vae, images)
+        decoded_before = vae.decode(before).sample
+        after = train_demo_model.normalise_latent_space(vae, before, 0.18215)
+        decoded_after = vae.decode(after).sample
+    scaled = after * 0.18215
+    assert scaled.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert abs(float(scaled.std()) - 1) < 1e-3
+    assert torch.allclose(train_demo_model.encode_all(vae, images), after, atol=1e-4)
+    assert torch.allclose(decoded_before, decoded_after, atol=1e-4)
+
+
+def test_the_dataset_is_the_same_for_the_same_seed():
+    first, captions, _ = make_dataset(20, seed=4)
+    again, captions_again, _ = make_dataset(20, seed=4)
+    other, _, _ = make_dataset(20, seed=5)
+    assert np.array_equal(first, again) and captions == captions_again
+    assert not np.array_equal(first, other)
