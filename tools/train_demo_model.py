@@ -433,9 +433,12 @@ def main(argv: list[str] | None = None) -> None:
         log(f"after the decoder's fine-tuning: reconstruction error {reconstruction_mae:.2f}/255 per channel")
     seconds = time.monotonic() - started
     command = "python tools/train_demo_model.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    def figure(value: float) -> float | None:  # a stage that did not run has none (JSON has no NaN)
+        return None if math.isnan(value) else round(value, 5)
+
     summary = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
-               "precision": precision, "vae_final_loss": round(vae_loss, 5),
-               "diffusion_final_loss": round(diffusion_loss, 5), "decoder_final_loss": round(decoder_loss, 5),
+               "precision": precision, "vae_final_loss": figure(vae_loss),
+               "diffusion_final_loss": figure(diffusion_loss), "decoder_final_loss": figure(decoder_loss),
                "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2), "vae_seconds": round(vae_seconds),
                "total_seconds": round(seconds), "command": command, "torch": torch.__version__}
     final = {"unet": ema["unet"], "vae": modules["vae"], "text_encoder": ema["text_encoder"]}
