@@ -50,7 +50,6 @@ UNET_CHANNELS = [32, 64]
 # pattern within a group: with 2 channels per group that is one sign (the VAEs trained here with
 # 64 channels there mixed blue, green and black into one teal), with 4 a continuous direction.
 VAE_CHANNELS = [128, 32, 32, 128]
-LATENT_CHANNELS = 4
 INITIAL_LOGVAR = -10.0  # the posterior's log-variance at first (std 0.007)
 CAPTION_DROPOUT = 0.1
 EMA_DECAY = 0.998
@@ -365,10 +364,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from nodes.models.runtime import cpu_has_native_bf16
+    from nodes.models.runtime import runtime_from_settings
 
-    precision = args.precision if args.precision != "auto" else "bf16" if cpu_has_native_bf16() else "fp32"
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    # The engine's own meaning of the setting: auto is bf16 on CPUs with native bf16, else fp32.
+    runtime = runtime_from_settings({"device": "cpu", "precision": args.precision})
+    precision, dtype = runtime.precision, runtime.dtype
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
         # share that the UNet sees nearly one context and never learns to read it; distinct from the start.
         modules["text_encoder"].get_input_embeddings().weight.normal_(0.0, TOKEN_INIT_STD, generator=generator)
         # A posterior std of about 1 at first would drown the encoder's small initial means in noise.
-        modules["vae"].quant_conv.bias[LATENT_CHANNELS:] = INITIAL_LOGVAR
+        modules["vae"].quant_conv.bias[modules["vae"].config.latent_channels:] = INITIAL_LOGVAR
     for name, module in modules.items():
         log(f"{name}: {sum(p.numel() for p in module.parameters()) / 1e6:.2f} M parameters")
     log(f"{args.threads} threads, the VAE's forward passes in {precision}")
