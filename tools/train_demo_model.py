@@ -51,6 +51,10 @@ UNET_CHANNELS = [32, 64]
 # 64 channels there mixed blue, green and black into one teal), with 4 a continuous direction.
 VAE_CHANNELS = [128, 32, 32, 128]
 INITIAL_LOGVAR = -10.0  # the posterior's log-variance at first (std 0.007)
+# The VAE must give back the shape's and the background's colour of this share of held-out scenes
+# (drawn with HELD_OUT_SEED + the run's seed) before the diffusion stage starts.
+REQUIRED_COLOUR_FIDELITY = 0.97
+HELD_OUT_SEED = 10_000
 CAPTION_DROPOUT = 0.1
 EMA_DECAY = 0.998
 TEXT_LR_SCALE = 3.0
@@ -139,12 +143,27 @@ def shape_weights(coverage: torch.Tensor, shape_weight: float) -> torch.Tensor:
     return 1 + shape_weight * coverage[:, None]
 
 
-def train_vae(vae, images: torch.Tensor, weights: torch.Tensor, steps: int, batch: int, lr: float,
-              generator: torch.Generator, log, dtype: torch.dtype) -> float:
-    """Shape-weighted reconstruction of posterior samples, with a KL term small enough not to blur.
-    `weights`: `shape_weights` of the images; `dtype`: the autocast precision of the forward pass."""
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+def train_vae(vae, images: torch.Tensor, weights: torch.Tensor, steps: int, half_res_steps: int, batch: int,
+              lr: float, generator: torch.Generator, log, dtype: torch.dtype) -> float:
+    """Shape-weighted reconstruction of posterior samples, with a KL term small enough not to blur:
+    `half_res_steps` on the images shrunk to half size, then `steps` at full size.
+
+    The loss sits on a plateau for some 600 steps, until the VAE learns to carry flat colours through
+    its closing GroupNorms, and how long varies with the seed. A convolutional VAE learns that at half
+    size as well, where a step costs a quarter, so the plateau is crossed there; the full-size steps
+    after only sharpen. `weights`: `shape_weights` of the images; `dtype`: the forward passes' autocast."""
     vae.train()
+    vae_stage(vae, F.avg_pool2d(images, 2), F.avg_pool2d(weights, 2), half_res_steps, batch, lr, generator, log,
+              dtype, "vae (half size)")
+    loss = vae_stage(vae, images, weights, steps, batch, lr, generator, log, dtype, "vae")
+    vae.eval()
+    return loss
+
+
+def vae_stage(vae, images: torch.Tensor, weights: torch.Tensor, steps: int, batch: int, lr: float,
+              generator: torch.Generator, log, dtype: torch.dtype, stage: str) -> float:
+    """`steps` of AdamW from a fresh state (warm-up, then cosine); the last 100 steps' mean loss."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     losses = []
     for step in range(steps):
         set_lr(optimizer, lr_at(step, steps, lr))
@@ -156,9 +175,32 @@ def train_vae(vae, images: torch.Tensor, weights: torch.Tensor, steps: int, batc
             reconstruction = vae.decode(z).sample
         loss = reconstruction_loss(reconstruction, x, weights[index]) + 1e-6 * posterior.kl().float().mean()
         optimise(optimizer, list(vae.parameters()), loss, losses)
-        log_progress(log, "vae", step, steps, losses)
-    vae.eval()
-    return float(np.mean(losses[-100:]))
+        log_progress(log, stage, step, steps, losses)
+    return float(np.mean(losses[-100:])) if losses else float("nan")
+
+
+@torch.no_grad()
+def colour_fidelity(vae, seed: int, count: int = 200) -> tuple[float, float]:
+    """Shares of `count` scenes drawn with `seed` whose shape, and whose background, the VAE gives back
+    in the right colour (the nearest palette colour of most of the region's pixels; the background's
+    in the top half, which is its first colour). The diffusion model can draw no better than this."""
+    pixels, _, scenes = make_dataset(count, seed=seed)
+    decoded = vae.decode(encode_all(vae, to_tensor(pixels))).sample.float().clamp(-1, 1)
+    rgb = ((decoded + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+    palette = np.array(list(COLOURS.values()), np.float32)
+    nearest = ((rgb[..., None, :] - palette) ** 2).sum(-1).argmin(-1)  # [N, H, W] palette indices
+    names = list(COLOURS)
+
+    def majority(labels: np.ndarray) -> int:
+        return int(np.bincount(labels, minlength=len(names)).argmax())
+
+    shapes = backgrounds = 0
+    for labels, scene in zip(nearest, scenes):
+        coverage = scene_coverage(scene)
+        top = slice(0, IMAGE_SIZE // 2)
+        shapes += majority(labels[coverage > 0.99]) == names.index(scene.colour)
+        backgrounds += majority(labels[top][coverage[top] < 0.01]) == names.index(scene.background)
+    return shapes / count, backgrounds / count
 
 
 def finetune_decoder(vae, images: torch.Tensor, latents: torch.Tensor, weights: torch.Tensor, steps: int,
@@ -339,7 +381,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=6000, help="dataset size")
     parser.add_argument("--shape-weight", type=float, default=2.0,
                         help="the shape's pixels weigh 1 + this times the background's in the VAE's losses")
-    parser.add_argument("--vae-steps", type=int, default=800)
+    parser.add_argument("--vae-half-res-steps", type=int, default=1500,
+                        help="VAE steps on the images shrunk to half size, first (a quarter of a full step's cost)")
+    parser.add_argument("--vae-steps", type=int, default=400, help="VAE steps at full size, after")
     parser.add_argument("--vae-batch", type=int, default=16)
     parser.add_argument("--vae-lr", type=float, default=2e-3)
     parser.add_argument("--decoder-steps", type=int, default=0, help="decoder-only fine-tuning steps, last")
@@ -352,6 +396,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="weight the loss by 1/SNR clamped to [1, this] (1: plain epsilon loss)")
     parser.add_argument("--probe-weight", type=float, default=0.5,
                         help="weight of the auxiliary loss that makes the averaged text context tell the caption")
+    parser.add_argument("--skip-vae-check", action="store_true",
+                        help="go on to the diffusion stage even when the VAE gets held-out colours wrong")
     parser.add_argument("--vae-from", type=Path, help="take the VAE of this demo checkpoint instead of training one")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="of the VAE's forward passes; auto: bf16 on CPUs with native bf16, else fp32 (the "
@@ -397,8 +443,8 @@ def main(argv: list[str] | None = None) -> None:
     scaling_factor = float(configs.vae["scaling_factor"])
     vae_loss = float("nan")
     if args.vae_from is None:
-        vae_loss = train_vae(modules["vae"], images, weights, args.vae_steps, args.vae_batch, args.vae_lr, generator,
-                             log, dtype)
+        vae_loss = train_vae(modules["vae"], images, weights, args.vae_steps, args.vae_half_res_steps,
+                             args.vae_batch, args.vae_lr, generator, log, dtype)
         vae_latents = normalise_latent_space(modules["vae"], encode_all(modules["vae"], images), scaling_factor)
     else:  # its latent space is normalised already
         from nodes.models.checkpoint import load_checkpoint
@@ -410,6 +456,15 @@ def main(argv: list[str] | None = None) -> None:
     latents = vae_latents * scaling_factor
     reconstruction_mae = reconstruction_error(modules["vae"], vae_latents[:256], images[:256])
     log(f"latents: std {latents.std():.3f}; reconstruction error {reconstruction_mae:.2f}/255 per channel")
+    shape_colour, background_colour = colour_fidelity(modules["vae"], seed=HELD_OUT_SEED + args.seed)
+    log(f"the VAE gives back the shape's colour in {shape_colour:.1%}, the background's in {background_colour:.1%} "
+        f"of held-out scenes")
+    if min(shape_colour, background_colour) < REQUIRED_COLOUR_FIDELITY and not args.skip_vae_check:
+        raise SystemExit(f"the VAE has not converged: it gives back the shape's colour in {shape_colour:.1%} and "
+                         f"the background's in {background_colour:.1%} of held-out scenes, below "
+                         f"{REQUIRED_COLOUR_FIDELITY:.0%}, so no diffusion model trained on it could draw the "
+                         f"colours asked for; stopped before the diffusion stage. Give it more --vae-half-res-steps "
+                         f"(or --skip-vae-check to go on anyway).")
 
     tokenizer = load_clip_tokenizer()
     ids = caption_ids(captions, tokenizer)
@@ -439,7 +494,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
                "precision": precision, "vae_final_loss": figure(vae_loss),
                "diffusion_final_loss": figure(diffusion_loss), "decoder_final_loss": figure(decoder_loss),
-               "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2), "vae_seconds": round(vae_seconds),
+               "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2),
+               "vae_shape_colour": shape_colour, "vae_background_colour": background_colour, "vae_seconds": round(vae_seconds),
                "total_seconds": round(seconds), "command": command, "torch": torch.__version__}
     final = {"unet": ema["unet"], "vae": modules["vae"], "text_encoder": ema["text_encoder"]}
     size = save_checkpoint(args.out, final, {"description": "sdgraph built-in demo model demo-shapes: "

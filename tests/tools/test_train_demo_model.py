@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_short_run_writes_an_sd1_checkpoint_with_its_training_record(tmp_path):
     out = tmp_path / "smoke.safetensors"
     result = subprocess.run(
-        [sys.executable, "tools/train_demo_model.py", "--out", str(out), "--images", "32", "--vae-steps", "2",
-         "--vae-batch", "2", "--steps", "2", "--batch", "4", "--decoder-steps", "2", "--decoder-batch", "2",
-         "--threads", "1", "--precision", "fp32"],
+        [sys.executable, "tools/train_demo_model.py", "--out", str(out), "--images", "32", "--vae-half-res-steps", "2",
+         "--vae-steps", "2", "--vae-batch", "2", "--steps", "2", "--batch", "4", "--decoder-steps", "2", "--decoder-batch", "2",
+         "--threads", "1", "--precision", "fp32", "--skip-vae-check"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     loaded = load_checkpoint(out)
@@ -36,6 +36,43 @@ def test_a_short_run_writes_an_sd1_checkpoint_with_its_training_record(tmp_path)
         record = json.loads(f.metadata()["training"])
     assert record["steps"] == 2 and record["vae_steps"] == 2 and record["precision"] == "fp32"
     assert np.isfinite(record["diffusion_final_loss"]) and np.isfinite(record["vae_final_loss"])
+    assert 0 <= record["vae_shape_colour"] <= 1 and 0 <= record["vae_background_colour"] <= 1
+
+
+def test_a_run_whose_vae_gets_colours_wrong_stops_before_the_diffusion_stage(tmp_path):
+    """Four VAE steps cannot give colours back: the run says so and writes nothing, instead of spending
+    half an hour on a diffusion model that could not draw them."""
+    out = tmp_path / "unconverged.safetensors"
+    result = subprocess.run(
+        [sys.executable, "tools/train_demo_model.py", "--out", str(out), "--images", "32", "--vae-half-res-steps", "2",
+         "--vae-steps", "2", "--vae-batch", "2", "--steps", "2", "--batch", "4", "--threads", "1",
+         "--precision", "fp32"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "the VAE has not converged" in result.stderr and "diffusion stage" in result.stderr
+    assert "diffusion step" not in result.stdout
+    assert not out.exists()
+
+
+def test_colour_fidelity_counts_the_scenes_a_vae_gives_back_in_their_colours():
+    """An exact autoencoder (identity) gets every scene's colours right; one that returns grey gets
+    only the scenes whose colours are nearest grey."""
+    import torch
+
+    class Identity:
+        def encode(self, images):
+            return type("Encoded", (), {"latent_dist": type("Dist", (), {"mean": images})()})()
+
+        def decode(self, latents):
+            return type("Decoded", (), {"sample": latents})()
+
+    class Grey(Identity):
+        def decode(self, latents):
+            return type("Decoded", (), {"sample": torch.zeros_like(latents)})()
+
+    assert train_demo_model.colour_fidelity(Identity(), seed=3, count=40) == (1.0, 1.0)
+    shape, background = train_demo_model.colour_fidelity(Grey(), seed=3, count=40)
+    assert shape < 0.5 and background < 0.5
 
 
 def test_the_latent_space_is_normalised_for_sd1s_scaling_factor():
