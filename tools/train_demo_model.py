@@ -8,11 +8,12 @@ and shapes like any SD1.x file.
 
     python tools/train_demo_model.py --out nodes/models/builtin/demo-shapes.safetensors
 
-Stages: the VAE (shape-weighted reconstruction), then a rescaling of its latent space so that
-SD1's scaling factor 0.18215 (the loader's default) gives latents of unit variance, then the UNet
+Stages: the VAE (shape-weighted reconstruction, on half-size images first), then a rescaling of its
+latent space so that SD1's scaling factor 0.18215 (the loader's default) gives latents of unit
+variance, and a check that it gives held-out scenes' colours back (the run stops if not), then the UNet
 and text encoder together on the encoded dataset, with 10 % empty captions for classifier-free
 guidance and an exponential moving average of their weights; optionally (`--decoder-steps`) the
-decoder alone again, last. About 45 minutes on 2 idle cores with the defaults.
+decoder alone again, last. About 50 minutes on 2 idle cores with the defaults.
 """
 
 from __future__ import annotations
