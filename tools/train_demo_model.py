@@ -496,7 +496,8 @@ def main(argv: list[str] | None = None) -> None:
                "precision": precision, "vae_final_loss": figure(vae_loss),
                "diffusion_final_loss": figure(diffusion_loss), "decoder_final_loss": figure(decoder_loss),
                "vae_reconstruction_mae_of_255": round(reconstruction_mae, 2),
-               "vae_shape_colour": shape_colour, "vae_background_colour": background_colour, "vae_seconds": round(vae_seconds),
+               "vae_shape_colour": shape_colour, "vae_background_colour": background_colour,
+               "vae_seconds": round(vae_seconds),
                "total_seconds": round(seconds), "command": command, "torch": torch.__version__}
     final = {"unet": ema["unet"], "vae": modules["vae"], "text_encoder": ema["text_encoder"]}
     size = save_checkpoint(args.out, final, {"description": "sdgraph built-in demo model demo-shapes: "
