@@ -23,8 +23,8 @@ def test_a_short_run_writes_an_sd1_checkpoint_with_its_training_record(tmp_path)
     out = tmp_path / "smoke.safetensors"
     result = subprocess.run(
         [sys.executable, "tools/train_demo_model.py", "--out", str(out), "--images", "32", "--vae-half-res-steps", "2",
-         "--vae-steps", "2", "--vae-batch", "2", "--steps", "2", "--batch", "4", "--decoder-steps", "2", "--decoder-batch", "2",
-         "--threads", "1", "--precision", "fp32", "--skip-vae-check"],
+         "--vae-steps", "2", "--vae-batch", "2", "--steps", "2", "--batch", "4", "--decoder-steps", "2",
+         "--decoder-batch", "2", "--threads", "1", "--precision", "fp32", "--skip-vae-check"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     loaded = load_checkpoint(out)
