@@ -112,11 +112,12 @@ class EngineWorker:
         keys = self.executor.cache.keys()  # may run beside a prompt (Ray's second actor thread)
         held = set(keys)
         checkpoints = sorted({name for key, name in self._models.items() if key in held})
-        with self._lock:
+        with self._lock:  # the prompt's thread counts loads and sets the current prompt under it
             running = self._current[0] if self._current else None
+            model_loads = dict(self.model_loads)
         return {"id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
                 "device": device_description(), "prompt_id": running, "prompts_run": self.prompts_run,
-                "checkpoints": checkpoints, "model_loads": dict(self.model_loads), "cache_entries": len(keys),
+                "checkpoints": checkpoints, "model_loads": model_loads, "cache_entries": len(keys),
                 "cache_bytes": self.executor.cache.nbytes, "cache_keys": keys}
 
     def pid(self) -> int:
@@ -208,5 +209,6 @@ class EngineWorker:
             name = next(str(plan.constants[node_id][k]) for k in CHECKPOINT_INPUTS if k in plan.constants[node_id])
             models[signatures[node_id].key] = name
             if run.report[node_id].status == "ran":
-                self.model_loads[name] += 1
+                with self._lock:
+                    self.model_loads[name] += 1
         self._models = models  # replaced whole, never changed in place: `describe` reads it unlocked
