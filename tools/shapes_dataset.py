@@ -92,6 +92,13 @@ def render(scene: Scene) -> np.ndarray:
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
+def nearest_colours(pixels: np.ndarray) -> np.ndarray:
+    """Index into COLOURS of the nearest colour (RGB distance) of each pixel of `pixels` [..., 3] in
+    0..255: how the demo model's checks read an image."""
+    palette = np.array(list(COLOURS.values()), dtype=np.float32)
+    return ((pixels[..., None, :].astype(np.float32) - palette) ** 2).sum(axis=-1).argmin(axis=-1)
+
+
 def random_scene(rng: random.Random, two_tone_probability: float = 0.2) -> Scene:
     colour = rng.choice(list(COLOURS))
     others = [c for c in COLOURS if c != colour]

@@ -41,7 +41,8 @@ from nodes.models.clip_tokenizer import load_clip_tokenizer  # noqa: E402
 from nodes.models.family import SD15  # noqa: E402
 from nodes.models.shipped_configs import FamilyConfigs, shipped_configs  # noqa: E402
 from nodes.models.tiny import ldm_state_dict  # noqa: E402
-from shapes_dataset import COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, make_dataset, scene_coverage  # noqa: E402
+from shapes_dataset import (COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, make_dataset,  # noqa: E402
+                            nearest_colours, scene_coverage)
 
 TEXT_WIDTH = 64
 UNET_CHANNELS = [32, 64]
@@ -187,18 +188,16 @@ def colour_fidelity(vae, seed: int, count: int = 200) -> tuple[float, float]:
     in the top half, which is its first colour). The diffusion model can draw no better than this."""
     pixels, _, scenes = make_dataset(count, seed=seed)
     decoded = vae.decode(encode_all(vae, to_tensor(pixels))).sample.float().clamp(-1, 1)
-    rgb = ((decoded + 1) * 127.5).permute(0, 2, 3, 1).numpy()
-    palette = np.array(list(COLOURS.values()), np.float32)
-    nearest = ((rgb[..., None, :] - palette) ** 2).sum(-1).argmin(-1)  # [N, H, W] palette indices
+    nearest = nearest_colours(((decoded + 1) * 127.5).permute(0, 2, 3, 1).numpy())  # [N, H, W]
     names = list(COLOURS)
 
     def majority(labels: np.ndarray) -> int:
         return int(np.bincount(labels, minlength=len(names)).argmax())
 
     shapes = backgrounds = 0
+    top = slice(0, IMAGE_SIZE // 2)
     for labels, scene in zip(nearest, scenes):
         coverage = scene_coverage(scene)
-        top = slice(0, IMAGE_SIZE // 2)
         shapes += majority(labels[coverage > 0.99]) == names.index(scene.colour)
         backgrounds += majority(labels[top][coverage[top] < 0.01]) == names.index(scene.background)
     return shapes / count, backgrounds / count

@@ -29,12 +29,11 @@ import pytest
 from PIL import Image
 
 from nodes.models.builtin import DEMO_CHECKPOINT
-from tools.shapes_dataset import COLOURS, POSITIONS, SHAPES, shape_mask
+from tools.shapes_dataset import COLOURS, POSITIONS, SHAPES, nearest_colours, shape_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "workflows" / "txt2img.json"
 THREAD_SETTINGS = {k: v for k, v in os.environ.items() if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)
 COLOUR_NAMES = list(COLOURS)
 REQUIRED_ACCURACY = 0.9  # 13 of the 14 prompts
 POSITION_TOLERANCE = 9  # pixels between the shape's centre and the position's (the dataset jitters by 2)
@@ -98,8 +97,7 @@ def largest_region(mask: np.ndarray) -> np.ndarray:
 
 def analyse(image: np.ndarray, request: Request) -> str | None:
     """None if `image` (uint8 [H, W, 3]) shows what `request` asks, else what is wrong."""
-    distances = ((image[:, :, None, :].astype(np.float32) - PALETTE) ** 2).sum(axis=-1)
-    labels = distances.argmin(axis=-1)
+    labels = nearest_colours(image)
     shape_pixels = labels == COLOUR_NAMES.index(request.colour)
     area = int(shape_pixels.sum())
     if area < MIN_AREA:
@@ -193,7 +191,7 @@ def test_draws_what_the_prompt_asks(sampler, scheduler, tmp_path):
 
 def drawn_colour(image: np.ndarray, background: str) -> str:
     """The colour of the shape: the commonest of the palette's colours other than the background's."""
-    labels = (((image[:, :, None, :].astype(np.float32) - PALETTE) ** 2).sum(axis=-1)).argmin(axis=-1)
+    labels = nearest_colours(image)
     counts = np.bincount(labels.ravel(), minlength=len(COLOUR_NAMES))
     counts[COLOUR_NAMES.index(background)] = 0
     return COLOUR_NAMES[int(counts.argmax())]
