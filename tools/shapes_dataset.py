@@ -19,6 +19,7 @@ import numpy as np
 IMAGE_SIZE = 64
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220),
            "yellow": (240, 220, 30), "white": (245, 245, 245), "black": (15, 15, 15)}
+_PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)  # COLOURS' RGB values, in their order
 SHAPES = ("circle", "square", "triangle")
 SIZES = {"small": 22, "large": 34}  # side of the shape's bounding box, in pixels
 # Position word → centre of the shape's bounding box (x, y), in pixels.
@@ -95,8 +96,7 @@ def render(scene: Scene) -> np.ndarray:
 def nearest_colours(pixels: np.ndarray) -> np.ndarray:
     """Index into COLOURS of the nearest colour (RGB distance) of each pixel of `pixels` [..., 3] in
     0..255: how the demo model's checks read an image."""
-    palette = np.array(list(COLOURS.values()), dtype=np.float32)
-    return ((pixels[..., None, :].astype(np.float32) - palette) ** 2).sum(axis=-1).argmin(axis=-1)
+    return ((pixels[..., None, :].astype(np.float32) - _PALETTE) ** 2).sum(axis=-1).argmin(axis=-1)
 
 
 def random_scene(rng: random.Random, two_tone_probability: float = 0.2) -> Scene:
