@@ -82,8 +82,8 @@ def test_colour_fidelity_counts_the_scenes_a_vae_gives_back_in_their_colours():
         def decode(self, latents):
             return type("Decoded", (), {"sample": torch.zeros_like(latents)})()
 
-    assert train_demo_model.colour_fidelity(Identity(), seed=3, count=40) == (1.0, 1.0)
-    shape, background = train_demo_model.colour_fidelity(Grey(), seed=3, count=40)
+    assert train_demo_model.colour_fidelity(Identity(), 3, torch.float32, count=40) == (1.0, 1.0)
+    shape, background = train_demo_model.colour_fidelity(Grey(), 3, torch.float32, count=40)
     assert shape < 0.5 and background < 0.5
 
 
