@@ -13,7 +13,7 @@ latent space so that SD1's scaling factor 0.18215 (the loader's default) gives l
 variance, and a check that it gives held-out scenes' colours back (the run stops if not), then the UNet
 and text encoder together on the encoded dataset, with 10 % empty captions for classifier-free
 guidance and an exponential moving average of their weights; optionally (`--decoder-steps`) the
-decoder alone again, last. About 58 minutes on 2 idle cores with the defaults.
+decoder alone again, last. About 46 minutes on 2 idle cores with the defaults.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def demo_configs() -> FamilyConfigs:
 
 def build_modules(configs: FamilyConfigs) -> dict:
     """Fresh modules, their attention as two batched matmuls: at the UNet's head widths of 4 and 8,
-    SDPA's fused CPU kernel is slower (the UNet's step takes 0.22 s instead of 0.29 s, the VAE's at
-    half size 0.28 s instead of 0.33 s). The same function, so the checkpoint does not change."""
+    SDPA's fused CPU kernel is slower (the UNet's fp32 step takes 0.22 s instead of 0.29 s). The same
+    function, so the checkpoint does not change."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.models.attention_processor import AttnProcessor
     from transformers import CLIPTextConfig, CLIPTextModel

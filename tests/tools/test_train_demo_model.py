@@ -87,6 +87,28 @@ def test_colour_fidelity_counts_the_scenes_a_vae_gives_back_in_their_colours():
     assert shape < 0.5 and background < 0.5
 
 
+def test_the_training_attention_computes_what_the_engines_attention_does():
+    """The modules train with attention as batched matmuls (faster on the CPU at these head widths);
+    the engine loads the checkpoint with diffusers' default SDPA attention, which must give the same
+    outputs for the same weights."""
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    torch.manual_seed(0)
+    modules = train_demo_model.build_modules(train_demo_model.demo_configs())
+    unet, vae = modules["unet"].eval(), modules["vae"].eval()
+    assert all(isinstance(p, AttnProcessor) for p in [*unet.attn_processors.values(), *vae.attn_processors.values()])
+    latents, context, images = torch.randn(2, 4, 8, 8), torch.randn(2, 77, 64), torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        trained = unet(latents, 500, encoder_hidden_states=context).sample, vae(images).sample
+        unet.set_attn_processor(AttnProcessor2_0())
+        vae.set_attn_processor(AttnProcessor2_0())
+        engine = unet(latents, 500, encoder_hidden_states=context).sample, vae(images).sample
+    for a, b in zip(trained, engine):
+        assert torch.allclose(a, b, atol=1e-5)
+        assert a.abs().max() > 1e-3  # outputs, not zeros
+
+
 def test_the_latent_space_is_normalised_for_sd1s_scaling_factor():
     """After `normalise_latent_space`, latents × 0.18215 have zero channel means and unit variance, and
     the VAE decodes them to the same images as before (the 1×1 convolutions absorb the change)."""
