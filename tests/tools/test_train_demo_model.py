@@ -104,9 +104,9 @@ def test_the_training_attention_computes_what_the_engines_attention_does():
         unet.set_attn_processor(AttnProcessor2_0())
         vae.set_attn_processor(AttnProcessor2_0())
         engine = unet(latents, 500, encoder_hidden_states=context).sample, vae(images).sample
-    for a, b in zip(trained, engine):
-        assert torch.allclose(a, b, atol=1e-5)
-        assert a.abs().max() > 1e-3  # outputs, not zeros
+    for a, b in zip(trained, engine):  # the same up to fp32 rounding (1e-6 and 1e-5 measured)
+        assert a.abs().max() > 0.1  # outputs, not zeros
+        assert (a - b).abs().max() < 1e-4 * a.abs().max()
 
 
 def test_the_latent_space_is_normalised_for_sd1s_scaling_factor():
