@@ -343,10 +343,11 @@ def train_diffusion(unet, text_encoder, latents: torch.Tensor, ids: torch.Tensor
     encoder's stays in fp32, where it is faster)."""
     alphas_cumprod = sd1_alphas_cumprod()
     probe = CaptionProbe(text_encoder.config.hidden_size)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    unet_params, text_params = list(unet.parameters()), list(text_encoder.parameters())
+    params = unet_params + text_params
     # The text encoder starts from nothing and learns only through cross-attention: a higher rate.
-    optimizer = adamw([{"params": list(unet.parameters()), "scale": 1.0},
-                       {"params": list(text_encoder.parameters()) + list(probe.parameters()), "scale": TEXT_LR_SCALE}],
+    optimizer = adamw([{"params": unet_params, "scale": 1.0},
+                       {"params": text_params + list(probe.parameters()), "scale": TEXT_LR_SCALE}],
                       lr=lr, weight_decay=0.01)
     ema = {"unet": copy.deepcopy(unet).eval().requires_grad_(False),
            "text_encoder": copy.deepcopy(text_encoder).eval().requires_grad_(False)}
