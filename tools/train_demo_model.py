@@ -13,7 +13,7 @@ latent space so that SD1's scaling factor 0.18215 (the loader's default) gives l
 variance, and a check that it gives held-out scenes' colours back (the run stops if not), then the UNet
 and text encoder together on the encoded dataset, with 10 % empty captions for classifier-free
 guidance and an exponential moving average of their weights; optionally (`--decoder-steps`) the
-decoder alone again, last. About 46 minutes on 2 idle cores with the defaults.
+decoder alone again, last. About 54 minutes on 2 idle cores with the defaults.
 """
 
 from __future__ import annotations
@@ -403,7 +403,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=6000, help="dataset size")
     parser.add_argument("--shape-weight", type=float, default=2.0,
                         help="the shape's pixels weigh 1 + this times the background's in the VAE's losses")
-    parser.add_argument("--vae-half-res-steps", type=int, default=1500,
+    parser.add_argument("--vae-half-res-steps", type=int, default=2500,
                         help="VAE steps on the images shrunk to half size, first (a quarter of a full step's cost)")
     parser.add_argument("--vae-steps", type=int, default=400, help="VAE steps at full size, after")
     parser.add_argument("--vae-batch", type=int, default=16)

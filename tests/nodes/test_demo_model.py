@@ -8,7 +8,7 @@ the prompt's position; and of circle, square and triangle fitted to the shape's 
 prompt's must match it best. One CLI call per sampler renders all the prompts (one sampler branch
 per prompt in a workflow derived from `workflows/txt2img.json`).
 
-Retraining check (not run here, it takes about 45 minutes): see `nodes/models/builtin/demo-shapes.md`;
+Retraining check (not run here, it takes about 55 minutes): see `nodes/models/builtin/demo-shapes.md`;
 `DEMO_CHECKPOINT=path/to/retrained.safetensors pytest tests/nodes/test_demo_model.py` runs these
 tests on another file.
 """
