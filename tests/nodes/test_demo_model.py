@@ -10,7 +10,8 @@ per prompt in a workflow derived from `workflows/txt2img.json`).
 
 Retraining check (not run here, it takes about 55 minutes): see `nodes/models/builtin/demo-shapes.md`;
 `DEMO_CHECKPOINT=path/to/retrained.safetensors pytest tests/nodes/test_demo_model.py` runs these
-tests on another file.
+tests on another file, and `DEMO_PRECISION=fp32` (or bf16, fp16) in another precision than the
+machine's default (the model card's Accuracy table has bf16 and fp32).
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def cli_run(workflow: Path, tmp_path: Path, *sets: str) -> list[Path]:
         (models / "checkpoints").mkdir(parents=True, exist_ok=True)
         shutil.copy(override, models / "checkpoints" / DEMO_CHECKPOINT)
     args = [a for s in sets for a in ("--set", s)]
+    if os.environ.get("DEMO_PRECISION"):
+        args += ["--precision", os.environ["DEMO_PRECISION"]]
     result = subprocess.run(
         [sys.executable, "-m", "engine", "run", workflow, *args, "--models-dir", models,
          "--output-dir", tmp_path / "output", "--input-dir", tmp_path / "input", "--temp-dir", tmp_path / "temp",
