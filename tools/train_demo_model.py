@@ -177,7 +177,8 @@ def train_vae(vae, images: torch.Tensor, weights: torch.Tensor, steps: int, half
 def vae_stage(vae, images: torch.Tensor, weights: torch.Tensor, steps: int, batch: int, lr: float,
               generator: torch.Generator, log, dtype: torch.dtype, stage: str) -> float:
     """`steps` of AdamW from a fresh state (warm-up, then cosine); the last 100 steps' mean loss."""
-    optimizer = adamw(vae.parameters(), lr=lr, weight_decay=0.0)
+    params = list(vae.parameters())
+    optimizer = adamw(params, lr=lr, weight_decay=0.0)
     losses = []
     for step in range(steps):
         set_lr(optimizer, lr_at(step, steps, lr))
@@ -188,7 +189,7 @@ def vae_stage(vae, images: torch.Tensor, weights: torch.Tensor, steps: int, batc
             z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
             reconstruction = vae.decode(z).sample
         loss = reconstruction_loss(reconstruction, x, weights[index]) + 1e-6 * posterior.kl().float().mean()
-        optimise(optimizer, list(vae.parameters()), loss, losses)
+        optimise(optimizer, params, loss, losses)
         log_progress(log, stage, step, steps, losses)
     return float(np.mean(losses[-100:])) if losses else float("nan")
 

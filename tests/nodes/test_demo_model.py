@@ -135,8 +135,8 @@ def cli_run(workflow: Path, tmp_path: Path, *sets: str) -> list[Path]:
         (models / "checkpoints").mkdir(parents=True, exist_ok=True)
         shutil.copy(override, models / "checkpoints" / DEMO_CHECKPOINT)
     args = [a for s in sets for a in ("--set", s)]
-    if os.environ.get("DEMO_PRECISION"):
-        args += ["--precision", os.environ["DEMO_PRECISION"]]
+    if precision := os.environ.get("DEMO_PRECISION"):
+        args += ["--precision", precision]
     result = subprocess.run(
         [sys.executable, "-m", "engine", "run", workflow, *args, "--models-dir", models,
          "--output-dir", tmp_path / "output", "--input-dir", tmp_path / "input", "--temp-dir", tmp_path / "temp",
