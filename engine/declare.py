@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.node_contract import check_node_contract
 from engine.types import InputSpec
 
 DECLARATION_ATTR = "__node_declaration__"
@@ -145,6 +146,7 @@ def node(class_type: str, *, display_name: str | None = None, category: str = ""
         for name in hidden:
             if name.upper() not in HIDDEN_TYPES:
                 raise TypeError(f"node {class_type!r}: unknown hidden input {name!r}")
+        check_node_contract(class_type, cls, _collect_inputs(cls))
         declaration = NodeDeclaration(
             class_type=class_type,
             display_name=display_name or class_type,
