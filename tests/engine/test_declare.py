@@ -2,6 +2,7 @@
 
 import pytest
 
+from engine.context import RunContext
 from engine.declare import NodeResult, Out, node
 from engine.registry import NodeRegistry
 from engine.types import Boolean, Choice, CoercionError, Float, Int, Link, String
@@ -55,7 +56,7 @@ def test_input_order_is_required_then_optional_in_declaration_order():
         b = Link("INT")
         a = Int(2)
 
-        def run(self, ctx, **kw):
+        def run(self, ctx: RunContext, **kw):
             return (0,)
 
     assert Mixed.__node_declaration__.input_order == ["b", "a", "z"]
@@ -119,3 +120,120 @@ def test_registry_loads_extensions_and_reports_broken_ones(tmp_path):
 def test_registry_refuses_undeclared_classes():
     with pytest.raises(TypeError, match="not a declared node"):
         NodeRegistry([object])
+
+
+def test_run_that_lacks_a_declared_input_is_refused_at_declaration():
+    with pytest.raises(TypeError, match=r"node 'Forgetful': Forgetful\.run does not accept declared input\(s\) 'b'"):
+        @node("Forgetful", outputs=[Out("INT")])
+        class Forgetful:
+            a = Int(1)
+            b = Int(2, optional=True)
+
+            def run(self, ctx: RunContext, a):
+                return (a,)
+
+
+def test_run_with_a_required_parameter_that_is_not_an_input_is_refused():
+    with pytest.raises(TypeError, match=r"node 'Needy': Needy\.run requires parameter\(s\) 'scale' that are not "
+                                        r"declared inputs"):
+        @node("Needy", outputs=[Out("INT")])
+        class Needy:
+            a = Int(1)
+
+            def run(self, ctx: RunContext, a, scale):
+                return (a * scale,)
+
+
+def test_run_with_star_args_or_positional_only_inputs_is_refused():
+    with pytest.raises(TypeError, match=r"node 'Starry': Starry\.run takes \*values"):
+        @node("Starry", outputs=[Out("INT")])
+        class Starry:
+            a = Int(1)
+
+            def run(self, ctx: RunContext, *values, **inputs):
+                return (0,)
+    with pytest.raises(TypeError, match=r"node 'Slashed': Slashed\.run has positional-only parameter\(s\) 'a'"):
+        @node("Slashed", outputs=[Out("INT")])
+        class Slashed:
+            a = Int(1)
+
+            def run(self, ctx: RunContext, a, /):
+                return (a,)
+
+
+def test_run_without_ctx_is_refused():
+    with pytest.raises(TypeError, match=r"node 'NoCtx': NoCtx\.run must take 'ctx' as its first parameter"):
+        @node("NoCtx", outputs=[Out("INT")])
+        class NoCtx:
+            def run(self, *, a=1):
+                return (a,)
+
+
+def test_run_taking_kwargs_or_defaulted_extras_is_accepted_and_runs():
+    @node("Flexible", outputs=[Out("INT")])
+    class Flexible:
+        a = Link("INT")
+        b = Int(2, optional=True)
+
+        def run(self, ctx: RunContext, a, verbose=False, **rest):
+            return (a + rest["b"],)
+
+    assert Flexible.__node_declaration__.input_order == ["a", "b"]
+    assert Flexible().run(None, a=1, b=2) == (3,)
+
+
+def test_hooks_receive_widget_constants_only_and_are_checked_too():
+    with pytest.raises(TypeError, match=r"node 'BadPrint': BadPrint\.fingerprint does not accept declared "
+                                        r"input\(s\) 'name'"):
+        @node("BadPrint", outputs=[Out("INT")])
+        class BadPrint:
+            name = String("x")
+
+            def fingerprint(self, paths, other=""):
+                return other
+
+            def run(self, ctx: RunContext, name):
+                return (0,)
+    # the image is a link and never reaches validate_inputs, so requiring it can never work
+    with pytest.raises(TypeError, match=r"node 'BadCheck': BadCheck\.validate_inputs requires parameter\(s\) "
+                                        r"'image', but it receives only the constant widget values"):
+        @node("BadCheck", outputs=[Out("INT")])
+        class BadCheck:
+            image = Link("IMAGE")
+            size = Int(8)
+
+            def validate_inputs(self, paths, image, size):
+                return None
+
+            def run(self, ctx: RunContext, image, size):
+                return (0,)
+
+    @node("GoodHooks", outputs=[Out("INT")])
+    class GoodHooks:
+        image = Link("IMAGE")
+        size = Int(8)
+        mode = String("a", optional=True)
+
+        def fingerprint(self, paths, size, mode="a"):
+            return f"{size}{mode}"
+
+        def validate_inputs(self, paths, **constants):
+            return None
+
+        def run(self, ctx: RunContext, image, size, mode):
+            return (size,)
+
+    assert GoodHooks.__node_declaration__.has_fingerprint
+
+
+def test_a_pack_whose_node_breaks_the_contract_is_reported_as_a_failure(tmp_path):
+    (tmp_path / "wrong_pack.py").write_text(
+        "from engine.declare import node, Out\nfrom engine.types import Int\n"
+        "@node('WrongNode', outputs=[Out('INT')])\nclass WrongNode:\n    x = Int(1)\n"
+        "    def run(self, ctx, y):\n        return (y,)\n")
+    registry = NodeRegistry()
+    registry.load_extensions(tmp_path)
+    assert "WrongNode" not in registry
+    (failure,) = registry.failures
+    assert failure.name == "wrong_pack.py"
+    assert "node 'WrongNode': WrongNode.run does not accept declared input(s) 'x'" in failure.error
