@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.paths import Paths
 from engine.types import CLIP, CONDITIONING, Float, Int, Link, String
@@ -37,7 +36,7 @@ class CLIPTextEncode:
                            for p in sorted(folder.rglob("*")) if p.suffix.lower() in EMBEDDING_EXTENSIONS]
         return "|".join(stamps)
 
-    def run(self, ctx: Any, text: str, clip: ClipHandle) -> tuple:
+    def run(self, ctx: RunContext, text: str, clip: ClipHandle) -> tuple:
         with clip_patches_applied(clip), torch.inference_mode():
             cond, pooled = encode_with_checkpoint(text, clip, layer_idx=clip.layer_idx,
                                                   embeddings_dir=ctx.paths.model_dirs("embeddings"))
@@ -52,7 +51,7 @@ class ConditioningCombine:
     conditioning_1 = Link(CONDITIONING)
     conditioning_2 = Link(CONDITIONING)
 
-    def run(self, ctx: Any, conditioning_1: tuple, conditioning_2: tuple) -> tuple:
+    def run(self, ctx: RunContext, conditioning_1: tuple, conditioning_2: tuple) -> tuple:
         return (tuple(conditioning_1) + tuple(conditioning_2),)
 
 
@@ -68,7 +67,8 @@ class ConditioningSetArea:
     y = Int(0, min=0, max=MAX_RESOLUTION, step=8)
     strength = Float(1.0, min=0.0, max=10.0, step=0.01)
 
-    def run(self, ctx: Any, conditioning: tuple, width: int, height: int, x: int, y: int, strength: float) -> tuple:
+    def run(self, ctx: RunContext, conditioning: tuple, width: int, height: int, x: int, y: int,
+            strength: float) -> tuple:
         area = (height // 8, width // 8, y // 8, x // 8)
         return (tuple(entry.with_(area=area, strength=strength) for entry in conditioning),)
 
@@ -80,7 +80,7 @@ class ConditioningZeroOut:
 
     conditioning = Link(CONDITIONING)
 
-    def run(self, ctx: Any, conditioning: tuple) -> tuple:
+    def run(self, ctx: RunContext, conditioning: tuple) -> tuple:
         return (tuple(entry.with_(embeds=torch.zeros_like(entry.embeds),
                                   pooled=None if entry.pooled is None else torch.zeros_like(entry.pooled))
                       for entry in conditioning),)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.paths import UnsafePathError, contained
 from engine.types import IMAGE, MASK, Choice, ChoicesProvider
@@ -180,7 +181,7 @@ class LoadImage(_InputImageFile):
 
     image = Choice(InputImages(), image_upload=True)
 
-    def run(self, ctx: Any, image: str) -> tuple:
+    def run(self, ctx: RunContext, image: str) -> tuple:
         return load_image_batch(resolve_input_image(ctx.paths, image), image)
 
 
@@ -191,5 +192,5 @@ class LoadImageMask(_InputImageFile):
     image = Choice(InputImages(), image_upload=True)
     channel = Choice(CHANNELS)
 
-    def run(self, ctx: Any, image: str, channel: str) -> tuple:
+    def run(self, ctx: RunContext, image: str, channel: str) -> tuple:
         return (load_mask_channel(resolve_input_image(ctx.paths, image), image, channel),)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import IMAGE, MASK, Int, Link
 
@@ -21,7 +20,7 @@ class EmptyImage:
     batch_size = Int(1, min=1, max=4096)
     color = Int(0, min=0, max=0xFFFFFF, step=1)
 
-    def run(self, ctx: Any, width: int, height: int, batch_size: int, color: int) -> tuple:
+    def run(self, ctx: RunContext, width: int, height: int, batch_size: int, color: int) -> tuple:
         rgb = torch.tensor([(color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF], dtype=torch.float32) / 255.0
         return (rgb.expand(batch_size, height, width, 3).clone(),)
 
@@ -32,7 +31,7 @@ class ImageInvert:
 
     image = Link(IMAGE)
 
-    def run(self, ctx: Any, image: torch.Tensor) -> tuple:
+    def run(self, ctx: RunContext, image: torch.Tensor) -> tuple:
         return (1.0 - image,)
 
 
@@ -69,7 +68,7 @@ class ImagePadForOutpaint:
     bottom = Int(0, min=0, max=MAX_RESOLUTION, step=8)
     feathering = Int(40, min=0, max=MAX_RESOLUTION, step=1)
 
-    def run(self, ctx: Any, image: torch.Tensor, left: int, top: int, right: int, bottom: int,
+    def run(self, ctx: RunContext, image: torch.Tensor, left: int, top: int, right: int, bottom: int,
             feathering: int) -> tuple:
         batch, height, width, channels = image.shape
         padded = torch.full((batch, height + top + bottom, width + left + right, channels), 0.5, dtype=torch.float32)

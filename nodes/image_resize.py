@@ -7,10 +7,10 @@ the same function the latent upscale nodes use.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import IMAGE, Choice, Float, Int, Link
 from nodes.image_ops import MAX_RESOLUTION
@@ -32,7 +32,8 @@ class ImageScale:
     height = Int(512, min=0, max=MAX_RESOLUTION, step=1)
     crop = Choice(CROP_METHODS)
 
-    def run(self, ctx: Any, image: torch.Tensor, upscale_method: str, width: int, height: int, crop: str) -> tuple:
+    def run(self, ctx: RunContext, image: torch.Tensor, upscale_method: str, width: int, height: int,
+            crop: str) -> tuple:
         if width == 0 and height == 0:
             return (image,)
         old_height, old_width = image.shape[1], image.shape[2]
@@ -51,7 +52,7 @@ class ImageScaleBy:
     upscale_method = Choice(IMAGE_UPSCALE_METHODS)
     scale_by = Float(1.0, min=0.01, max=8.0, step=0.01)
 
-    def run(self, ctx: Any, image: torch.Tensor, upscale_method: str, scale_by: float) -> tuple:
+    def run(self, ctx: RunContext, image: torch.Tensor, upscale_method: str, scale_by: float) -> tuple:
         width = max(1, round(image.shape[2] * scale_by))
         height = max(1, round(image.shape[1] * scale_by))
         return (resize_image(image, width, height, upscale_method),)
@@ -71,7 +72,7 @@ class ImageScaleToTotalPixels:
     megapixels = Float(1.0, min=0.01, max=16.0, step=0.01)
     resolution_steps = Int(1, min=1, max=256, optional=True)
 
-    def run(self, ctx: Any, image: torch.Tensor, upscale_method: str, megapixels: float,
+    def run(self, ctx: RunContext, image: torch.Tensor, upscale_method: str, megapixels: float,
             resolution_steps: int | None = 1) -> tuple:
         steps = resolution_steps or 1
         old_height, old_width = image.shape[1], image.shape[2]

@@ -10,12 +10,12 @@ import json
 import re
 import secrets
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from engine.context import RunContext
 from engine.declare import NodeResult, node
 from engine.paths import UnsafePathError, contained
 from engine.pngmeta import png_text_chunks, pnginfo
@@ -75,7 +75,7 @@ class SaveImage:
     images = Link(IMAGE, tooltip="The images to save.")
     filename_prefix = String("ComfyUI", tooltip="File name prefix; may include a subfolder (e.g. 'renders/cat').")
 
-    def run(self, ctx: Any, images: torch.Tensor, filename_prefix: str) -> NodeResult:
+    def run(self, ctx: RunContext, images: torch.Tensor, filename_prefix: str) -> NodeResult:
         chunks = png_text_chunks(ctx.prompt or None, ctx.extra_pnginfo)
         chunks[RECORD_CHUNK] = json.dumps(reproducibility_record(ctx))
         saved = save_images(images, ctx.paths.output_dir, filename_prefix, "output", chunks, compress_level=4)
@@ -89,7 +89,7 @@ class PreviewImage:
 
     images = Link(IMAGE)
 
-    def run(self, ctx: Any, images: torch.Tensor) -> NodeResult:
+    def run(self, ctx: RunContext, images: torch.Tensor) -> NodeResult:
         prefix = "ComfyUI_temp_" + "".join(secrets.choice("abcdefghijklmnopqrstupvxyz") for _ in range(5))
         chunks = png_text_chunks(ctx.prompt or None, ctx.extra_pnginfo)
         saved = save_images(images, ctx.paths.temp_dir, prefix, "temp", chunks, compress_level=1)

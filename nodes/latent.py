@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import LATENT, MASK, Choice, Float, Int, Link
 from nodes.image_ops import MAX_RESOLUTION
@@ -64,7 +65,7 @@ class EmptyLatentImage:
         return latent_size_problem(width, height, batch_size or 1, DEFAULT_MAX_LATENT_PIXELS,
                                    "width, height or batch_size")
 
-    def run(self, ctx: Any, width: int, height: int, batch_size: int = 1) -> tuple:
+    def run(self, ctx: RunContext, width: int, height: int, batch_size: int = 1) -> tuple:
         check_latent_size(ctx, width, height, batch_size, "width, height or batch_size")
         return ({"samples": torch.zeros([batch_size, 4, height // 8, width // 8])},)
 
@@ -98,7 +99,7 @@ class LatentUpscale:
             return None
         return latent_size_problem(max(64, width), max(64, height), 1, DEFAULT_MAX_LATENT_PIXELS, "width or height")
 
-    def run(self, ctx: Any, samples: dict, upscale_method: str, width: int, height: int, crop: str) -> tuple:
+    def run(self, ctx: RunContext, samples: dict, upscale_method: str, width: int, height: int, crop: str) -> tuple:
         if width == 0 and height == 0:
             return (samples,)
         latent = samples["samples"]
@@ -115,7 +116,7 @@ class LatentUpscaleBy:
     upscale_method = Choice(LATENT_UPSCALE_METHODS)
     scale_by = Float(1.5, min=0.01, max=8.0, step=0.01)
 
-    def run(self, ctx: Any, samples: dict, upscale_method: str, scale_by: float) -> tuple:
+    def run(self, ctx: RunContext, samples: dict, upscale_method: str, scale_by: float) -> tuple:
         latent = samples["samples"]
         width = max(1, round(latent.shape[3] * scale_by))
         height = max(1, round(latent.shape[2] * scale_by))
@@ -130,5 +131,5 @@ class SetLatentNoiseMask:
     samples = Link(LATENT)
     mask = Link(MASK)
 
-    def run(self, ctx: Any, samples: dict, mask: torch.Tensor) -> tuple:
+    def run(self, ctx: RunContext, samples: dict, mask: torch.Tensor) -> tuple:
         return ({**samples, "noise_mask": mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))},)

@@ -7,8 +7,8 @@ key includes its file's size and modification time and the run's device/precisio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.paths import ModelFiles, Paths
 from engine.types import CLIP, MODEL, VAE, Choice, Int, Link
@@ -57,7 +57,7 @@ class CheckpointLoaderSimple:
         except FileNotFoundError:
             return "missing"
 
-    def run(self, ctx: Any, ckpt_name: str) -> tuple:
+    def run(self, ctx: RunContext, ckpt_name: str) -> tuple:
         runtime = runtime_from_settings(ctx.settings)
         loaded = load_checkpoint(checkpoint_path(ctx.paths, ckpt_name), dtype=runtime.dtype, device=runtime.device,
                                  memory_format=runtime.memory_format)
@@ -80,7 +80,7 @@ class VAELoader:
     def fingerprint(self, paths: Paths, vae_name: str) -> str:
         return file_stamp(paths.model_path("vae", vae_name))
 
-    def run(self, ctx: Any, vae_name: str) -> tuple:
+    def run(self, ctx: RunContext, vae_name: str) -> tuple:
         from nodes.models.standalone_vae import load_vae
 
         runtime = runtime_from_settings(ctx.settings)
@@ -96,7 +96,7 @@ class CLIPSetLastLayer:
     clip = Link(CLIP)
     stop_at_clip_layer = Int(-1, min=-24, max=-1, step=1)
 
-    def run(self, ctx: Any, clip: ClipHandle, stop_at_clip_layer: int) -> tuple:
+    def run(self, ctx: RunContext, clip: ClipHandle, stop_at_clip_layer: int) -> tuple:
         from dataclasses import replace
 
         return (replace(clip, layer_idx=stop_at_clip_layer),)

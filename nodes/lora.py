@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.paths import ModelFiles, Paths
 from engine.types import CLIP, MODEL, Choice, Float, Link
@@ -84,7 +85,7 @@ class LoraLoader:
     def fingerprint(self, paths: Paths, lora_name: str, **_: Any) -> str:
         return lora_fingerprint(paths, lora_name)
 
-    def run(self, ctx: Any, model: ModelHandle, clip: ClipHandle, lora_name: str, strength_model: float,
+    def run(self, ctx: RunContext, model: ModelHandle, clip: ClipHandle, lora_name: str, strength_model: float,
             strength_clip: float) -> tuple:
         if strength_model == 0 and strength_clip == 0:
             return (model, clip)
@@ -104,7 +105,7 @@ class LoraLoaderModelOnly:
     def fingerprint(self, paths: Paths, lora_name: str, **_: Any) -> str:
         return lora_fingerprint(paths, lora_name)
 
-    def run(self, ctx: Any, model: ModelHandle, lora_name: str, strength_model: float) -> tuple:
+    def run(self, ctx: RunContext, model: ModelHandle, lora_name: str, strength_model: float) -> tuple:
         if strength_model == 0:
             return (model,)
         return (with_model_lora(model, load_lora(ctx.paths, lora_name, model, None), strength_model),)

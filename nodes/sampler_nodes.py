@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import CONDITIONING, LATENT, MODEL, Choice, Float, Int, Link
 from nodes.guidance import guided_denoiser
@@ -72,7 +73,7 @@ class KSampler:
     latent_image = Link(LATENT)
     denoise = Float(1.0, min=0.0, max=1.0, step=0.01)
 
-    def run(self, ctx: Any, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+    def run(self, ctx: RunContext, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
             denoise) -> tuple:
         return (run_sampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                             latent_image, denoise=denoise),)
@@ -96,8 +97,8 @@ class KSamplerAdvanced:
     end_at_step = Int(10_000, min=0, max=10_000)
     return_with_leftover_noise = Choice(["disable", "enable"])
 
-    def run(self, ctx: Any, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
-            latent_image, start_at_step, end_at_step, return_with_leftover_noise) -> tuple:
+    def run(self, ctx: RunContext, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive,
+            negative, latent_image, start_at_step, end_at_step, return_with_leftover_noise) -> tuple:
         return (run_sampler(ctx, model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
                             latent_image, add_noise=add_noise == "enable", start_step=start_at_step,
                             last_step=end_at_step, force_full_denoise=return_with_leftover_noise != "enable"),)

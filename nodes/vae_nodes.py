@@ -6,11 +6,10 @@ model's scaling factor on the way in and out.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import IMAGE, LATENT, MASK, VAE, Int, Link
 from nodes.models.handles import VaeHandle
@@ -94,7 +93,7 @@ class VAEDecode:
     samples = Link(LATENT)
     vae = Link(VAE)
 
-    def run(self, ctx: Any, samples: dict, vae: VaeHandle) -> tuple:
+    def run(self, ctx: RunContext, samples: dict, vae: VaeHandle) -> tuple:
         return (decode(vae, samples["samples"]),)
 
 
@@ -107,7 +106,7 @@ class VAEDecodeTiled:
     tile_size = Int(512, min=64, max=4096, step=32)
     overlap = Int(64, min=0, max=4096, step=32)
 
-    def run(self, ctx: Any, samples: dict, vae: VaeHandle, tile_size: int, overlap: int) -> tuple:
+    def run(self, ctx: RunContext, samples: dict, vae: VaeHandle, tile_size: int, overlap: int) -> tuple:
         return (decode_tiled(vae, samples["samples"], tile_size, overlap),)
 
 
@@ -118,7 +117,7 @@ class VAEEncode:
     pixels = Link(IMAGE)
     vae = Link(VAE)
 
-    def run(self, ctx: Any, pixels: torch.Tensor, vae: VaeHandle) -> tuple:
+    def run(self, ctx: RunContext, pixels: torch.Tensor, vae: VaeHandle) -> tuple:
         return ({"samples": encode(vae, pixels)},)
 
 
@@ -132,7 +131,8 @@ class VAEEncodeForInpaint:
     mask = Link(MASK)
     grow_mask_by = Int(6, min=0, max=64, step=1)
 
-    def run(self, ctx: Any, pixels: torch.Tensor, vae: VaeHandle, mask: torch.Tensor, grow_mask_by: int) -> tuple:
+    def run(self, ctx: RunContext, pixels: torch.Tensor, vae: VaeHandle, mask: torch.Tensor,
+            grow_mask_by: int) -> tuple:
         mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
         mask = F.interpolate(mask, size=(pixels.shape[1], pixels.shape[2]), mode="bilinear")
         pixels = crop_to_multiple_of_8(pixels)[..., :3].clone()
