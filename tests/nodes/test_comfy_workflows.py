@@ -1,4 +1,4 @@
-"""The real ComfyUI workflows in `../shared/workflows/comfy/` (UI format) import, convert,
+"""The real ComfyUI workflows in `tests/fixtures/comfy_workflows/` (UI format) import, convert,
 validate and run on tiny random-weight checkpoints, without being edited.
 
 The checkpoints, VAE and LoRA names they ask for reach the tiny models through the user-visible
@@ -33,14 +33,14 @@ from nodes.models.tiny import TINY_TEXT_WIDTH, ldm_state_dict, tiny_configs
 from tests.nodes.checkpoints import save_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "workflows" / "comfy"
+SHARED = ROOT / "tests" / "fixtures" / "comfy_workflows"
 WORKFLOWS = sorted(p.name for p in SHARED.glob("*.json"))
 
 
 
 def test_the_shared_workflows_are_there():
-    """CI runs with shared/ beside the clone: their absence is a failure, never a skip."""
-    assert len(WORKFLOWS) == 8, f"expected the 8 shared ComfyUI workflows in {SHARED}, found {WORKFLOWS}"
+    """They ship with the repository: their absence is a failure, never a skip."""
+    assert len(WORKFLOWS) == 8, f"expected the 8 ComfyUI workflows in {SHARED}, found {WORKFLOWS}"
 
 # What a user would write in models/aliases.yaml to run these workflows on the tiny models.
 ALIASES = {
