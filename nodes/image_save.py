@@ -10,6 +10,7 @@ import json
 import re
 import secrets
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -28,8 +29,8 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return np.clip(255.0 * image.detach().to(torch.float32).cpu().numpy(), 0, 255).astype(np.uint8)
 
 
-def _next_counter(folder: Path, stem: str) -> int:
-    pattern = re.compile(rf"^{re.escape(stem)}_(\d+)_\.png$")
+def _next_counter(folder: Path, stem: str, extension: str = "png") -> int:
+    pattern = re.compile(rf"^{re.escape(stem)}_(\d+)_\.{re.escape(extension)}$")
     counters = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))] if folder.is_dir() else []
     return max(counters, default=0) + 1
 
@@ -37,6 +38,21 @@ def _next_counter(folder: Path, stem: str) -> int:
 def save_images(images: torch.Tensor, root: Path, prefix: str, folder_type: str, chunks: dict[str, str],
                 compress_level: int) -> list[dict[str, str]]:
     """Write each image of the batch under `root`; returns ComfyUI's `{filename, subfolder, type}` list."""
+    folder, stem, subfolder = output_folder(root, prefix)
+    info = pnginfo(chunks) if chunks else None
+    saved = []
+    counter = _next_counter(folder, stem)
+    for image in images:
+        picture = Image.fromarray(to_uint8(image))
+        name, counter = write_numbered(folder, stem, "png", counter, lambda handle: picture.save(
+            handle, format="PNG", pnginfo=info, compress_level=compress_level))
+        saved.append({"filename": name, "subfolder": subfolder, "type": folder_type})
+        counter += 1
+    return saved
+
+
+def output_folder(root: Path, prefix: str) -> tuple[Path, str, str]:
+    """The folder (created), file stem and subfolder a `filename_prefix` names under `root`; no escaping it."""
     try:
         target = contained(root, prefix)
     except UnsafePathError as exc:
@@ -44,23 +60,22 @@ def save_images(images: torch.Tensor, root: Path, prefix: str, folder_type: str,
     folder, stem = target.parent, target.name
     folder.mkdir(parents=True, exist_ok=True)
     subfolder = folder.relative_to(root.resolve()).as_posix()
-    subfolder = "" if subfolder == "." else subfolder
-    info = pnginfo(chunks) if chunks else None
-    saved = []
-    counter = _next_counter(folder, stem)
-    for image in images:
-        picture = Image.fromarray(to_uint8(image))
-        while True:
-            name = f"{stem}_{counter:05}_.png"
-            try:
-                with open(folder / name, "xb") as handle:
-                    picture.save(handle, format="PNG", pnginfo=info, compress_level=compress_level)
-                break
-            except FileExistsError:
-                counter += 1
-        saved.append({"filename": name, "subfolder": subfolder, "type": folder_type})
-        counter += 1
-    return saved
+    return folder, stem, "" if subfolder == "." else subfolder
+
+
+def write_numbered(folder: Path, stem: str, extension: str, counter: int | None,
+                   write: Callable[[BinaryIO], None]) -> tuple[str, int]:
+    """Create `{stem}_{counter:05}_.{extension}` exclusively, at the first free counter from `counter`
+    (None: after the highest existing one), and fill it with `write`; returns (file name, counter used)."""
+    counter = _next_counter(folder, stem, extension) if counter is None else counter
+    while True:
+        name = f"{stem}_{counter:05}_.{extension}"
+        try:
+            with open(folder / name, "xb") as handle:
+                write(handle)
+            return name, counter
+        except FileExistsError:
+            counter += 1
 
 
 @node("SaveImage", display_name="Save Image", category="image", output_node=True,
