@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.context import RunContext  # noqa: E402
 from engine.declare import NodeResult, Out, node  # noqa: E402
 from engine.execute import Executor  # noqa: E402
 from engine.cache import OutputCache  # noqa: E402
@@ -30,7 +31,7 @@ from engine.workflow import Workflow  # noqa: E402
 class BenchConst:
     value = Int(0, min=-10**9, max=10**9)
 
-    def run(self, ctx, value):
+    def run(self, ctx: RunContext, value):
         return (value,)
 
 
@@ -39,7 +40,7 @@ class BenchInc:
     value = Link("INT")
     step = Int(1, min=-100, max=100)
 
-    def run(self, ctx, value, step):
+    def run(self, ctx: RunContext, value, step):
         return (value + step,)
 
 
@@ -48,7 +49,7 @@ class BenchAdd:
     a = Link("INT")
     b = Link("INT")
 
-    def run(self, ctx, a, b):
+    def run(self, ctx: RunContext, a, b):
         return (a + b,)
 
 
@@ -56,7 +57,7 @@ class BenchAdd:
 class BenchSink:
     value = Link("INT")
 
-    def run(self, ctx, value):
+    def run(self, ctx: RunContext, value):
         return NodeResult(ui={"value": [value]})
 
 

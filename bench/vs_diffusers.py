@@ -103,6 +103,7 @@ def run_ours(size: int, steps: int, precision: str, bare_calls: int) -> dict:
     import torch
 
     from engine.config import EngineConfig, build_executor, build_registry
+    from engine.context import RunContext
     from engine.declare import NodeResult, node
     from engine.types import MODEL, Int, Link
     from engine.workflow import Workflow
@@ -129,7 +130,7 @@ def run_ours(size: int, steps: int, precision: str, bare_calls: int) -> dict:
         calls = Int(3, min=1, max=100)
         steps = Int(4, min=1, max=1000)
 
-        def run(self, ctx, model, size, calls, steps):
+        def run(self, ctx: RunContext, model, size, calls, steps):
             param = next(model.unet.parameters())
             generator = torch.Generator().manual_seed(0)
             sample = torch.randn(2, 4, size // 8, size // 8, generator=generator).to(param.dtype)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import Choice, Float, Int, Link, String
 
@@ -19,7 +20,7 @@ class ScaleLoader:
     ckpt_name = String("base.safetensors")
     load_seconds = Float(0.3, min=0.0, max=60.0)
 
-    def run(self, ctx, ckpt_name, load_seconds):
+    def run(self, ctx: RunContext, ckpt_name, load_seconds):
         time.sleep(load_seconds)
         return (ckpt_name,)
 
@@ -48,7 +49,7 @@ class ScaleJob:
     seed = Int(0, min=0, max=2**31)
     spins_per_second = Int(0, min=0, max=10**12)
 
-    def run(self, ctx, model, kind, seconds, steps, seed, spins_per_second):
+    def run(self, ctx: RunContext, model, kind, seconds, steps, seed, spins_per_second):
         ctx.progress(0, steps)
         for step in range(steps):
             if kind == "sleep":

@@ -12,6 +12,7 @@ import time
 
 from PIL import Image
 
+from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import Float, Int, Link
 
@@ -25,7 +26,7 @@ class ToySampler:
     steps = Int(3, min=1, max=10_000)
     delay = Float(0.01, min=0.0, max=10.0)
 
-    def run(self, ctx, model, seed, steps, delay):
+    def run(self, ctx: RunContext, model, seed, steps, delay):
         for step in range(steps):
             time.sleep(delay)
             out = io.BytesIO()

@@ -1,6 +1,7 @@
 """The output cache: signature keys, what re-runs and why, bounds and eviction."""
 
 from engine.cache import OutputCache, Signature, estimate_nbytes
+from engine.context import RunContext
 from engine.events import EventLog
 from engine.execute import Executor
 from tests.engine.conftest import api
@@ -155,7 +156,7 @@ def test_settings_a_node_uses_join_its_key_and_can_be_overridden_per_run(registr
 
     @node("Precise", outputs=[Out("STRING")], uses_settings=["precision"])
     class Precise:
-        def run(self, ctx):
+        def run(self, ctx: RunContext):
             calls.append(ctx.settings.get("precision"))
             return (ctx.settings.get("precision"),)
 

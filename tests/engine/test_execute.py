@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from engine.context import InterruptHandle
+from engine.context import InterruptHandle, RunContext
 from engine.events import EventLog
 from engine.execute import ValidationFailed
 from tests.engine.conftest import api
@@ -121,7 +121,7 @@ def test_hidden_prompt_and_extra_pnginfo_reach_nodes_that_ask(registry, paths):
     class Recorder:
         value = Link("INT")
 
-        def run(self, ctx, value):
+        def run(self, ctx: RunContext, value):
             return NodeResult(ui={"prompt": [ctx.prompt], "info": [ctx.extra_pnginfo]})
 
     reg = NodeRegistry([Recorder, *list(d.cls for d in registry)])

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import time
 
+from engine.context import RunContext
 from engine.declare import NodeResult, Out, node
 from engine.types import Boolean, Choice, Float, Int, Link, String
 
@@ -26,7 +27,7 @@ class Number:
 
     value = Int(0, min=-1_000_000, max=1_000_000)
 
-    def run(self, ctx, value):
+    def run(self, ctx: RunContext, value):
         _trace(ctx, ctx.node_id)
         return (value,)
 
@@ -39,7 +40,7 @@ class Add:
     b = Link("INT")
     c = Link("INT", optional=True)
 
-    def run(self, ctx, a, b, c):
+    def run(self, ctx: RunContext, a, b, c):
         _trace(ctx, ctx.node_id)
         return (a + b + (c or 0),)
 
@@ -52,7 +53,7 @@ class Scale:
     factor = Int(2, min=0, max=100, step=1)
     offset = Float(0.0, min=-10.0, max=10.0, step=0.5, optional=True)
 
-    def run(self, ctx, value, factor, offset):
+    def run(self, ctx: RunContext, value, factor, offset):
         _trace(ctx, ctx.node_id)
         return (value * factor + int(offset), float(factor))
 
@@ -65,7 +66,7 @@ class Text:
     shout = Boolean(False)
     style = Choice(["plain", "fancy"], optional=True)
 
-    def run(self, ctx, text, shout, style):
+    def run(self, ctx: RunContext, text, shout, style):
         _trace(ctx, ctx.node_id)
         text = text.upper() if shout else text
         return (f"*{text}*" if style == "fancy" else text,)
@@ -77,7 +78,7 @@ class Show:
 
     value = Link("*")
 
-    def run(self, ctx, value):
+    def run(self, ctx: RunContext, value):
         _trace(ctx, ctx.node_id)
         return NodeResult(ui={"values": [value]})
 
@@ -89,7 +90,7 @@ class Fail:
     value = Link("INT")
     fail = Boolean(True)
 
-    def run(self, ctx, value, fail):
+    def run(self, ctx: RunContext, value, fail):
         _trace(ctx, ctx.node_id)
         if fail:
             raise RuntimeError("toy failure requested")
@@ -104,7 +105,7 @@ class Slow:
     steps = Int(10, min=1, max=10_000)
     delay = Float(0.01, min=0.0, max=10.0)
 
-    def run(self, ctx, value, steps, delay):
+    def run(self, ctx: RunContext, value, steps, delay):
         _trace(ctx, ctx.node_id)
         for step in range(steps):
             time.sleep(delay)
@@ -129,7 +130,7 @@ class ReadFile:
             return f"file {name!r} not found in the input folder"
         return None
 
-    def run(self, ctx, name):
+    def run(self, ctx: RunContext, name):
         _trace(ctx, ctx.node_id)
         return (ctx.paths.input_path(name).read_text(),)
 
@@ -138,7 +139,7 @@ class ReadFile:
 class Clock:
     """The current time: declared to re-run on every execution."""
 
-    def run(self, ctx):
+    def run(self, ctx: RunContext):
         _trace(ctx, ctx.node_id)
         return (time.time(),)
 
@@ -150,7 +151,7 @@ class Blob:
     size = Int(1024, min=0, max=10**9)
     fill = Int(0, min=0, max=255)
 
-    def run(self, ctx, size, fill):
+    def run(self, ctx: RunContext, size, fill):
         _trace(ctx, ctx.node_id)
         return (bytes([fill]) * size,)
 
@@ -161,7 +162,7 @@ class BadReturn:
 
     value = Link("INT")
 
-    def run(self, ctx, value):
+    def run(self, ctx: RunContext, value):
         return (value,)
 
 
@@ -189,7 +190,7 @@ def _no_files(paths):
 class _ComfyToy:
     """Returns a placeholder string per declared output: these toys only exercise the graph."""
 
-    def run(self, ctx, **inputs):
+    def run(self, ctx: RunContext, **inputs):
         _trace(ctx, ctx.node_id)
         decl = type(self).__node_declaration__
         return tuple(f"{decl.class_type}.{out.name}" for out in decl.outputs)

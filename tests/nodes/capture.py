@@ -1,5 +1,6 @@
 """A test-only output node that hands whatever reaches it back to the test."""
 
+from engine.context import RunContext
 from engine.declare import node
 from engine.types import ANY, Link
 
@@ -10,5 +11,5 @@ class Capture:
 
     value = Link(ANY)
 
-    def run(self, ctx, value):
+    def run(self, ctx: RunContext, value):
         ctx.settings["captured"].append(value)

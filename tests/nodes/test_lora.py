@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from engine.config import EngineConfig, build_registry
-from engine.context import InterruptHandle
+from engine.context import InterruptHandle, RunContext
 from engine.declare import NodeResult, node
 from engine.execute import Executor
 from engine.paths import Paths
@@ -35,7 +35,7 @@ class Keep:
 
     value = Link(ANY)
 
-    def run(self, ctx, value):
+    def run(self, ctx: RunContext, value):
         kept[ctx.node_id] = value
         return NodeResult(ui={})
 

@@ -63,6 +63,7 @@ from diffusers import (  # noqa: E402
 )
 
 from engine.config import EngineConfig, build_registry  # noqa: E402
+from engine.context import RunContext  # noqa: E402
 from engine.declare import NodeResult, Out, node  # noqa: E402
 from engine.execute import Executor  # noqa: E402
 from engine.paths import Paths  # noqa: E402
@@ -189,7 +190,7 @@ class CaptureValue:
 
     value = Link(ANY)
 
-    def run(self, ctx, value):
+    def run(self, ctx: RunContext, value):
         captured[ctx.node_id] = value
         return NodeResult(ui={})
 
@@ -198,7 +199,7 @@ class CaptureValue:
 class TestGradientImage:
     """A deterministic image with structure in both directions (a flat colour would be a weak init image)."""
 
-    def run(self, ctx):
+    def run(self, ctx: RunContext):
         ys, xs = torch.meshgrid(torch.linspace(0, 1, SIZE), torch.linspace(0, 1, SIZE), indexing="ij")
         image = torch.stack([xs, ys, 0.5 + 0.5 * torch.sin(6 * xs + 3 * ys)], dim=-1)
         return (image[None],)

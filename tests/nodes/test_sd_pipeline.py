@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.config import EngineConfig, build_registry
-from engine.context import InterruptHandle
+from engine.context import InterruptHandle, RunContext
 from engine.events import EventLog
 from engine.execute import Executor
 from engine.paths import Paths
@@ -105,7 +105,7 @@ def test_inpainting_leaves_the_unmasked_latent_untouched(registry, models_dir, t
     class CaptureLatent:
         samples = Link(LATENT)
 
-        def run(self, ctx, samples):
+        def run(self, ctx: RunContext, samples):
             captured[ctx.node_id] = samples
             return NodeResult(ui={})
 
@@ -125,7 +125,7 @@ def test_inpainting_leaves_the_unmasked_latent_untouched(registry, models_dir, t
 
     @node("HalfMask", outputs=[Out("MASK")])
     class HalfMask:
-        def run(self, ctx):
+        def run(self, ctx: RunContext):
             return (mask,)
 
     reg.register(HalfMask)

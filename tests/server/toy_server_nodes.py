@@ -10,6 +10,7 @@ import time
 
 from PIL import Image
 
+from engine.context import RunContext
 from engine.declare import NodeResult, Out, node
 from engine.types import Float, Int, Link, String
 
@@ -29,7 +30,7 @@ class SolidImage:
     filename_prefix = String("toy")
     value = Link("INT", optional=True)
 
-    def run(self, ctx, color, size, filename_prefix, value):
+    def run(self, ctx: RunContext, color, size, filename_prefix, value):
         folder = ctx.paths.output_dir
         folder.mkdir(parents=True, exist_ok=True)
         counter = 1
@@ -52,7 +53,7 @@ class PreviewSteps:
     steps = Int(3, min=1, max=1000)
     delay = Float(0.0, min=0.0, max=10.0, optional=True)
 
-    def run(self, ctx, value, steps, delay):
+    def run(self, ctx: RunContext, value, steps, delay):
         for step in range(steps):
             time.sleep(delay or 0.0)
             ctx.preview("PNG", png_bytes(step * 40))
