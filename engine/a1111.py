@@ -10,6 +10,10 @@ A1111 stores its generation settings in a PNG `parameters` chunk as plain text:
 The last line holds `Key: value` pairs (a value may be double-quoted, with commas inside); it is
 only taken as settings when it has at least three pairs, as A1111 itself does. Everything above
 it is the prompt, up to a line starting `Negative prompt:`, after which it is the negative prompt.
+
+The text comes from files anyone can send (`POST /workflow/convert` reads every dropped PNG), so
+it is bounded (`MAX_PARAMETERS_CHARS`) and scanned in linear time: A1111's own settings regex
+backtracks quadratically on a long line without a colon, and `re` holds the GIL while it does.
 """
 
 from __future__ import annotations
@@ -63,10 +67,18 @@ SCHEDULES: dict[str, str] = {
 # Before A1111 1.9 the schedule was part of the sampler's name ("DPM++ 2M Karras").
 _OLD_STYLE_SUFFIXES = (" Karras", " Exponential")
 
-# One `Key: value` pair of the settings line; a quoted value may hold commas and escaped quotes.
-_SETTING = re.compile(r'\s*(\w[\w \-/]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+# The longest `parameters` text read: A1111's own texts stay far below (prompts of a few thousand
+# characters); a longer one is refused rather than parsed.
+MAX_PARAMETERS_CHARS = 64 * 1024
+
+# The settings line is scanned in pieces, each regex matching from one place without retrying:
+# a run of the characters a key may hold (it is a key when a `:` follows and it holds a letter),
+# then optional spaces, then a double-quoted value (commas and escaped quotes inside).
+_KEY_RUN = re.compile(r"[\w \-/]+")
+_SPACES = re.compile(r"\s*")
+_QUOTED = re.compile(r'"(?:\\.|[^\\"])*"')
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
-_LORA_TAG = re.compile(r"<(?:lora|lyco):[^>]*>", re.IGNORECASE)
+_LORA_TAG = re.compile(r"<(?:lora|lyco):[^<>]*>", re.IGNORECASE)  # [^<>]: each `<` starts one scan
 
 
 @dataclass
@@ -96,17 +108,47 @@ class A1111Parameters:
     warnings: list[str] = field(default_factory=list)
 
 
+class A1111ParametersError(ValueError):
+    """The `parameters` text is too long to be an A1111 text; the message says how long."""
+
+
+def _setting_pairs(line: str) -> list[tuple[str, str]]:
+    """The raw `(key, value)` pairs of a settings line, found in one pass (linear in its length).
+
+    A key is a run of word characters, spaces, `-` and `/` starting at a word character and
+    followed by `:`; its value runs to the next comma, unless it is a quoted string followed by a
+    comma or the line's end. Text between pairs that is not a key is skipped.
+    """
+    pairs: list[tuple[str, str]] = []
+    pos, end = 0, len(line)
+    while (run := _KEY_RUN.search(line, pos)) is not None:
+        pos = run.end()
+        key = run.group().lstrip(" -/")
+        if not key or line[pos:pos + 1] != ":":
+            continue
+        pos = _SPACES.match(line, pos + 1).end()
+        quoted = _QUOTED.match(line, pos)
+        if quoted is not None and line[quoted.end():quoted.end() + 1] in (",", ""):
+            value, pos = quoted.group(), quoted.end() + 1
+        else:
+            comma = line.find(",", pos)
+            stop = end if comma < 0 else comma
+            value, pos = line[pos:stop], stop + 1
+        pairs.append((key.strip(), value))
+    return pairs
+
+
 def split_settings(line: str) -> dict[str, str]:
     """The `Key: value, ...` pairs of a settings line, in order, with quoted values unquoted."""
     settings: dict[str, str] = {}
-    for key, value in _SETTING.findall(line):
+    for key, value in _setting_pairs(line):
         value = value.strip()
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
                 value = value[1:-1]
-        settings[key.strip()] = value
+        settings[key] = value
     return settings
 
 
@@ -141,10 +183,16 @@ def comfy_sampler(sampler: str, schedule_type: str | None = None) -> tuple[str, 
 
 
 def parse_a1111_parameters(text: str) -> A1111Parameters:
-    """Parse an A1111 `parameters` text; malformed settings become warnings, never exceptions."""
+    """Parse an A1111 `parameters` text; malformed settings become warnings, never exceptions.
+
+    A text over `MAX_PARAMETERS_CHARS` is refused with `A1111ParametersError` (a ValueError).
+    """
+    if len(text) > MAX_PARAMETERS_CHARS:
+        raise A1111ParametersError(f"the A1111 'parameters' text has {len(text)} characters; "
+                                   f"at most {MAX_PARAMETERS_CHARS} are read")
     lines = text.strip().replace("\r\n", "\n").split("\n")
     settings: dict[str, str] = {}
-    if len(lines) > 0 and len(_SETTING.findall(lines[-1])) >= 3:
+    if len(lines) > 0 and len(_setting_pairs(lines[-1])) >= 3:
         settings = split_settings(lines.pop())
 
     prompt_lines: list[str] = []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from engine.a1111 import (A1111Parameters, a1111_to_workflow, checkpoint_name, comfy_sampler,
-                          parse_a1111_parameters, split_settings)
+from engine.a1111 import (MAX_PARAMETERS_CHARS, A1111Parameters, A1111ParametersError, a1111_to_workflow,
+                          checkpoint_name, comfy_sampler, parse_a1111_parameters, split_settings)
 
 
 def expected_graph(*, ckpt="dreamshaper_8.safetensors", positive="a cat", negative="", width=512, height=768,
@@ -121,6 +123,36 @@ def test_hires_fix_and_lora_tags_are_reported_as_not_reproduced():
         "A1111 hires fix is not reproduced: the graph renders at the base size only",
         "the prompt has <lora:...> tags: they stay plain text; add LoraLoader nodes to apply them",
     ]
+
+
+def test_text_between_settings_that_is_not_a_pair_is_skipped():
+    settings = split_settings('junk, -/: x, Steps: 20,, Model hash:  abc , Seed:"7",Size: 1x2: 3')
+
+    assert settings == {"Steps": "20", "Model hash": "abc", "Seed": "7", "Size": "1x2: 3"}
+
+
+# --- hostile texts: parsed in linear time, and bounded ---------------------------------------------
+
+@pytest.mark.parametrize("last_line", [
+    "a" * 60_000,                       # no colon: A1111's regex retried the whole run at every letter
+    "a b-c/" * 10_000,                  # the same, with every character a key may hold
+    'k: "' + "x, " * 20_000,            # an unterminated quoted value
+    "<lora:" * 10_000,                  # a tag that never closes
+    " \t" * 30_000,
+])
+def test_a_long_hostile_line_is_parsed_at_once(last_line):
+    started = time.perf_counter()
+    params = parse_a1111_parameters("a cat\n" + last_line)
+
+    assert time.perf_counter() - started < 0.5
+    assert params.prompt.startswith("a cat")
+
+
+def test_a_text_over_the_limit_is_refused_not_parsed():
+    parse_a1111_parameters("a" * MAX_PARAMETERS_CHARS)  # at the limit: read
+
+    with pytest.raises(A1111ParametersError, match=f"at most {MAX_PARAMETERS_CHARS}"):
+        parse_a1111_parameters("a" * (MAX_PARAMETERS_CHARS + 1))
 
 
 # --- sampler and scheduler names -------------------------------------------------------------------
