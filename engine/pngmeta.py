@@ -24,8 +24,10 @@ from PIL.PngImagePlugin import PngInfo
 from engine.workflow import Workflow, WorkflowFormatError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_TEXT_CHUNK = 64 * 1024 * 1024       # one tEXt/zTXt/iTXt chunk, compressed or not
-MAX_TEXT_TOTAL = 256 * 1024 * 1024      # all text of one file, after decompression
+# Workflows of hundreds of nodes take a few MB of JSON; what is beyond these is refused, so that a
+# small file of compressed text (zlib expands up to 1000-fold) cannot take much memory or time.
+MAX_TEXT_CHUNK = 16 * 1024 * 1024       # one tEXt/zTXt/iTXt chunk, compressed or not
+MAX_TEXT_TOTAL = 32 * 1024 * 1024       # all text of one file, after decompression
 MAX_CHUNKS = 100_000                    # a file of endless empty chunks must still end
 TEXT_CHUNK_TYPES = (b"tEXt", b"zTXt", b"iTXt")
 JSON_KEYS = ("prompt", "workflow")

@@ -6,6 +6,7 @@ import io
 import json
 import struct
 import sys
+import time
 import types
 import zlib
 
@@ -231,6 +232,33 @@ def test_an_oversized_text_chunk_is_refused_before_it_is_read(monkeypatch):
 
     with pytest.raises(PngMetadataError, match="too large"):
         read_png_metadata(raw_png(text_chunk("prompt", "x" * 2000)))
+
+
+def test_the_default_limits_refuse_a_small_file_of_compressed_text():
+    # 33 MiB of text compressed into 33 KB: refused when the decompressed size passes the total limit.
+    bomb = chunk(b"zTXt", b"parameters\0\0" + zlib.compress(b"a" * (33 * 1024 * 1024), 9))
+
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(PngMetadataError, match="decompresses to more than"):
+        read_png_metadata(raw_png(bomb))
+
+
+def test_a_long_a1111_text_in_a_ztxt_chunk_is_refused_at_once():
+    # 8 MiB of letters without a colon: A1111's settings regex would take hours over it.
+    started = time.perf_counter()
+    hostile = chunk(b"zTXt", b"parameters\0\0" + zlib.compress(b"a" * (8 * 1024 * 1024), 9))
+
+    with pytest.raises(ValueError, match="parameters"):
+        workflow_from_png(raw_png(hostile), registry=None)
+    assert time.perf_counter() - started < 1.5
+
+
+def test_a_long_line_without_a_colon_still_gives_a_graph_at_once():
+    started = time.perf_counter()
+    workflow = workflow_from_png(raw_png(text_chunk("parameters", "a cat\n" + "a" * 60_000)), registry=None)
+
+    assert workflow.nodes["3"].inputs["text"].startswith("a cat\naaa")
+    assert time.perf_counter() - started < 0.5
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path):
