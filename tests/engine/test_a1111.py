@@ -6,8 +6,16 @@ import time
 
 import pytest
 
-from engine.a1111 import (MAX_PARAMETERS_CHARS, A1111Parameters, A1111ParametersError, a1111_to_workflow,
-                          checkpoint_name, comfy_sampler, parse_a1111_parameters, split_settings)
+from engine.a1111 import (
+    MAX_PARAMETERS_CHARS,
+    A1111Parameters,
+    A1111ParametersError,
+    a1111_to_workflow,
+    checkpoint_name,
+    comfy_sampler,
+    parse_a1111_parameters,
+    split_settings,
+)
 
 
 def expected_graph(*, ckpt="dreamshaper_8.safetensors", positive="a cat", negative="", width=512, height=768,

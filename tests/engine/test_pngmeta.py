@@ -15,8 +15,15 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from engine import pngmeta
-from engine.pngmeta import (PngMetadata, PngMetadataError, png_text_chunks, pnginfo, read_png_metadata,
-                            read_png_text, workflow_from_png)
+from engine.pngmeta import (
+    PngMetadata,
+    PngMetadataError,
+    png_text_chunks,
+    pnginfo,
+    read_png_metadata,
+    read_png_text,
+    workflow_from_png,
+)
 from engine.workflow import LinkRef, Workflow
 
 PROMPT = {

@@ -11,8 +11,15 @@ import torch
 from nodes.models.family import CheckpointFamily
 from nodes.models.modules import build_text_encoder, build_unet, build_vae
 from nodes.models.shipped_configs import shipped_configs, text_encoder_names
-from nodes.models.tiny import (TINY_CHANNELS, TINY_TEXT_WIDTH, TINY_TIME_EMBED, ldm_state_dict,  # noqa: F401
-                               save_tiny_checkpoint, tiny_configs, tiny_modules)
+from nodes.models.tiny import (  # noqa: F401
+    TINY_CHANNELS,
+    TINY_TEXT_WIDTH,
+    TINY_TIME_EMBED,
+    ldm_state_dict,
+    save_tiny_checkpoint,
+    tiny_configs,
+    tiny_modules,
+)
 
 
 def meta_modules(family: CheckpointFamily) -> dict[str, Any]:

@@ -12,14 +12,28 @@ import pytest
 import torch
 
 from nodes.models.checkpoint import LoadedCheckpoint, load_checkpoint
-from nodes.models.family import (SD2_EPS, SD2_V, SD15, SDXL_BASE, V_PRED_KEY, V_PRED_STAT_KEY,
-                                 UnknownCheckpointError, detect_family)
+from nodes.models.family import (
+    SD2_EPS,
+    SD2_V,
+    SD15,
+    SDXL_BASE,
+    V_PRED_KEY,
+    V_PRED_STAT_KEY,
+    UnknownCheckpointError,
+    detect_family,
+)
 from nodes.models.ldm_convert import configs_for_checkpoint, convert_checkpoint
 from nodes.models.modules import WeightMismatchError
 from nodes.models.shipped_configs import CONFIGS_DIR, shipped_configs
 from nodes.models.state_dict_files import CheckpointFileError
-from tests.nodes.checkpoints import (full_size_ldm_shapes, ldm_state_dict, meta_modules, save_tiny_checkpoint,
-                                     state_dicts_equal, tiny_configs)
+from tests.nodes.checkpoints import (
+    full_size_ldm_shapes,
+    ldm_state_dict,
+    meta_modules,
+    save_tiny_checkpoint,
+    state_dicts_equal,
+    tiny_configs,
+)
 
 FAMILIES = [SD15, SD2_V, SDXL_BASE]
 

@@ -12,8 +12,17 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from nodes.conditioning import (SD1_CLIP_L, SD2_CLIP_H, SDXL_CLIP_G, SDXL_CLIP_L, EmbeddingLibrary, encode_prompt,
-                                encode_sdxl, encode_with_checkpoint, tokenize_prompt)
+from nodes.conditioning import (
+    SD1_CLIP_L,
+    SD2_CLIP_H,
+    SDXL_CLIP_G,
+    SDXL_CLIP_L,
+    EmbeddingLibrary,
+    encode_prompt,
+    encode_sdxl,
+    encode_with_checkpoint,
+    tokenize_prompt,
+)
 from nodes.models.clip_tokenizer import OPEN_CLIP_PAD_TOKEN, load_clip_tokenizer
 
 START, END = 49406, 49407

@@ -58,8 +58,8 @@ def test_same_seed_same_pixels_and_different_seed_different_pixels(registry, mod
     def pixels(seed, folder):
         executor = Executor(registry, Paths(models_dir, tmp_path / "in", tmp_path / folder, tmp_path / "t"))
         result = executor.execute(txt2img(seed=seed))
-        from PIL import Image
         import numpy as np
+        from PIL import Image
         return np.asarray(Image.open(tmp_path / folder / result.outputs["9"]["images"][0]["filename"]))
 
     first, again, other = pixels(5, "a"), pixels(5, "b"), pixels(6, "c")
@@ -179,8 +179,9 @@ def test_precision_setting_reloads_the_model_and_is_recorded(executor, tmp_path)
 
 
 def test_latent_previews_once_per_step_when_asked(executor):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     executor.settings["previews"] = True
     log = EventLog()

@@ -15,8 +15,7 @@ import unicodedata
 import pytest
 import regex
 
-from nodes.models.clip_tokenizer import (END_TOKEN, OPEN_CLIP_PAD_TOKEN, TOKENIZER_DIR, VOCAB_SIZE,
-                                         load_clip_tokenizer)
+from nodes.models.clip_tokenizer import END_TOKEN, OPEN_CLIP_PAD_TOKEN, TOKENIZER_DIR, VOCAB_SIZE, load_clip_tokenizer
 
 PATTERN = regex.compile(
     r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",

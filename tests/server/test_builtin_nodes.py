@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from engine.config import build_registry
 from engine.pngmeta import read_png_metadata
 from tests.server.conftest import connect
