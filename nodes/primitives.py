@@ -15,13 +15,14 @@ from engine.declare import NodeResult, Out, node
 from engine.types import ANY, Boolean, Float, Int, Link, String
 
 PREVIEW_MAX_CHARS = 100_000
+NO_DEFAULT: Any = None  # a widget declared without a default: /object_info lists none
 
 
 @node("PrimitiveInt", display_name="Int", category="utils/primitive", outputs=[Out("INT")])
 class PrimitiveInt:
     """An integer constant; like a seed, the editor can change it after each run."""
 
-    value = Int(None, min=-sys.maxsize, max=sys.maxsize, control_after_generate=True)
+    value = Int(NO_DEFAULT, min=-sys.maxsize, max=sys.maxsize, control_after_generate=True)
 
     def run(self, ctx: RunContext, value: int) -> tuple:
         return (value,)
@@ -31,7 +32,7 @@ class PrimitiveInt:
 class PrimitiveFloat:
     """A floating-point constant."""
 
-    value = Float(None, min=-sys.maxsize, max=sys.maxsize)
+    value = Float(NO_DEFAULT, min=-sys.maxsize, max=sys.maxsize)
 
     def run(self, ctx: RunContext, value: float) -> tuple:
         return (value,)
@@ -41,7 +42,7 @@ class PrimitiveFloat:
 class PrimitiveString:
     """A one-line text constant."""
 
-    value = String(None)
+    value = String(NO_DEFAULT)
 
     def run(self, ctx: RunContext, value: str) -> tuple:
         return (value,)
@@ -52,7 +53,7 @@ class PrimitiveString:
 class PrimitiveStringMultiline:
     """A multi-line text constant."""
 
-    value = String(None, multiline=True)
+    value = String(NO_DEFAULT, multiline=True)
 
     def run(self, ctx: RunContext, value: str) -> tuple:
         return (value,)
@@ -62,7 +63,7 @@ class PrimitiveStringMultiline:
 class PrimitiveBoolean:
     """A true/false constant."""
 
-    value = Boolean(None)
+    value = Boolean(NO_DEFAULT)
 
     def run(self, ctx: RunContext, value: bool) -> tuple:
         return (value,)
@@ -72,8 +73,8 @@ class PrimitiveBoolean:
 class StringConcatenate:
     """string_a and string_b joined by the delimiter."""
 
-    string_a = String(None, multiline=True)
-    string_b = String(None, multiline=True)
+    string_a = String(NO_DEFAULT, multiline=True)
+    string_b = String(NO_DEFAULT, multiline=True)
     delimiter = String("")
 
     def run(self, ctx: RunContext, string_a: str, string_b: str, delimiter: str) -> tuple:

@@ -10,8 +10,19 @@ from engine.ui_format import ui_to_api
 from engine.workflow import LinkRef
 from nodes.latent import LatentTooLargeError
 from nodes.latent_batch import LatentBatch, LatentBatchSeedBehavior, LatentFromBatch, RepeatLatentBatch
-from nodes.latent_ops import (LatentAdd, LatentBlend, LatentComposite, LatentCompositeMasked, LatentCrop, LatentFlip,
-                              LatentInterpolate, LatentMultiply, LatentRotate, LatentSubtract, repeat_to_batch)
+from nodes.latent_ops import (
+    LatentAdd,
+    LatentBlend,
+    LatentComposite,
+    LatentCompositeMasked,
+    LatentCrop,
+    LatentFlip,
+    LatentInterpolate,
+    LatentMultiply,
+    LatentRotate,
+    LatentSubtract,
+    repeat_to_batch,
+)
 
 
 def ctx(**settings):

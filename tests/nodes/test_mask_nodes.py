@@ -11,8 +11,18 @@ from engine.paths import Paths
 from engine.registry import NodeRegistry
 from engine.ui_format import ui_to_api
 from engine.workflow import Workflow
-from nodes.mask_ops import (CropMask, FeatherMask, GrowMask, ImageToMask, InvertMask, MaskComposite, MaskToImage,
-                            MaskTooLargeError, SolidMask, ThresholdMask)
+from nodes.mask_ops import (
+    CropMask,
+    FeatherMask,
+    GrowMask,
+    ImageToMask,
+    InvertMask,
+    MaskComposite,
+    MaskToImage,
+    MaskTooLargeError,
+    SolidMask,
+    ThresholdMask,
+)
 from tests.nodes.capture import Capture
 
 

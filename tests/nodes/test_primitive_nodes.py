@@ -12,8 +12,17 @@ from engine.registry import NodeRegistry
 from engine.ui_format import ui_to_api
 from engine.workflow import Workflow
 from nodes.latent import EmptyLatentImage
-from nodes.primitives import (PREVIEW_MAX_CHARS, PreviewAny, PrimitiveBoolean, PrimitiveFloat, PrimitiveInt,
-                              PrimitiveString, PrimitiveStringMultiline, StringConcatenate, preview_text)
+from nodes.primitives import (
+    PREVIEW_MAX_CHARS,
+    PreviewAny,
+    PrimitiveBoolean,
+    PrimitiveFloat,
+    PrimitiveInt,
+    PrimitiveString,
+    PrimitiveStringMultiline,
+    StringConcatenate,
+    preview_text,
+)
 from tests.nodes.capture import Capture
 
 PRIMITIVES = [PrimitiveInt, PrimitiveFloat, PrimitiveString, PrimitiveStringMultiline, PrimitiveBoolean]
