@@ -36,13 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from shapes_dataset import COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, make_dataset, nearest_colours, scene_coverage  # noqa: E402
-
 from nodes.conditioning.tokens import tokenize_prompt  # noqa: E402
 from nodes.models.clip_tokenizer import load_clip_tokenizer  # noqa: E402
 from nodes.models.family import SD15  # noqa: E402
 from nodes.models.shipped_configs import FamilyConfigs, shipped_configs  # noqa: E402
 from nodes.models.tiny import ldm_state_dict  # noqa: E402
+from shapes_dataset import COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, make_dataset, nearest_colours, scene_coverage  # noqa: E402
 
 TEXT_WIDTH = 64
 UNET_CHANNELS = [32, 64]
