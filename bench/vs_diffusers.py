@@ -179,7 +179,8 @@ def run_ours(size: int, steps: int, precision: str, bare_calls: int) -> dict:
 
     return {"load_s": report["4"].seconds, "encode_s": report["6"].seconds + report["7"].seconds,
             "sample_s": report["3"].seconds, "decode_s": report["8"].seconds, "step_s": step_seconds(stamps),
-            "end_to_end_s": end_to_end, "peak_rss": peak, "bare_unet_s": statistics.median(probe.outputs["u"]["seconds"]),
+            "end_to_end_s": end_to_end, "peak_rss": peak,
+            "bare_unet_s": statistics.median(probe.outputs["u"]["seconds"]),
             "loop_s": min(probe.outputs["u"]["loop_seconds"]),
             "precision": runtime_from_settings(settings).precision}
 

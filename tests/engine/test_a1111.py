@@ -200,7 +200,8 @@ def test_a1111_samplers_map_to_comfyui_names(sampler, schedule_type, expected):
 
 
 def test_an_unknown_sampler_becomes_euler_with_a_warning():
-    assert comfy_sampler("Restart", None) == ("euler", "normal", ["unknown A1111 sampler 'Restart': using euler instead"])
+    assert comfy_sampler("Restart", None) == (
+        "euler", "normal", ["unknown A1111 sampler 'Restart': using euler instead"])
 
 
 def test_an_unknown_schedule_type_becomes_normal_with_a_warning():

@@ -118,7 +118,8 @@ def test_run_accepts_a_png_that_carries_a_workflow(tmp_path):
 
 def test_nodes_lists_declarations_and_json_is_object_info(workdir):
     listing = cli("nodes", cwd=workdir)
-    assert "SaveImage [image]" in listing.stdout and "Add [toy/math] (a: INT, b: INT, c: INT?) -> sum: INT" in listing.stdout
+    assert "SaveImage [image]" in listing.stdout
+    assert "Add [toy/math] (a: INT, b: INT, c: INT?) -> sum: INT" in listing.stdout
     info = json.loads(cli("nodes", "--json", cwd=workdir).stdout)
     assert info["Scale"]["input"]["required"]["factor"] == ["INT", {"default": 2, "min": 0, "max": 100, "step": 1}]
 

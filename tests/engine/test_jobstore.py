@@ -42,7 +42,8 @@ def test_everything_survives_reopening_and_running_jobs_are_requeued(tmp_path):
     assert [j.prompt_id for j in reopened.history()] == ["a"]
     assert reopened.history()[0].outputs == {"1": {"values": [1]}}
     _, pending = reopened.queue()
-    assert [(j.prompt_id, j.client_id, j.extra_data) for j in pending] == [("b", "me", {"k": "b"}), ("c", "me", {"k": "c"})]
+    assert [(j.prompt_id, j.client_id, j.extra_data) for j in pending] == [
+        ("b", "me", {"k": "b"}), ("c", "me", {"k": "c"})]
 
 
 def test_a_job_that_keeps_killing_the_server_is_failed_after_max_attempts(tmp_path):

@@ -188,7 +188,8 @@ def test_aliases_given_in_code_add_to_the_file(aliased):
 
 def test_aliases_reach_models_in_extra_folders(tmp_path):
     touch(tmp_path / "webui/models/Stable-diffusion/dreamshaper_8.safetensors", b"dream")
-    write_yaml(tmp_path / "models/aliases.yaml", "checkpoints:\n  v1-5-pruned-emaonly.safetensors: dreamshaper_8.safetensors\n")
+    write_yaml(tmp_path / "models/aliases.yaml",
+               "checkpoints:\n  v1-5-pruned-emaonly.safetensors: dreamshaper_8.safetensors\n")
     paths = Paths(tmp_path / "models", extra_model_dirs={"checkpoints": [tmp_path / "webui/models/Stable-diffusion"]})
     assert "v1-5-pruned-emaonly.safetensors" in ModelFiles("checkpoints").choices(paths)
     assert paths.model_path("checkpoints", "v1-5-pruned-emaonly.safetensors").read_bytes() == b"dream"
@@ -224,7 +225,8 @@ def test_no_aliases_file_means_no_aliases(tmp_path):
 def test_cli_offers_extra_folders_and_aliases_as_checkpoint_choices(tmp_path):
     touch(tmp_path / "webui/models/Stable-diffusion/dreamshaper_8.safetensors")
     extra = write_yaml(tmp_path / "extra.yaml", "a111:\n  base_path: webui\n  checkpoints: models/Stable-diffusion\n")
-    write_yaml(tmp_path / "models/aliases.yaml", "checkpoints:\n  v1-5-pruned-emaonly.safetensors: dreamshaper_8.safetensors\n")
+    write_yaml(tmp_path / "models/aliases.yaml",
+               "checkpoints:\n  v1-5-pruned-emaonly.safetensors: dreamshaper_8.safetensors\n")
     result = subprocess.run([sys.executable, "-m", "engine", "nodes", "--json", "--models-dir", tmp_path / "models",
                              "--extra-model-paths", extra], cwd=tmp_path, capture_output=True, text=True,
                             timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

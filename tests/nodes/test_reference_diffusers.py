@@ -297,7 +297,8 @@ def ours_schedule(pair: Pair, ours: dict, denoise: float) -> torch.Tensor:
 
 def assert_same_schedule(pair: Pair, reference: torch.Tensor, ours: torch.Tensor) -> None:
     assert reference.shape == ours.shape, f"{pair}: diffusers schedule {reference} vs ours {ours}"
-    assert torch.allclose(reference, ours, rtol=1e-4, atol=1e-6), f"{pair}: diffusers schedule {reference} vs ours {ours}"
+    assert torch.allclose(reference, ours, rtol=1e-4, atol=1e-6), \
+        f"{pair}: diffusers schedule {reference} vs ours {ours}"
 
 
 def comfyui_start(noise: torch.Tensor, sigma_0: float, sigma_max: float) -> torch.Tensor:

@@ -22,7 +22,8 @@ def gaussian_denoiser(x, sigma):
 
 
 def start(name, steps=30, shape=(1, 4, 8, 8), seed=0, scheduler="karras"):
-    sigmas = ksampler_sigmas(MS, scheduler, steps, discard_penultimate_sigma=sampler_info(name).discard_penultimate_sigma)
+    sigmas = ksampler_sigmas(MS, scheduler, steps,
+                             discard_penultimate_sigma=sampler_info(name).discard_penultimate_sigma)
     x = MS.noise_scaling(sigmas[0], initial_noise(seed, shape), torch.zeros(shape))
     return x, sigmas
 

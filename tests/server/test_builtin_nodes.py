@@ -17,7 +17,8 @@ async def test_solid_color_workflow_saves_pngs_with_the_prompt_and_never_overwri
     server = make_server(registry=build_registry(config))
     prompt = json.loads((ROOT / "workflows" / "solid_color.json").read_text())
     async with connect(server) as api:
-        first = await api.wait_done(await api.queue_prompt(prompt, extra_data={"extra_pnginfo": {"workflow": {"w": 1}}}))
+        first = await api.wait_done(
+            await api.queue_prompt(prompt, extra_data={"extra_pnginfo": {"workflow": {"w": 1}}}))
         prompt["1"]["inputs"]["width"] = 8
         second = await api.wait_done(await api.queue_prompt(prompt), timeout=30)
         names = [entry["outputs"]["3"]["images"][0]["filename"] for entry in (first, second)]

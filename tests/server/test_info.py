@@ -144,5 +144,8 @@ async def test_every_route_is_also_under_api(server, method, path, kind):
     async with connect(server) as api:
         body = {} if method == "POST" else None
         plain = await api.request(method, path, json=body) if body is not None else await api.get(path)
-        prefixed = await api.request(method, "/api" + path, json=body) if body is not None else await api.get("/api" + path)
+        if body is not None:
+            prefixed = await api.request(method, "/api" + path, json=body)
+        else:
+            prefixed = await api.get("/api" + path)
         assert plain[0] == prefixed[0] and plain[0] != 404, (path, plain, prefixed)

@@ -56,5 +56,6 @@ async def test_fifty_clients_each_get_their_own_complete_events(server):
     assert server.state.hub.count == 0 and server.state.hub.clients == {}
     gc.collect()
     growth = rss_bytes() - baseline
-    print(f"\n{CLIENTS * PROMPTS_EACH} prompts from {CLIENTS} clients in {elapsed:.2f}s; RSS growth {growth / 2**20:.1f} MiB")
+    print(f"\n{CLIENTS * PROMPTS_EACH} prompts from {CLIENTS} clients in {elapsed:.2f}s; "
+          f"RSS growth {growth / 2**20:.1f} MiB")
     assert growth < 20 * 2**20
