@@ -2,23 +2,29 @@
 
 Every name that arrives in a request is resolved with `engine.paths.contained`, which follows
 symlinks and refuses anything that would leave its folder (403). Uploads are streamed with a
-size bound, must be images within the pixel bound, and never overwrite a different file unless
-asked: `name.png` becomes `name (1).png` (ComfyUI's rule), while re-uploading identical bytes
-returns the existing name.
+size bound, must be images within the pixel bound (all frames of an animation together), and never
+overwrite a different file unless asked: `name.png` becomes `name (1).png` (ComfyUI's rule), while
+re-uploading identical bytes returns the existing name.
+
+`/view` serves a file inline only as the image type its first bytes show, whatever its name, and
+anything else as an `application/octet-stream` attachment, under a sandboxing CSP: an upload named
+`evil.html` can never run as a page of this server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import json
-import mimetypes
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from PIL import Image, UnidentifiedImageError
 
 from api.responses import ApiError
@@ -30,6 +36,14 @@ PREVIEW_FORMATS = {"webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg"
 CHANNELS = ("rgba", "rgb", "a")
 MAX_FIELD_BYTES = 64 * 1024
 MAX_RENAMES = 10_000
+MAX_NAME_BYTES = 255  # a file name's limit on nearly every file system
+# The image types /view serves inline, by their first bytes (what a browser would sniff too).
+IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+                    (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"), (b"BM", "image/bmp"))
+# What a /view answer may do if a browser opens it as a page: nothing (GitHub's raw files do the same).
+VIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+# LoadImage's placeholder mask is 64x64 whatever the frame's size, so a frame costs at least that.
+MIN_FRAME_PIXELS = 64 * 64
 
 
 def _folder(state: Any, folder_type: str) -> Path:
@@ -49,19 +63,47 @@ def resolve_request_file(root: Path, subfolder: str, filename: str) -> Path:
         raise ApiError(403, "path_not_allowed", "The requested path leaves its folder", str(exc)) from None
 
 
-def _check_pixels(image: Image.Image, limit: int) -> None:
+def _check_pixels(image: Image.Image, limit: int, all_frames: bool) -> None:
+    """413 when the first frame, or with `all_frames` every frame together, passes `limit` pixels.
+
+    Frames are counted from their headers, without decoding (Pillow gives every frame of a GIF the
+    size of its logical screen, which is what a loader then allocates for each).
+    """
     width, height = image.size
     if width * height > limit:
         raise ApiError(413, "image_too_large", f"Image of {width}x{height} pixels exceeds the limit of {limit} pixels")
+    frames = getattr(image, "n_frames", 1) if all_frames else 1
+    if frames > 1 and frames * max(width * height, MIN_FRAME_PIXELS) > limit:
+        raise ApiError(413, "image_too_large", f"Animation of {frames} frames of {width}x{height} pixels exceeds "
+                       f"the limit of {limit} pixels for all frames together")
 
 
-def _open_image(data: bytes | Path, limit: int) -> Image.Image:
+def _open_image(data: bytes | Path, limit: int, all_frames: bool = False) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        _check_pixels(image, limit, all_frames)
+    # Pillow raises ValueError for a text chunk over its limit, EOFError/SyntaxError for damaged frames.
+    except (UnidentifiedImageError, OSError, EOFError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ApiError(400, "invalid_image", "The file is not an image this server can read", str(exc)) from None
-    _check_pixels(image, limit)
     return image
+
+
+def sniff_image_type(head: bytes) -> str | None:
+    """The MIME type of an image file from its first 16 bytes, or None when it is no image /view serves."""
+    for signature, content_type in IMAGE_SIGNATURES:
+        if head.startswith(signature):
+            return content_type
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[4:12] in (b"ftypavif", b"ftypavis"):
+        return "image/avif"
+    return None
+
+
+def _disposition(kind: str, name: str) -> str:
+    """`inline` or `attachment` with the name in both forms: ASCII (others as `_`) and RFC 5987 UTF-8."""
+    plain = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in name)
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 # --- /view -----------------------------------------------------------------------------------
@@ -113,14 +155,17 @@ async def view(request: web.Request) -> web.StreamResponse:
     if channel not in CHANNELS:
         raise ApiError(400, "invalid_channel", f"channel must be one of {', '.join(CHANNELS)}", channel)
     preview = query.get("preview")
-    disposition = {"Content-Disposition": f"filename=\"{path.name.replace(chr(34), '')}\""}
     if not preview and channel == "rgba":
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return web.FileResponse(path, headers={**disposition, "Content-Type": content_type})
+        with open(path, "rb") as handle:
+            content_type = sniff_image_type(handle.read(16))
+        headers = {"Content-Type": content_type or "application/octet-stream", "Content-Security-Policy": VIEW_CSP,
+                   "Content-Disposition": _disposition("inline" if content_type else "attachment", path.name)}
+        return web.FileResponse(path, headers=headers)
     loop = asyncio.get_running_loop()
     body, content_type = await loop.run_in_executor(None, _render, path, preview, channel,
                                                     state.settings.max_image_pixels)
-    return web.Response(body=body, content_type=content_type, headers=disposition)
+    return web.Response(body=body, content_type=content_type, headers={
+        "Content-Disposition": _disposition("inline", path.name), "Content-Security-Policy": VIEW_CSP})
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -145,15 +190,19 @@ async def read_form(request: web.Request, max_file_bytes: int) -> dict[str, Any]
                     raise ApiError(413, "upload_too_large", f"Field {part.name!r} exceeds the limit of {limit} bytes")
             form[part.name] = (part.filename, bytes(data)) if part.filename else data.decode("utf-8", "replace")
         return form
-    except (ValueError, AssertionError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_form", "The multipart body is malformed", str(exc)) from None
+    except (ValueError, AssertionError, UnicodeDecodeError, HttpProcessingError) as exc:  # e.g. a NUL in a header
+        raise ApiError(400, "invalid_form", "The multipart body is malformed", str(exc).strip()) from None
 
 
 def _plain_name(name: str) -> str:
     name = (name or "").strip()
-    if not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\x00"):
-        raise ApiError(400, "invalid_filename", "The file name must be a plain name without folders",
-                       f"received {name!r}")
+    if (not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\")
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)):
+        raise ApiError(400, "invalid_filename", "The file name must be a plain name without folders "
+                       "or control characters", f"received {name!r}")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ApiError(400, "invalid_filename", f"The file name is longer than {MAX_NAME_BYTES} bytes",
+                       f"received {name[:40]!r}...")
     return name
 
 
@@ -165,6 +214,16 @@ def _same_content(path: Path, data: bytes) -> bool:
 
 def store_upload(root: Path, subfolder: str, filename: str, data: bytes, overwrite: bool) -> tuple[str, str]:
     """Write `data` as `filename` under `root/subfolder` (renaming, never clobbering); (name, subfolder)."""
+    try:
+        return _store_upload(root, subfolder, filename, data, overwrite)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise ApiError(400, "invalid_filename", "The file name is too long for the file system",
+                       f"received {filename[:40]!r}...") from None
+
+
+def _store_upload(root: Path, subfolder: str, filename: str, data: bytes, overwrite: bool) -> tuple[str, str]:
     folder = resolve_request_file(root, subfolder, ".") if subfolder else root.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     stem, ext = os.path.splitext(filename)
@@ -201,7 +260,7 @@ def _form_fields(form: dict[str, Any]) -> tuple[str, bytes, str, str, bool]:
 
 def _save_image_upload(state: Any, form: dict[str, Any]) -> dict[str, str]:
     filename, data, folder_type, subfolder, overwrite = _form_fields(form)
-    with _open_image(data, state.settings.max_image_pixels):
+    with _open_image(data, state.settings.max_image_pixels, all_frames=True):
         pass
     name, subfolder = store_upload(_folder(state, folder_type), subfolder, filename, data, overwrite)
     return {"name": name, "subfolder": subfolder, "type": folder_type}

@@ -11,6 +11,7 @@ import mimetypes
 from aiohttp import web
 
 from api.responses import ApiError
+from api.security import editor_csp
 from api.state import STATE
 from engine.paths import UnsafePathError, contained
 
@@ -24,9 +25,10 @@ The API is running: see <a href="docs">the API documentation</a>.</p></body></ht
 
 async def index(request: web.Request) -> web.StreamResponse:
     page = request.app[STATE].settings.web_dir / "index.html"
+    csp = {"Content-Security-Policy": editor_csp(request.host)}
     if page.is_file():
-        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
-    return web.Response(text=PLACEHOLDER, content_type="text/html")
+        return web.FileResponse(page, headers={"Cache-Control": "no-cache", **csp})
+    return web.Response(text=PLACEHOLDER, content_type="text/html", headers=csp)
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:
@@ -39,7 +41,8 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root.resolve()).parts):
         raise ApiError(404, "not_found", "No such route or file", request.path)
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return web.FileResponse(path, headers={"Content-Type": content_type})
+    return web.FileResponse(path, headers={"Content-Type": content_type,
+                                           "Content-Security-Policy": editor_csp(request.host)})
 
 
 def add_static_routes(app: web.Application) -> None:

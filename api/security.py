@@ -8,6 +8,8 @@
   so a web page cannot queue prompts on a localhost server behind the user's back.
 - On a loopback-only server, a `Host` that is not a loopback name is refused: that is what a DNS
   rebinding attack looks like (the attacker's page becomes same-origin with its own host name).
+- Every answer carries `X-Content-Type-Options: nosniff`, so a browser never runs a file as
+  something other than the type it is served as; the editor's pages add `editor_csp`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import re
 from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -32,8 +35,39 @@ _STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404:
                  405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type"}
 
 
+# Host names that may appear in a CSP source expression as they are (no spaces, quotes or `;`).
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d+)?|\[[0-9A-Fa-f:.]+\](:\d+)?")
+
+
+def editor_csp(host: str) -> str:
+    """The Content-Security-Policy of the editor's pages: their own files only, nothing framed.
+
+    The page's inline start-up script (and the import map it writes) needs 'unsafe-inline';
+    WebSockets to the same host are named too, for browsers whose 'self' does not cover ws:.
+    """
+    sockets = f" ws://{host} wss://{host}" if _PLAIN_HOST.fullmatch(host or "") else ""
+    return ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            f"img-src 'self' data: blob:; connect-src 'self'{sockets}; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
+
+
+def _with_security_headers(response: web.StreamResponse) -> web.StreamResponse:
+    if not response.prepared:
+        response.headers.setdefault(hdrs.X_CONTENT_TYPE_OPTIONS, "nosniff")
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: turns every error into a JSON answer, and sets the headers every answer carries."""
+    try:
+        return _with_security_headers(await _json_errors(request, handler))
+    except web.HTTPException as exc:  # a redirect, or an error that is already JSON
+        exc.headers.setdefault(hdrs.X_CONTENT_TYPE_OPTIONS, "nosniff")
+        raise
+
+
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
