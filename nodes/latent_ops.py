@@ -102,7 +102,7 @@ class LatentComposite:
             # Only edges that fall inside samples_to are feathered, as in ComfyUI.
             rows = _edge_ramp(pasted.shape[2], feather, top != 0, bottom < target.shape[2])
             cols = _edge_ramp(pasted.shape[3], feather, left != 0, right < target.shape[3])
-            weight = (rows[:, None] * cols[None, :]).to(out.dtype)
+            weight = (rows[:, None] * cols[None, :]).to(out.device, out.dtype)
             out[:, :, top:bottom, left:right] = pasted * weight + out[:, :, top:bottom, left:right] * (1.0 - weight)
         return ({**samples_to, "samples": out},)
 

@@ -160,11 +160,11 @@ class FeatherMask:
     bottom = Int(0, min=0, max=MAX_RESOLUTION, step=1)
 
     def run(self, ctx: RunContext, mask: torch.Tensor, left: int, top: int, right: int, bottom: int) -> tuple:
-        out = as_mask_batch(mask).clone()
+        out = as_mask_batch(mask)
         height, width = out.shape[1], out.shape[2]
         rows = _ramp(height, min(top, height), min(bottom, height))
         cols = _ramp(width, min(left, width), min(right, width))
-        return (out * rows[:, None].to(out.dtype) * cols[None, :].to(out.dtype),)
+        return (out * rows[:, None].to(out.device, out.dtype) * cols[None, :].to(out.device, out.dtype),)
 
 
 def _ramp(length: int, start: int, end: int) -> torch.Tensor:
