@@ -35,7 +35,8 @@ def blend_layer(base: torch.Tensor, layer: torch.Tensor, mode: str) -> torch.Ten
     if mode == "soft_light":
         # The W3C soft-light formula, as ComfyUI: a cubic below a quarter, a square root above.
         lift = torch.where(base <= 0.25, ((16 * base - 12) * base + 4) * base, torch.sqrt(base))
-        return torch.where(layer <= 0.5, base - (1 - 2 * layer) * base * (1 - base), base + (2 * layer - 1) * (lift - base))
+        return torch.where(layer <= 0.5, base - (1 - 2 * layer) * base * (1 - base),
+                           base + (2 * layer - 1) * (lift - base))
     if mode == "difference":
         return base - layer  # signed, as ComfyUI: the final clamp turns it into max(0, base - layer)
     raise ValueError(f"unknown blend_mode {mode!r} (expected one of {', '.join(BLEND_MODES)})")
@@ -129,7 +130,7 @@ def bayer_matrix(order: int) -> np.ndarray:
 
 def bayer_dither(rgb: np.ndarray, palette: Image.Image, order: int) -> Image.Image:
     """`rgb` (uint8 [H, W, 3]) mapped to `palette` after adding a tiled Bayer threshold pattern."""
-    colours = len(palette.getpalette()) // 3
+    colours = max(1, len(palette.getpalette() or []) // 3)
     pattern = 2 * 256 / colours * bayer_matrix(order) + 0.5
     height, width = rgb.shape[:2]
     tiled = np.tile(pattern, (math.ceil(height / order), math.ceil(width / order)))[:height, :width, None]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -44,8 +45,8 @@ def save_images(images: torch.Tensor, root: Path, prefix: str, folder_type: str,
     counter = _next_counter(folder, stem)
     for image in images:
         picture = Image.fromarray(to_uint8(image))
-        name, counter = write_numbered(folder, stem, "png", counter, lambda handle: picture.save(
-            handle, format="PNG", pnginfo=info, compress_level=compress_level))
+        write = partial(picture.save, format="PNG", pnginfo=info, compress_level=compress_level)
+        name, counter = write_numbered(folder, stem, "png", counter, write)
         saved.append({"filename": name, "subfolder": subfolder, "type": folder_type})
         counter += 1
     return saved

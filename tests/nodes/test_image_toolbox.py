@@ -10,9 +10,20 @@ from engine.paths import Paths
 from engine.registry import NodeRegistry
 from engine.ui_format import ui_to_api
 from nodes import image_animated, image_batch, image_filters
-from nodes.image_batch import (GetImageSize, ImageBatch, ImageColorToMask, ImageCompositeMasked, ImageCrop,
-                               ImageFlip, ImageFromBatch, ImageRotate, ImageScaleToMaxDimension, ImageStitch,
-                               ImageTooLargeError, RepeatImageBatch)
+from nodes.image_batch import (
+    GetImageSize,
+    ImageBatch,
+    ImageColorToMask,
+    ImageCompositeMasked,
+    ImageCrop,
+    ImageFlip,
+    ImageFromBatch,
+    ImageRotate,
+    ImageScaleToMaxDimension,
+    ImageStitch,
+    ImageTooLargeError,
+    RepeatImageBatch,
+)
 from nodes.image_filters import Canny, ImageBlend, ImageBlur, ImageQuantize, ImageSharpen
 from tests.nodes.comfy_image_object_info import COMFY_IMAGE_NODES
 
