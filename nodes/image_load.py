@@ -3,6 +3,8 @@
 File names come from workflows, so every one is resolved through `Paths.input_path`, which refuses
 anything leaving the input folder (`..`, absolute paths, symlinks pointing out). Pillow's
 decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is left in force; a bomb is reported by name.
+An animation is also bounded as a whole (`MAX_LOAD_PIXELS`, frames counted from their headers) at
+validation and again before decoding: a few KB of GIF can otherwise hold a thousand huge frames.
 Both nodes fingerprint the file's content, so an edited file is reloaded and an unchanged one is not.
 """
 
@@ -28,6 +30,10 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".webp", ".gif",
 # ComfyUI squeezes `I` through 8 bits (÷255, then clipped) and mishandles `I;16`; this stays within 1/255 of it.
 WIDE_INTEGER_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 CHANNELS = ("alpha", "red", "green", "blue")
+# All frames of one file together, as LoadImage holds them: float32 RGB plus mask, 16 bytes a
+# pixel, so 1 GiB. A frame counts at least 64x64, the size of the placeholder mask it gets.
+MAX_LOAD_PIXELS = 64 * 2**20
+MIN_FRAME_PIXELS = 64 * 64
 
 
 class InputImages(ChoicesProvider):
@@ -74,6 +80,26 @@ def image_file_problem(paths: Any, name: Any) -> str | None:
     return None
 
 
+def animation_problem(image: Image.Image, name: str) -> str | None:
+    """Why the frames of `image` together are too many pixels to load, or None (nothing is decoded)."""
+    frames = getattr(image, "n_frames", 1)
+    width, height = image.size
+    total = frames * max(width * height, MIN_FRAME_PIXELS)
+    if frames > 1 and total > MAX_LOAD_PIXELS:
+        return (f"image {name!r} refused: its {frames} frames of {width}x{height} pixels would take {total} pixels "
+                f"to load, over the limit of {MAX_LOAD_PIXELS}")
+    return None
+
+
+def load_problem(path: Path, name: str) -> str | None:
+    """Why the file cannot be loaded as a batch (an animation too large, an unreadable image), or None."""
+    try:
+        with open_image(path, name) as picture:
+            return animation_problem(picture, name)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        return str(exc)
+
+
 def too_large(name: str, exc: Exception) -> ValueError:
     return ValueError(f"image {name!r} refused: it is too large to decode safely ({exc})")
 
@@ -86,6 +112,8 @@ def open_image(path: Path, name: str) -> Image.Image:
         raise too_large(name, exc) from None
     except UnidentifiedImageError:
         raise ValueError(f"image {name!r} is not in a format that can be read") from None
+    except ValueError as exc:  # Pillow's refusal of a text chunk over its limit
+        raise ValueError(f"image {name!r} could not be read: {exc}") from None
 
 
 def frames(image: Image.Image) -> Iterator[Image.Image]:
@@ -124,6 +152,9 @@ def load_image_batch(path: Path, name: str) -> tuple[torch.Tensor, torch.Tensor]
     masks: list[torch.Tensor] = []
     try:
         with open_image(path, name) as picture:
+            problem = animation_problem(picture, name)
+            if problem:
+                raise ValueError(problem)
             for frame in frames(picture):
                 if images and (frame.height, frame.width) != tuple(images[0].shape[:2]):
                     continue  # ComfyUI skips frames whose size differs from the first
@@ -180,6 +211,12 @@ class LoadImage(_InputImageFile):
     """
 
     image = Choice(InputImages(), image_upload=True)
+
+    def validate_inputs(self, paths: Any, image: str | None = None, **_: Any) -> str | None:
+        problem = image_file_problem(paths, image)
+        if problem is None and image is not None:
+            problem = load_problem(resolve_input_image(paths, image), image)
+        return problem
 
     def run(self, ctx: RunContext, image: str) -> tuple:
         return load_image_batch(resolve_input_image(ctx.paths, image), image)
