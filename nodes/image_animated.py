@@ -2,6 +2,7 @@
 
 Files are named and created as SaveImage's are (`{prefix}_{counter:05}_.webp` / `.png`, never
 overwriting one), and carry the workflow where ComfyUI puts it: PNG text chunks, or WebP EXIF tags.
+Pillow merges identical neighbouring frames into one that lasts as long (ComfyUI's files do the same).
 """
 
 from __future__ import annotations
