@@ -92,12 +92,13 @@ def animation_problem(image: Image.Image, name: str) -> str | None:
 
 
 def load_problem(path: Path, name: str) -> str | None:
-    """Why the file cannot be loaded as a batch (an animation too large, an unreadable image), or None."""
+    """Why the frames of the file are too many to load, or None; a file that cannot be opened at all
+    is left to the run, which names the reason."""
     try:
         with open_image(path, name) as picture:
             return animation_problem(picture, name)
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        return str(exc)
+    except (ValueError, OSError, EOFError, SyntaxError):
+        return None
 
 
 def too_large(name: str, exc: Exception) -> ValueError:
