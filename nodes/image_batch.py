@@ -186,16 +186,16 @@ class ImageCompositeMasked:
     def run(self, ctx: RunContext, destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
             resize_source: bool, mask: torch.Tensor | None = None) -> tuple:
         # As ComfyUI: extra source channels are dropped, a missing alpha is opaque.
-        channels = destination.shape[-1]
-        source = with_alpha(source[..., :channels], channels)
-        batch, height, width = destination.shape[:3]
+        batch, height, width, channels = destination.shape
+        # Extra source images and masks are cut before resizing: they would be dropped afterwards anyway.
+        source = with_alpha(source[:batch, ..., :channels], channels)
         if resize_source:
             source = F.interpolate(source.movedim(-1, 1), size=(height, width), mode="bilinear").movedim(1, -1)
         source = repeat_to_batch(source, batch)
         if mask is None:
             weight = torch.ones(source.shape[:3] + (1,), dtype=source.dtype)
         else:
-            planes = mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1])).to(source.dtype)
+            planes = mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))[:batch].to(source.dtype)
             weight = F.interpolate(planes, size=source.shape[1:3], mode="bilinear").movedim(1, -1)
             weight = repeat_to_batch(weight, batch)
         visible_height, visible_width = max(0, height - y), max(0, width - x)

@@ -54,7 +54,8 @@ class ImageBlend:
     def run(self, ctx: RunContext, image1: torch.Tensor, image2: torch.Tensor, blend_factor: float,
             blend_mode: str) -> tuple:
         channels = image1.shape[-1]
-        image2 = with_alpha(image2[..., :channels], channels)
+        # Cut image2 to image1's batch before resizing it: a long image2 batch is never scaled up whole.
+        image2 = with_alpha(image2[:image1.shape[0], ..., :channels], channels)
         if image2.shape[1:3] != image1.shape[1:3]:
             image2 = resize_image(image2, image1.shape[2], image1.shape[1], "bicubic", "center")
         image2 = repeat_to_batch(image2, image1.shape[0])

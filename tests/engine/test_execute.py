@@ -7,7 +7,7 @@ import pytest
 from engine.context import InterruptHandle, RunContext
 from engine.events import EventLog
 from engine.execute import ValidationFailed
-from tests.engine.conftest import api
+from tests.engine.helpers import api
 
 SUM = {"1": ("Number", {"value": 2}), "2": ("Number", {"value": 3}),
        "3": ("Add", {"a": ["1", 0], "b": ["2", 0]}), "4": ("Show", {"value": ["3", 0]})}

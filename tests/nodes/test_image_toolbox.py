@@ -101,6 +101,9 @@ def test_blend_fits_image2_to_image1_size_and_batch():
     image2 = torch.ones(1, 8, 8, 3)
     out = ImageBlend().run(ctx(), image1, image2, 1.0, "normal")[0]
     assert out.shape == (3, 4, 6, 3) and torch.allclose(out, torch.ones_like(out))
+    longer = torch.arange(5.0).reshape(5, 1, 1, 1).expand(5, 8, 8, 3) / 4
+    out = ImageBlend().run(ctx(), torch.zeros(2, 4, 6, 3), longer, 1.0, "normal")[0]
+    assert out.shape == (2, 4, 6, 3) and torch.allclose(out[:, 0, 0, 0], torch.tensor([0.0, 0.25]))
 
 
 def test_blur_keeps_flat_areas_and_spreads_a_point_symmetrically():
@@ -245,6 +248,9 @@ def test_composite_clips_at_the_edges_and_can_resize_the_source():
     assert out.sum() == 2 * 3 and out[:, 3, 3].eq(1).all()
     resized = ImageCompositeMasked().run(ctx(), destination, torch.ones(1, 2, 2, 3), 0, 0, True)[0]
     assert torch.equal(resized, torch.ones(2, 4, 4, 3))
+    sources = torch.arange(5.0).reshape(5, 1, 1, 1).expand(5, 2, 2, 3)
+    picked = ImageCompositeMasked().run(ctx(), destination, sources, 0, 0, True)[0]
+    assert picked.shape == (2, 4, 4, 3) and picked[:, 0, 0, 0].tolist() == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("direction, first", [("right", 1), ("left", 2), ("down", 1), ("up", 2)])
