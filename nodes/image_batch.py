@@ -158,9 +158,11 @@ class ImageScaleToMaxDimension:
     upscale_method = Choice(MAX_DIMENSION_METHODS)
     largest_size = Int(512, min=0, max=MAX_RESOLUTION, step=1)
 
+    def validate_inputs(self, paths: object, largest_size: int | None = None, **_: object) -> str | None:
+        # ComfyUI's range allows 0, which no image can be scaled to: refused before anything runs.
+        return "largest_size must be at least 1" if largest_size == 0 else None
+
     def run(self, ctx: RunContext, image: torch.Tensor, upscale_method: str, largest_size: int) -> tuple:
-        if largest_size < 1:
-            raise ValueError("largest_size must be at least 1 to scale an image to it")
         height, width = image.shape[1], image.shape[2]
         if height > width:
             width, height = max(1, round(width / height * largest_size)), largest_size

@@ -230,6 +230,11 @@ def test_scale_to_max_dimension_sets_the_longer_side(height, width, expected):
     assert out.shape == (2, *expected, 3)
 
 
+def test_scale_to_max_dimension_refuses_a_zero_size_at_validation():
+    assert "largest_size" in ImageScaleToMaxDimension().validate_inputs(None, largest_size=0)
+    assert ImageScaleToMaxDimension().validate_inputs(None, upscale_method="area", largest_size=1) is None
+
+
 def test_composite_pastes_source_at_offset_weighted_by_mask():
     destination = torch.zeros(1, 4, 4, 3)
     source = torch.ones(1, 2, 2, 3)
