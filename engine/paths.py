@@ -13,7 +13,36 @@ from typing import Iterable
 from engine.model_paths import ALIASES_FILE, read_model_aliases
 from engine.types import ChoicesProvider
 
-MODEL_KINDS = ("checkpoints", "vae", "loras", "embeddings")
+# The model files our loaders read (nodes.models.state_dict_files): `.sft` is a safetensors file
+# under another name; pickles are opened weights-only. GGUF and other formats are not listed.
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of model: its folder's name (under `models/`, and ComfyUI's name for it in
+    `/models` and extra-paths files) and the file suffixes its loaders read, in lookup order."""
+
+    name: str
+    extensions: tuple[str, ...]
+
+
+# The one table of model kinds: the loaders' choices, `/models/{kind}` and `/embeddings` list
+# exactly these files. `kind in MODEL_KINDS` and `list(MODEL_KINDS)` give the kinds' names.
+MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
+    ModelKind("checkpoints", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
+    ModelKind("vae", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
+    ModelKind("loras", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
+    ModelKind("embeddings", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
+)}
+
+
+def model_extensions(kind: str) -> tuple[str, ...]:
+    """The file suffixes listed for `kind`: the table's, or every file for a kind it lacks
+    (an extension node pack's own folder, e.g. `upscale_models`)."""
+    known = MODEL_KINDS.get(kind)
+    return known.extensions if known is not None else ()
 
 
 class UnsafePathError(ValueError):
@@ -55,12 +84,13 @@ class Paths:
         """The folders searched for models of `kind`, the primary one first."""
         return [self.models_dir / kind, *self.extra_model_dirs.get(kind, [])]
 
-    def list_models(self, kind: str, extensions: Iterable[str] = ()) -> list[str]:
-        """Relative names (`/` separators) of the models of `kind`, sorted and deduplicated.
+    def list_models(self, kind: str, extensions: Iterable[str] | None = None) -> list[str]:
+        """Relative names (`/` separators) of the models of `kind`, sorted and deduplicated;
+        `extensions` (default: the kind's in `MODEL_KINDS`) filters the files, () lists them all.
 
         A folder holding `model_index.json` is one model (a diffusers folder), not its files.
         """
-        exts = tuple(e.lower() for e in extensions)
+        exts = tuple(e.lower() for e in (model_extensions(kind) if extensions is None else extensions))
         names: set[str] = set()
         for folder in self.model_dirs(kind):
             if not folder.is_dir():
@@ -101,12 +131,6 @@ class Paths:
     def input_path(self, name: str) -> Path:
         return contained(self.input_dir, name)
 
-    def output_path(self, name: str) -> Path:
-        return contained(self.output_dir, name)
-
-    def temp_path(self, name: str) -> Path:
-        return contained(self.temp_dir, name)
-
     def folder(self, kind: str) -> Path:
         """The folder for `input`, `output` or `temp` files (as ComfyUI's `type=` names them)."""
         folders = {"input": self.input_dir, "output": self.output_dir, "temp": self.temp_dir}
@@ -122,9 +146,9 @@ class ModelFiles(ChoicesProvider):
     offered after the user's own files, then the aliases whose target is one of those.
     """
 
-    def __init__(self, kind: str, extensions: Iterable[str] = (), builtin: Iterable[str] = ()) -> None:
+    def __init__(self, kind: str, extensions: Iterable[str] | None = None, builtin: Iterable[str] = ()) -> None:
         self.kind = kind
-        self.extensions = tuple(extensions)
+        self.extensions = model_extensions(kind) if extensions is None else tuple(extensions)
         self.builtin = tuple(builtin)
 
     def choices(self, paths: "Paths | None") -> list[str]:

@@ -7,6 +7,7 @@ how to describe itself in ComfyUI's `/object_info` shape.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -33,7 +34,12 @@ class CoercionError(ValueError):
 
 
 class ChoicesProvider:
-    """Computes a combo's choices when asked (e.g. the files in a model folder)."""
+    """Computes a combo's choices when asked (e.g. the files in a model folder).
+
+    `model_kind` names the model folder kind (e.g. "checkpoints") when the choices are model files.
+    """
+
+    model_kind: str | None = None
 
     def choices(self, paths: Any) -> list[str]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -47,6 +53,10 @@ class InputSpec(BaseModel):
     type: str
     optional: bool = False
     tooltip: str | None = None
+    # The model kind (e.g. "checkpoints") whose file this input names and the node loads: the
+    # dispatcher sends the prompt to a worker that already holds it, and the record saved with
+    # an image hashes it. A Choice of model files sets it from its provider.
+    loads: str | None = None
 
     @property
     def is_widget(self) -> bool:
@@ -172,7 +182,10 @@ class Float(_Number):
     def coerce(self, value: Any) -> float:
         if isinstance(value, bool):
             raise CoercionError(f"cannot convert {value!r} to FLOAT: booleans are not numbers")
-        return _adapt(_FLOAT, "FLOAT", value.strip() if isinstance(value, str) else value)
+        number = _adapt(_FLOAT, "FLOAT", value.strip() if isinstance(value, str) else value)
+        if not math.isfinite(number):  # JSON's NaN and Infinity parse; a NaN cfg renders a black image
+            raise CoercionError(f"cannot convert {value!r} to FLOAT: not a finite number")
+        return number
 
     def options(self) -> dict[str, Any]:
         opts = super().options()
@@ -245,6 +258,7 @@ class Choice(_Widget):
         if isinstance(choices, (list, tuple)):
             super().__init__(type=COMBO, choices=tuple(choices), **kw)
         else:
+            kw.setdefault("loads", getattr(choices, "model_kind", None))
             super().__init__(type=COMBO, provider=choices, **kw)
 
     @property

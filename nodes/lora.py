@@ -23,7 +23,6 @@ from nodes.models.lora_weights import TEXT_ENCODER_PARTS, UNET_PART, MatchedLora
 from nodes.models.patching import WeightPatch
 from nodes.models.state_dict_files import load_state_dict
 
-LORA_EXTENSIONS = (".safetensors",)
 STRENGTH = dict(min=-100.0, max=100.0, step=0.01)
 
 
@@ -72,12 +71,12 @@ def with_clip_lora(clip: ClipHandle, lora: MatchedLora, strength: float) -> Clip
 
 @node("LoraLoader", display_name="Load LoRA", category="loaders", outputs=[Out(MODEL, "MODEL"), Out(CLIP, "CLIP")])
 class LoraLoader:
-    """Applies a LoRA (kohya/A1111 or diffusers .safetensors) to a model and its text encoder,
+    """Applies a LoRA (kohya/A1111 or diffusers layer names) to a model and its text encoder,
     each at its own strength. Chain several to stack them."""
 
     model = Link(MODEL, tooltip="The diffusion model the LoRA changes.")
     clip = Link(CLIP, tooltip="The text encoder the LoRA changes.")
-    lora_name = Choice(ModelFiles("loras", LORA_EXTENSIONS, builtin=[BUILTIN_LORA]),
+    lora_name = Choice(ModelFiles("loras", builtin=[BUILTIN_LORA]),
                        tooltip="The LoRA file, from models/loras.")
     strength_model = Float(1.0, **STRENGTH, tooltip="How strongly to change the diffusion model (0: not at all).")
     strength_clip = Float(1.0, **STRENGTH, tooltip="How strongly to change the text encoder (0: not at all).")
@@ -99,7 +98,7 @@ class LoraLoaderModelOnly:
     """Applies a LoRA's diffusion-model layers only (its text-encoder layers are left out)."""
 
     model = Link(MODEL)
-    lora_name = Choice(ModelFiles("loras", LORA_EXTENSIONS, builtin=[BUILTIN_LORA]))
+    lora_name = Choice(ModelFiles("loras", builtin=[BUILTIN_LORA]))
     strength_model = Float(1.0, **STRENGTH)
 
     def fingerprint(self, paths: Paths, lora_name: str, **_: Any) -> str:
