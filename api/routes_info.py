@@ -1,4 +1,4 @@
-"""What the server knows: node declarations, system stats, model lists, and `POST /free` (compat §2)."""
+"""What the server knows: node declarations, system stats, model lists, and `POST /free`, in ComfyUI's shapes."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from aiohttp import web
 from api.responses import ApiError, optional_bool, read_json_object
 from api.state import STATE
 from engine.paths import MODEL_KINDS
-
-MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft")
 
 
 async def object_info(request: web.Request) -> web.Response:
@@ -95,7 +93,8 @@ async def workers(request: web.Request) -> web.Response:
 
 
 def _models(state: Any, kind: str) -> list[str]:
-    return state.paths.list_models(kind, MODEL_EXTENSIONS)
+    """The files of `kind` its loaders read: the suffixes of the one table, `MODEL_KINDS`."""
+    return state.paths.list_models(kind)
 
 
 async def embeddings(request: web.Request) -> web.Response:

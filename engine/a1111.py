@@ -22,10 +22,11 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from engine.paths import MODEL_KINDS
 from engine.workflow import LinkRef, NodeSpec, Workflow
 
 DEFAULT_CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
-CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf")
+CHECKPOINT_EXTENSIONS = MODEL_KINDS["checkpoints"].extensions
 
 # A1111 sampler label -> ComfyUI sampler_name.
 SAMPLERS: dict[str, str] = {

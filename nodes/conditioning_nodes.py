@@ -6,7 +6,7 @@ import torch
 
 from engine.context import RunContext
 from engine.declare import Out, node
-from engine.paths import Paths
+from engine.paths import MODEL_KINDS, Paths
 from engine.types import CLIP, CONDITIONING, Float, Int, Link, String
 from nodes.conditioning.encode import encode_with_checkpoint
 from nodes.conditioning.value import CondEntry
@@ -14,7 +14,6 @@ from nodes.models.handles import ClipHandle
 from nodes.models.patching import clip_patches_applied
 
 MAX_RESOLUTION = 16384
-EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin", ".pth")
 
 
 @node("CLIPTextEncode", display_name="CLIP Text Encode (Prompt)", category="conditioning",
@@ -30,10 +29,11 @@ class CLIPTextEncode:
         if "embedding:" not in text:
             return ""
         stamps = []
+        extensions = MODEL_KINDS["embeddings"].extensions
         for folder in paths.model_dirs("embeddings"):
             if folder.is_dir():
                 stamps += [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-                           for p in sorted(folder.rglob("*")) if p.suffix.lower() in EMBEDDING_EXTENSIONS]
+                           for p in sorted(folder.rglob("*")) if p.suffix.lower() in extensions]
         return "|".join(stamps)
 
     def run(self, ctx: RunContext, text: str, clip: ClipHandle) -> tuple:

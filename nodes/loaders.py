@@ -18,9 +18,6 @@ from nodes.models.handles import ClipHandle, ModelHandle, VaeHandle
 from nodes.models.runtime import runtime_from_settings
 from nodes.sampling import ModelSampling
 
-CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-VAE_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-
 
 def file_stamp(path: Path) -> str:
     """Size and modification time: cheap, and changes whenever the file is replaced or edited."""
@@ -44,7 +41,7 @@ def checkpoint_path(paths: Paths, name: str) -> Path:
 class CheckpointLoaderSimple:
     """Loads a Stable Diffusion checkpoint (SD1.x, SD2.x, SDXL; single file or diffusers folder)."""
 
-    ckpt_name = Choice(ModelFiles("checkpoints", CHECKPOINT_EXTENSIONS, builtin=list(BUILTIN_CHECKPOINTS)),
+    ckpt_name = Choice(ModelFiles("checkpoints", builtin=list(BUILTIN_CHECKPOINTS)),
                        tooltip="The checkpoint to load, from models/checkpoints.")
 
     def fingerprint(self, paths: Paths, ckpt_name: str) -> str:
@@ -75,7 +72,7 @@ class CheckpointLoaderSimple:
 class VAELoader:
     """Loads a standalone VAE (a `vae` folder file in LDM or diffusers key layout)."""
 
-    vae_name = Choice(ModelFiles("vae", VAE_EXTENSIONS))
+    vae_name = Choice(ModelFiles("vae"))
 
     def fingerprint(self, paths: Paths, vae_name: str) -> str:
         return file_stamp(paths.model_path("vae", vae_name))

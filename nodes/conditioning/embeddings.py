@@ -1,7 +1,8 @@
 """Textual-inversion embeddings: finding `embedding:NAME` files and reading their vectors.
 
 Files live in `models/embeddings/` (and its subfolders, searched like ComfyUI does), named
-`NAME`, or `NAME` plus `.safetensors`, `.pt` or `.bin`. Formats understood:
+`NAME`, or `NAME` plus one of the embeddings' extensions in `engine.paths.MODEL_KINDS` (tried in
+that order, `.safetensors` first). Formats understood:
 - A1111 `.pt`: `{"string_to_param": {"*": tensor[n, D]}, ...}`;
 - A1111 `.safetensors`: `{"emb_params": tensor[n, D]}` (any single-tensor file, in fact);
 - SDXL: `{"clip_l": tensor[n, 768], "clip_g": tensor[n, 1280]}`, each encoder taking its own key;
@@ -19,9 +20,7 @@ from typing import Any, Iterable
 
 import torch
 
-from engine.paths import UnsafePathError, contained
-
-EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin")
+from engine.paths import MODEL_KINDS, SAFETENSORS_SUFFIXES, UnsafePathError, contained
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def find_embedding_file(name: str, dirs: Iterable[Path]) -> Path | None:
             continue
         if exact.is_file():
             return exact
-        for ext in EMBEDDING_EXTENSIONS:
+        for ext in MODEL_KINDS["embeddings"].extensions:
             try:
                 candidate = contained(folder, name + ext)
             except UnsafePathError:
@@ -62,7 +61,7 @@ def find_embedding_file(name: str, dirs: Iterable[Path]) -> Path | None:
 
 
 def _read_file(path: Path) -> Any:
-    if path.suffix.lower() == ".safetensors":
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
@@ -140,4 +139,4 @@ class EmbeddingLibrary:
             return None
 
 
-__all__ = ["EMBEDDING_EXTENSIONS", "EmbeddingLibrary", "find_embedding_file", "vectors_from_contents"]
+__all__ = ["EmbeddingLibrary", "find_embedding_file", "vectors_from_contents"]

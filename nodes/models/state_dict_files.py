@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+from engine.paths import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
+
 # Linux's MADV_DONTNEED on a private file mapping drops pages that read back from the file; other
 # systems' advice of that name promises less, so there a loaded file's pages stay until it is unmapped.
 _DROP_PAGES = sys.platform.startswith("linux") and hasattr(mmap, "MADV_DONTNEED")
