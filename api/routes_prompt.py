@@ -1,6 +1,7 @@
-"""Prompts, the queue, the history, interrupts and jobs (compat §2), answered in ComfyUI's shapes.
+"""Prompts, the queue, the history, interrupts and jobs, answered in the shapes of ComfyUI's API.
 
-`POST /prompt` validates the whole graph before queueing (every error at once, as `node_errors`)
+`POST /prompt` compiles the whole graph before queueing (every error at once, as `node_errors`;
+the compiled prompt goes with the job to the dispatcher and the worker, so it is validated once)
 and accepts JSON whatever the Content-Type; a UI-format workflow is converted first. `GET /jobs/{id}`
 is ours: one job's status and outputs, to poll without a WebSocket.
 """
@@ -14,8 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from api.responses import ApiError, id_list, optional_bool, query_int, read_json, read_json_object
+from api.responses import ApiError, error_response, id_list, optional_bool, query_int, read_json, read_json_object
 from api.state import STATE
+from engine.events import EXECUTION_ERROR, EXECUTION_INTERRUPTED
+from engine.execute import ValidationFailed
 from engine.jobstore import FINISHED, PENDING, RUNNING, Job
 from engine.ui_format import is_ui_format, ui_to_api
 from engine.workflow import Workflow, WorkflowFormatError
@@ -25,8 +28,7 @@ MAX_PROMPT_ID = 200
 
 def _reject(error_type: str, message: str, details: str = "", status: int = 400) -> web.Response:
     """A rejected `POST /prompt`: ComfyUI's `{error, node_errors}` (400, or 503 when the queue is full)."""
-    return web.json_response({"error": {"type": error_type, "message": message, "details": details,
-                                        "extra_info": {}}, "node_errors": {}}, status=status)
+    return error_response(status, error_type, message, details, node_errors={})
 
 
 def _field(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
@@ -84,12 +86,12 @@ async def post_prompt(request: web.Request) -> web.Response:
         return _reject("invalid_prompt", "Invalid prompt", str(exc))
 
     loop = asyncio.get_running_loop()
-    result = await loop.run_in_executor(None, state.executor.validate, workflow, targets)
-    if not result.ok:
-        response = result.response()
-        return web.json_response(response, status=400)
+    try:
+        compiled = await loop.run_in_executor(None, state.executor.compile, workflow, targets, extra_data)
+    except ValidationFailed as exc:
+        return web.json_response(exc.result.response(), status=400)
     job = Job(prompt_id=prompt_id, number=0, prompt=prompt, extra_data=extra_data,
-              outputs_to_execute=result.plan.outputs, targets=targets, client_id=client_id)
+              outputs_to_execute=compiled.plan.outputs, targets=targets, client_id=client_id, compiled=compiled)
     try:
         state.queue.submit(job, number, front)
     except KeyError:
@@ -167,7 +169,7 @@ def job_summary(job: Job, state: Any, detail: bool = False) -> dict[str, Any]:
         summary["worker"] = running["worker"] if running else None
     if job.state == FINISHED:
         summary["outputs"] = job.outputs
-        errors = [data for event, data in job.messages if event in ("execution_error", "execution_interrupted")]
+        errors = [data for event, data in job.messages if event in (EXECUTION_ERROR, EXECUTION_INTERRUPTED)]
         summary["error"] = errors[-1] if errors else None
     if detail:
         summary["prompt"] = job.prompt

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from engine.config import EngineConfig, build_executor, build_registry
 from engine.errors import describe
+from engine.execute import ValidationFailed
 from engine.loading import LoadedWorkflow, load_workflow_file, parse_override, resolve_node_ref
 from engine.registry import NodeRegistry
 from engine.validate import ValidationResult
@@ -100,18 +101,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     executor = build_executor(config)
     loaded = _load(args, executor.registry)
-    result = executor.validate(loaded.workflow)
-    if not result.ok:
-        _print_validation(result, loaded, as_json=False)
+    extra_data = {"extra_pnginfo": loaded.extra_pnginfo}
+    try:
+        compiled = executor.compile(loaded.workflow, extra_data=extra_data)
+    except ValidationFailed as exc:
+        _print_validation(exc.result, loaded, as_json=False)
         return EXIT_INVALID
     titles = {nid: f"{spec.class_type} (node {nid})" for nid, spec in loaded.workflow.nodes.items()}
     progress = ProgressBar(titles, enabled=not args.quiet)
-    run = executor.run_plan(result.plan, listener=progress, extra_data={"extra_pnginfo": loaded.extra_pnginfo})
+    run = executor.run(compiled, listener=progress, extra_data=extra_data)
     progress.close()
     if run.status != "success":
-        error = run.error or {}
-        what = "interrupted" if run.status == "interrupted" else f"{error.get('exception_message')}"
-        node_id = error.get("node_id")
+        what = "interrupted" if run.status == "interrupted" or run.error is None else run.error.exception_message
+        node_id = run.error.node_id if run.error else None
         where = f" in {titles.get(node_id, node_id)}" if node_id else ""
         print(f"execution failed{where}: {what}", file=sys.stderr)
         return EXIT_FAILED

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from engine.paths import Paths
+
+if TYPE_CHECKING:
+    from engine.provenance import NodeRecord
 
 
 class Interrupted(Exception):
@@ -52,6 +55,8 @@ class RunContext:
     extra_pnginfo: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     display_node: str | None = None
+    # What made this node's inputs (upstream samplers, loaded models...), for provenance records.
+    upstream: Callable[[], list[NodeRecord]] = field(default=lambda: [])
 
     @property
     def unique_id(self) -> str:

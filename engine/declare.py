@@ -11,7 +11,7 @@ the CLI's `nodes` listing and the docs all read the `NodeDeclaration` built here
         model = Link(MODEL)
         seed = Int(0, min=0, max=2**64 - 1, control_after_generate=True)
 
-        def run(self, ctx, model, seed): ...
+        def run(self, ctx: RunContext, model, seed): ...
 """
 
 from __future__ import annotations
@@ -41,6 +41,23 @@ class Out(BaseModel):
         super().__init__(type=type, name=name or type, **kw)
 
 
+class Provenance(BaseModel):
+    """What a node adds to the reproducibility record saved with an image made downstream of it.
+
+    The values of `inputs` (constants, or scalar values read from links) go into the record's
+    `section` list, e.g. a sampler's seed and steps under "samplers". Model files the node loads
+    (inputs declared with `loads`) are recorded with their hashes without being listed here.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    section: str
+    inputs: tuple[str, ...] = ()
+
+    def __init__(self, section: str, inputs: Iterable[str] = ()) -> None:
+        super().__init__(section=section, inputs=tuple(inputs))
+
+
 class NodeResult(BaseModel):
     """What `run` returns when it has UI output (images to show) besides its socket values."""
 
@@ -67,6 +84,7 @@ class NodeDeclaration(BaseModel):
     always_rerun: bool = False
     uses_settings: tuple[str, ...] = ()
     deprecated: bool = False
+    provenance: Provenance | None = None
     cls: type
 
     @property
@@ -81,6 +99,11 @@ class NodeDeclaration(BaseModel):
     def input_order(self) -> list[str]:
         """Required inputs first, then optional ones: ComfyUI's order for widgets_values."""
         return list(self.required) + list(self.optional)
+
+    @property
+    def model_inputs(self) -> dict[str, str]:
+        """Input name → model kind, for the inputs that name a model file this node loads."""
+        return {name: spec.loads for name, spec in self.inputs.items() if spec.loads}
 
     @property
     def has_fingerprint(self) -> bool:
@@ -130,14 +153,16 @@ def _collect_inputs(cls: type) -> dict[str, InputSpec]:
 def node(class_type: str, *, display_name: str | None = None, category: str = "",
          version: str = "1.0.0", outputs: Iterable[Out] = (), output_node: bool = False,
          hidden: Iterable[str] = (), always_rerun: bool = False, uses_settings: Iterable[str] = (),
-         deprecated: bool = False) -> Callable[[type], type]:
+         deprecated: bool = False, provenance: Provenance | None = None) -> Callable[[type], type]:
     """Declare a class as a node type. The class is returned unchanged, with its declaration attached.
 
     `hidden` names context values the node reads (`prompt`, `extra_pnginfo`, `unique_id`);
     they are listed in `/object_info` for ComfyUI clients and reach the node through its RunContext.
     `uses_settings` names run settings (e.g. `precision`) the result depends on: their values join
-    the node's cache key, so changing one re-runs it. `always_rerun` makes the node (and everything downstream) execute on every run; a node whose
-    result depends on something outside the graph (a file) defines `fingerprint(ctx, **inputs)`.
+    the node's cache key, so changing one re-runs it. `provenance` says what the node adds to the
+    record saved with images made from its outputs. `always_rerun` makes the node (and everything
+    downstream) execute on every run; a node whose result depends on something outside the graph
+    (a file) defines `fingerprint(paths, **constants)`.
     """
 
     def decorate(cls: type) -> type:
@@ -160,6 +185,7 @@ def node(class_type: str, *, display_name: str | None = None, category: str = ""
             always_rerun=always_rerun,
             uses_settings=tuple(uses_settings),
             deprecated=deprecated,
+            provenance=provenance,
             cls=cls,
         )
         setattr(cls, DECLARATION_ATTR, declaration)

@@ -1,10 +1,14 @@
-"""Validation error values in ComfyUI's shape: `{type, message, details, extra_info}`.
+"""Error values in ComfyUI's shapes: validation errors `{type, message, details, extra_info}` and
+the `execution_error` payload of a failed run.
 
 Kept apart from the checks so the wording of every error a user can meet is in one place.
 """
 
 from __future__ import annotations
 
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PROMPT_ERROR_MESSAGES = {
@@ -43,3 +47,38 @@ def describe(node_id: str, entry: dict[str, Any], title: str | None = None) -> l
         lines.append(f"{who}, {where}: {err['message']}" + (f" — {err['details']}" if err.get("details")
                                                              and err["details"] != name else ""))
     return lines
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    """Why a run failed: the `execution_error` event's data, from the executor to the history.
+
+    `node_id` is None for a failure outside any node (a prompt that no longer validates, a
+    worker that died); `node_errors` is set only for the former.
+    """
+
+    prompt_id: str
+    exception_message: str
+    exception_type: str
+    node_id: str | None = None
+    node_type: str | None = None
+    traceback: list[str] = field(default_factory=list)
+    executed: list[str] = field(default_factory=list)
+    current_inputs: dict[str, Any] = field(default_factory=dict)
+    current_outputs: list[Any] = field(default_factory=list)
+    timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
+    node_errors: dict[str, Any] | None = None
+
+    @classmethod
+    def from_exception(cls, prompt_id: str, exc: BaseException, **where: Any) -> "ExecutionError":
+        """The error for `exc` raised in node `where["node_id"]` (or outside any node)."""
+        return cls(prompt_id=prompt_id, exception_message=str(exc),
+                   exception_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                   traceback=traceback.format_exception(type(exc), exc, exc.__traceback__), **where)
+
+    def data(self) -> dict[str, Any]:
+        """The event's data in ComfyUI's shape (`node_errors` only when there are some)."""
+        data = asdict(self)
+        if data["node_errors"] is None:
+            del data["node_errors"]
+        return data

@@ -6,9 +6,12 @@ clients, the CLI drives a progress bar; `EventLog` records them (tests, history 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 Listener = Callable[[str, dict[str, Any]], None]
+
+# How a run ended (a history entry's `status_str`).
+RunStatus = Literal["success", "error", "interrupted"]
 
 EXECUTION_START = "execution_start"
 EXECUTION_CACHED = "execution_cached"
@@ -19,6 +22,9 @@ PREVIEW = "preview"
 EXECUTION_SUCCESS = "execution_success"
 EXECUTION_ERROR = "execution_error"
 EXECUTION_INTERRUPTED = "execution_interrupted"
+# The queue's own events: its length changed; a prompt whose worker died starts again.
+STATUS = "status"
+EXECUTION_RESTARTING = "execution_restarting"
 
 # The events that end a run: the server sends them only once the history entry is written.
 TERMINAL_EVENTS = (EXECUTION_SUCCESS, EXECUTION_ERROR, EXECUTION_INTERRUPTED)

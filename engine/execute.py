@@ -8,20 +8,25 @@ one prompt at a time (the server's worker serialises them).
 from __future__ import annotations
 
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
-from engine.cache import OutputCache, Signature, canonical, explain_change
+from engine.cache import OutputCache, Signature, explain_change
+from engine.compile import CacheKeys, CompiledPrompt, models_of
 from engine.context import Interrupted, InterruptHandle, RunContext
 from engine.declare import NodeDeclaration, NodeResult
+from engine.errors import ExecutionError
 from engine.events import (EXECUTED, EXECUTING, EXECUTION_CACHED, EXECUTION_ERROR, EXECUTION_INTERRUPTED,
-                           EXECUTION_START, EXECUTION_SUCCESS, HISTORY_EVENTS, Listener)
+                           EXECUTION_START, EXECUTION_SUCCESS, HISTORY_EVENTS, Listener, RunStatus)
 from engine.paths import Paths
+from engine.provenance import upstream_records
 from engine.registry import NodeRegistry
-from engine.validate import Limits, Plan, ValidationResult, validate
+from engine.validate import Limits, ValidationResult, validate
 from engine.workflow import Workflow
+
+# What happened to one node in a run.
+NodeStatus = Literal["ran", "cached", "not_needed", "failed", "not_reached"]
 
 
 class ValidationFailed(Exception):
@@ -40,21 +45,24 @@ class NodeContractError(RuntimeError):
 class NodeReport:
     node_id: str
     class_type: str
-    status: str  # "ran", "cached", "not_needed", "failed", "not_reached"
+    status: NodeStatus
     reason: str = ""
     seconds: float = 0.0
 
 
 @dataclass
 class RunResult:
+    """How one run went: its status, the UI outputs, a report per node and the history messages."""
+
     prompt_id: str
-    status: str  # "success", "error" or "interrupted"
+    status: RunStatus
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     report: dict[str, NodeReport] = field(default_factory=dict)
     messages: list[list[Any]] = field(default_factory=list)
-    error: dict[str, Any] | None = None
+    error: ExecutionError | None = None
+    keys: CacheKeys | None = None
 
-    def nodes_with(self, status: str) -> list[str]:
+    def nodes_with(self, status: NodeStatus) -> list[str]:
         return [r.node_id for r in self.report.values() if r.status == status]
 
     @property
@@ -84,53 +92,27 @@ class Executor:
     def validate(self, workflow: Workflow, targets: Iterable[str] | None = None) -> ValidationResult:
         return validate(workflow, self.registry, self.paths, targets, self.limits)
 
-    def execute(self, workflow: Workflow, *, prompt_id: str | None = None, listener: Listener | None = None,
-                interrupt: InterruptHandle | None = None, extra_data: dict[str, Any] | None = None,
-                targets: Iterable[str] | None = None) -> RunResult:
-        """Validate then run; raises ValidationFailed for an invalid workflow."""
+    def compile(self, workflow: Workflow, targets: Iterable[str] | None = None,
+                extra_data: dict[str, Any] | None = None) -> CompiledPrompt:
+        """Validate once into a prompt ready to dispatch and run; raises ValidationFailed."""
         result = self.validate(workflow, targets)
         if not result.ok:
             raise ValidationFailed(result)
-        return self.run_plan(result.plan, prompt_id=prompt_id, listener=listener, interrupt=interrupt,
-                             extra_data=extra_data)
+        return CompiledPrompt(result.plan, self.run_settings(extra_data), models_of(result.plan))
 
-    def run_plan(self, plan: Plan, *, prompt_id: str | None = None, listener: Listener | None = None,
-                 interrupt: InterruptHandle | None = None, extra_data: dict[str, Any] | None = None) -> RunResult:
-        return _Run(self, plan, prompt_id or str(uuid.uuid4()), listener, interrupt or InterruptHandle(),
+    def execute(self, workflow: Workflow, *, prompt_id: str | None = None, listener: Listener | None = None,
+                interrupt: InterruptHandle | None = None, extra_data: dict[str, Any] | None = None,
+                targets: Iterable[str] | None = None) -> RunResult:
+        """Compile then run; raises ValidationFailed for an invalid workflow."""
+        return self.run(self.compile(workflow, targets, extra_data), prompt_id=prompt_id, listener=listener,
+                        interrupt=interrupt, extra_data=extra_data)
+
+    def run(self, compiled: CompiledPrompt, *, prompt_id: str | None = None, listener: Listener | None = None,
+            interrupt: InterruptHandle | None = None, extra_data: dict[str, Any] | None = None) -> RunResult:
+        """Run a compiled prompt, reusing what the cache holds; never raises for a node's failure."""
+        compiled.bind(self.registry)
+        return _Run(self, compiled, prompt_id or str(uuid.uuid4()), listener, interrupt or InterruptHandle(),
                     extra_data or {}).go()
-
-    def plan_signatures(self, plan: Plan, settings: dict[str, Any]) -> tuple[dict[str, Signature], set[str]]:
-        """Every needed node's signature, and the volatile nodes (always re-run, never cached).
-
-        Public so a dispatcher can tell which worker's cache covers most of a graph.
-        """
-        signatures: dict[str, Signature] = {}
-        volatile: set[str] = set()
-        for node_id in plan.order:
-            decl = plan.declarations[node_id]
-            links = plan.links[node_id]
-            external = None
-            if decl.always_rerun:
-                external = uuid.uuid4().hex
-                volatile.add(node_id)
-            elif decl.has_fingerprint:
-                try:
-                    external = str(decl.cls().fingerprint(self.paths, **plan.constants[node_id]))
-                except Exception as exc:  # the node's run will report the real problem
-                    external = f"unavailable: {exc}"
-                    volatile.add(node_id)
-            if decl.uses_settings:
-                used = canonical({name: settings.get(name) for name in decl.uses_settings})
-                external = used if external is None else f"{external}|{used}"
-            if any(link.node_id in volatile for link in links.values()):
-                volatile.add(node_id)
-            signatures[node_id] = Signature(
-                class_type=decl.class_type, version=decl.version,
-                constants=tuple(sorted((k, canonical(v)) for k, v in plan.constants[node_id].items())),
-                upstream=tuple(sorted((name, link.node_id, link.slot, signatures[link.node_id].key)
-                                      for name, link in links.items())),
-                external=external)
-        return signatures, volatile
 
     def run_settings(self, extra_data: dict[str, Any] | None) -> dict[str, Any]:
         """The executor's settings with a workflow's own overrides (`extra_data["settings"]`) on top."""
@@ -141,16 +123,17 @@ class Executor:
 class _Run:
     """The state of one execution of one plan."""
 
-    def __init__(self, executor: Executor, plan: Plan, prompt_id: str, listener: Listener | None,
+    def __init__(self, executor: Executor, compiled: CompiledPrompt, prompt_id: str, listener: Listener | None,
                  interrupt: InterruptHandle, extra_data: dict[str, Any]) -> None:
         self.executor = executor
         self.cache = executor.cache
-        self.plan = plan
+        self.compiled = compiled
+        self.plan = compiled.plan
         self.prompt_id = prompt_id
         self.listener = listener
         self.interrupt = interrupt
         self.extra_data = extra_data
-        self.settings = executor.run_settings(extra_data)
+        self.settings = compiled.settings
         self.result = RunResult(prompt_id=prompt_id, status="success")
         self.values: dict[str, tuple] = {}
         self.executed: list[str] = []
@@ -169,9 +152,6 @@ class _Run:
             self._prompt_json = self.plan.workflow.to_api()
         return self._prompt_json
 
-    def signatures(self) -> tuple[dict[str, Signature], set[str]]:
-        return self.executor.plan_signatures(self.plan, self.settings)
-
     def nodes_to_run(self, cached: set[str]) -> set[str]:
         """The needed nodes whose outputs the cache cannot supply, walking up from the outputs."""
         to_run: set[str] = set()
@@ -187,7 +167,8 @@ class _Run:
 
     def go(self) -> RunResult:
         plan = self.plan
-        signatures, volatile = self.signatures()
+        self.result.keys = keys = self.compiled.keys(self.executor.paths)
+        signatures, volatile = keys.signatures, keys.volatile
         cached: set[str] = set()
         for node_id in plan.order:
             entry = None if node_id in volatile else self.cache.get(signatures[node_id].key)
@@ -235,13 +216,13 @@ class _Run:
             self.fail_node(current, "failed", f"{type(exc).__name__}: {exc}")
             self.result.status = "error"
             self.result.error = self.error_event(current, exc)
-            self.emit(EXECUTION_ERROR, self.result.error)
+            self.emit(EXECUTION_ERROR, self.result.error.data())
             return self.result
         self.emit(EXECUTION_SUCCESS, {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
         return self.result
 
     def why(self, node_id: str, decl: NodeDeclaration, previous: Signature | None, signature: Signature,
-            volatile: set[str]) -> str:
+            volatile: frozenset[str]) -> str:
         if decl.always_rerun:
             return "declared to re-run on every execution"
         if node_id in volatile and signature.external and signature.external.startswith("unavailable:"):
@@ -286,7 +267,8 @@ class _Run:
                          interrupt=self.interrupt, emit=self.emit,
                          prompt=self.prompt_json if "prompt" in decl.hidden else {},
                          extra_pnginfo=self.extra_data.get("extra_pnginfo"),
-                         settings=self.settings, display_node=node_id)
+                         settings=self.settings, display_node=node_id,
+                         upstream=lambda: upstream_records(self.plan, node_id, self.values))
         started = time.perf_counter()
         returned = decl.cls().run(ctx, **self.inputs_for(node_id, decl))
         outputs, ui = self.normalise(decl, returned)
@@ -317,15 +299,11 @@ class _Run:
                                     f"{len(decl.outputs)} output(s)")
         return outputs, ui
 
-    def error_event(self, node_id: str | None, exc: Exception) -> dict[str, Any]:
+    def error_event(self, node_id: str | None, exc: Exception) -> ExecutionError:
         decl = self.plan.declarations.get(node_id) if node_id else None
         current_inputs = {}
         if node_id is not None:
             current_inputs = {k: repr(v)[:200] for k, v in self.plan.constants[node_id].items()}
-        return {
-            "prompt_id": self.prompt_id, "node_id": node_id, "node_type": decl.class_type if decl else None,
-            "exception_message": str(exc), "exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__),
-            "executed": list(self.executed), "current_inputs": current_inputs, "current_outputs": [],
-            "timestamp": _now_ms(),
-        }
+        return ExecutionError.from_exception(self.prompt_id, exc, node_id=node_id,
+                                             node_type=decl.class_type if decl else None,
+                                             executed=list(self.executed), current_inputs=current_inputs)

@@ -18,9 +18,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
-PENDING, RUNNING, FINISHED = "pending", "running", "finished"
+from engine.errors import ExecutionError
+from engine.events import EXECUTION_ERROR, RunStatus
+
+if TYPE_CHECKING:
+    from engine.compile import CompiledPrompt
+
+JobState = Literal["pending", "running", "finished"]
+PENDING: JobState = "pending"
+RUNNING: JobState = "running"
+FINISHED: JobState = "finished"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -59,14 +68,17 @@ class Job:
     outputs_to_execute: list[str] = field(default_factory=list)
     targets: list[str] | None = None
     client_id: str | None = None
-    state: str = PENDING
+    state: JobState = PENDING
     attempts: int = 0
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
-    status_str: str | None = None  # "success", "error" or "interrupted" once finished
+    status_str: RunStatus | None = None  # set once finished
     outputs: dict[str, Any] = field(default_factory=dict)
     messages: list[Any] = field(default_factory=list)
+    # The prompt as compiled when it was queued (not stored: a job read back after a restart is
+    # compiled again before it runs).
+    compiled: CompiledPrompt | None = field(default=None, repr=False, compare=False)
 
     @property
     def display_number(self) -> int | float:
@@ -197,7 +209,7 @@ class JobStore:
                              "WHERE prompt_id = ? AND state = ?",
                              (PENDING, 0 if count_attempt else 1, prompt_id, RUNNING))
 
-    def finish(self, prompt_id: str, status_str: str, outputs: dict[str, Any], messages: list[Any]) -> None:
+    def finish(self, prompt_id: str, status_str: RunStatus, outputs: dict[str, Any], messages: list[Any]) -> None:
         """Record a job's result: it leaves the queue and enters the history in one transaction."""
         with self._tx():
             self._db.execute(
@@ -229,10 +241,8 @@ class JobStore:
 
     def give_up(self, prompt_id: str, message: str, exception_type: str) -> dict[str, Any]:
         """Record a job that will not be retried as an error; returns its `execution_error` data."""
-        data = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "exception_message": message,
-                "exception_type": exception_type, "traceback": [], "executed": [], "current_inputs": {},
-                "timestamp": int(time.time() * 1000)}
-        self.finish(prompt_id, "error", {}, [["execution_error", data]])
+        data = ExecutionError(prompt_id, message, exception_type).data()
+        self.finish(prompt_id, "error", {}, [[EXECUTION_ERROR, data]])
         return data
 
     def _delete(self, state: str, prompt_ids: Iterable[str] | None) -> int:

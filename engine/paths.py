@@ -147,7 +147,7 @@ class ModelFiles(ChoicesProvider):
     """
 
     def __init__(self, kind: str, extensions: Iterable[str] | None = None, builtin: Iterable[str] = ()) -> None:
-        self.kind = kind
+        self.kind = self.model_kind = kind
         self.extensions = model_extensions(kind) if extensions is None else tuple(extensions)
         self.builtin = tuple(builtin)
 

@@ -23,18 +23,17 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from engine.backends.base import RESULT, Backend, Holdings, Worker, WorkerLost
-from engine.backends.dispatch import Candidate, Chooser, checkpoint_names
-from engine.backends.engine_worker import failure
+from engine.backends.base import RESULT, Backend, Holdings, JobOutcome, Worker, WorkerLost
+from engine.backends.dispatch import Candidate, Chooser, compiled_models
 from engine.backends.local import LocalBackend
-from engine.events import EXECUTING, EXECUTION_ERROR, TERMINAL_EVENTS
+from engine.compile import CompiledPrompt
+from engine.errors import ExecutionError
+from engine.events import EXECUTING, EXECUTION_ERROR, EXECUTION_RESTARTING, STATUS, TERMINAL_EVENTS
 from engine.execute import Executor
 from engine.jobstore import Job, JobStore
 from engine.workflow import Workflow
 
 Publish = Callable[[str, dict[str, Any], "str | None"], None]
-STATUS = "status"
-RESTARTING = "execution_restarting"
 PENDING_PER_CLIENT = 32  # how deep into each client's queue the dispatcher looks for affinity
 
 
@@ -56,7 +55,8 @@ class PromptQueue:
     """A durable queue (`JobStore`) plus the dispatcher that runs it on a backend's workers.
 
     `backend` may be an Executor: one in-process worker (the default server's setup). `validator`
-    (an executor on the server) lets the dispatcher weigh which worker's cache covers a graph.
+    (an executor on the server) compiles the jobs that were queued without their compiled prompt
+    (after a restart), so the dispatcher knows their models and cache keys.
     """
 
     def __init__(self, backend: Backend | Executor, store: JobStore, publish: Publish = _no_publish,
@@ -68,7 +68,9 @@ class PromptQueue:
         self.store = store
         self.publish = publish
         self.validator = validator
-        self.chooser = Chooser(affinity=affinity)
+        self.chooser = Chooser(affinity=affinity, models_of=self._models_of)
+        # Compiled prompts of pending jobs, by prompt id; None where compiling failed (the worker reports it).
+        self._compiled: dict[str, CompiledPrompt | None] = {}
         self._wake = threading.Condition()
         self._stopping = False
         self._slots: list[_Slot] = []
@@ -98,8 +100,11 @@ class PromptQueue:
         self.backend.stop()
 
     def submit(self, job: Job, number: float | None = None, front: bool = False) -> Job:
-        """Queue a validated job; KeyError if its prompt_id is taken."""
+        """Queue a validated job (with its compiled prompt, if any); KeyError if its prompt_id is taken."""
         self.store.add(job, number, front)
+        if job.compiled is not None:
+            with self._wake:
+                self._compiled[job.prompt_id] = job.compiled
         self.notify_changed()
         self._notify()
         return job
@@ -115,12 +120,17 @@ class PromptQueue:
 
     def delete(self, prompt_ids: list[str]) -> int:
         removed = self.store.delete_pending(prompt_ids)
+        with self._wake:
+            for prompt_id in prompt_ids:
+                self._compiled.pop(prompt_id, None)
         if removed:
             self.notify_changed()
         return removed
 
     def clear(self) -> int:
         removed = self.store.clear_pending()
+        with self._wake:
+            self._compiled.clear()
         if removed:
             self.notify_changed()
         return removed
@@ -144,12 +154,6 @@ class PromptQueue:
         with self._wake:
             return [{"prompt_id": s.job.prompt_id, "client_id": s.job.client_id, "node": s.node,
                      "worker": s.worker.id} for s in self._slots if s.job is not None]
-
-    @property
-    def running(self) -> dict[str, Any] | None:
-        """The first running prompt (see `running_jobs`), or None."""
-        jobs = self.running_jobs()
-        return jobs[0] if jobs else None
 
     def workers(self) -> list[dict[str, Any]]:
         """Each worker's last report (device, what it holds) plus its state here; cache keys left out."""
@@ -184,8 +188,8 @@ class PromptQueue:
                 seen = self._changes  # a change after this look (a submit, a run ending) means look again
                 idle = [s for s in self._slots if s.alive and s.job is None]
                 # a busy worker will hold what its running prompt loads, though it has not reported it yet
-                busy = [replace(s.worker.holdings, checkpoints=s.worker.holdings.checkpoints
-                                | checkpoint_names(s.job.prompt)) for s in self._slots if s.alive and s.job]
+                busy = [replace(s.worker.holdings, models=s.worker.holdings.models | compiled_models(s.job))
+                        for s in self._slots if s.alive and s.job]
             if not idle or not self._assign(idle, busy):
                 with self._wake:
                     self._wake.wait_for(lambda: self._changes != seen or self._stopping, 1.0)
@@ -205,24 +209,40 @@ class PromptQueue:
             if self._stopping:
                 self.store.requeue(claimed.prompt_id)
                 return False
+            claimed.compiled = self._compiled.pop(claimed.prompt_id, None)
             slot.job, slot.node = claimed, None
         self.notify_changed()
         self._spawn(self._run, f"run-{slot.worker.id}", slot, claimed)
         return True
 
+    def _compiled_for(self, job: Job) -> CompiledPrompt | None:
+        """The job's compiled prompt: from `submit`, or compiled here once (a job queued before a restart)."""
+        with self._wake:
+            if job.prompt_id in self._compiled:
+                return self._compiled[job.prompt_id]
+        compiled = job.compiled
+        if compiled is None and self.validator is not None:
+            try:
+                compiled = self.validator.compile(Workflow.from_api(job.prompt), job.targets, job.extra_data)
+            except Exception:  # the worker compiles it again and reports why it fails
+                compiled = None
+        with self._wake:
+            self._compiled[job.prompt_id] = compiled
+        return compiled
+
+    def _models_of(self, job: Job) -> frozenset[str]:
+        compiled = job.compiled or self._compiled_for(job)
+        return compiled.model_keys if compiled is not None else frozenset()
+
     def _cache_keys(self, job: Job) -> set[str]:
-        """The cache keys of the job's graph as this server computes them (empty if it cannot)."""
-        if self.validator is None:
+        """The cache keys of the job's graph (computed once: the worker reuses them); empty if unknown."""
+        compiled = self._compiled_for(job)
+        if compiled is None or self.validator is None:
             return set()
         try:
-            result = self.validator.validate(Workflow.from_api(job.prompt), job.targets)
-            if not result.ok:
-                return set()
-            signatures, volatile = self.validator.plan_signatures(result.plan,
-                                                                  self.validator.run_settings(job.extra_data))
+            return compiled.keys(self.validator.paths).reusable()
         except Exception:  # affinity is a preference: never let it stop a dispatch
             return set()
-        return {sig.key for node_id, sig in signatures.items() if node_id not in volatile}
 
     # --- one run -------------------------------------------------------------------------
 
@@ -233,14 +253,15 @@ class PromptQueue:
             result = None
             self._lost(slot, job, exc)
         except Exception as exc:  # a bug on the server's side of the stream: record it, keep dispatching
-            result = failure(job.prompt_id, f"{type(exc).__name__}: {exc}", type(exc).__name__,
-                             tb=traceback.format_exception(type(exc), exc, exc.__traceback__))
+            result = JobOutcome.failed(ExecutionError(
+                job.prompt_id, f"{type(exc).__name__}: {exc}", type(exc).__name__,
+                traceback=traceback.format_exception(type(exc), exc, exc.__traceback__)))
         try:
-            if result is not None and self._stopping and result["status"] == "interrupted":
+            if result is not None and self._stopping and result.status == "interrupted":
                 self.store.requeue(job.prompt_id)
             elif result is not None:
-                self.store.finish(job.prompt_id, result["status"], result["outputs"], result["messages"])
-                self.publish(*result["terminal"], job.client_id)
+                self.store.finish(job.prompt_id, result.status, result.outputs, result.messages)
+                self.publish(*result.terminal, job.client_id)
                 self.publish(EXECUTING, {"node": None, "prompt_id": job.prompt_id}, job.client_id)
         finally:
             with self._wake:
@@ -248,13 +269,13 @@ class PromptQueue:
                 self._notify()
             self.notify_changed()
 
-    def _stream(self, slot: _Slot, job: Job) -> dict[str, Any]:
+    def _stream(self, slot: _Slot, job: Job) -> JobOutcome:
         """Forward the run's events to its client and return its RESULT; terminal events wait for the history."""
         started = False
         for event, data in slot.worker.run(job):
             started = True
             if event == RESULT:
-                slot.worker.description = data.get("worker") or slot.worker.description
+                slot.worker.description = data.worker or slot.worker.description
                 return data
             if event in TERMINAL_EVENTS:
                 continue  # RESULT carries it; it is sent once the history entry is written
@@ -277,7 +298,7 @@ class PromptQueue:
             self.publish(EXECUTING, {"node": None, "prompt_id": job.prompt_id}, job.client_id)
         else:
             self.store.requeue(job.prompt_id, count_attempt=True)
-            self.publish(RESTARTING, {"prompt_id": job.prompt_id, "worker": slot.worker.id, "attempt": attempts,
+            self.publish(EXECUTION_RESTARTING, {"prompt_id": job.prompt_id, "worker": slot.worker.id, "attempt": attempts,
                                       "reason": str(exc)}, job.client_id)
         self._spawn(self._revive, f"revive-{slot.worker.id}", slot)
 

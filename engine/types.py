@@ -34,7 +34,12 @@ class CoercionError(ValueError):
 
 
 class ChoicesProvider:
-    """Computes a combo's choices when asked (e.g. the files in a model folder)."""
+    """Computes a combo's choices when asked (e.g. the files in a model folder).
+
+    `model_kind` names the model folder kind (e.g. "checkpoints") when the choices are model files.
+    """
+
+    model_kind: str | None = None
 
     def choices(self, paths: Any) -> list[str]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -48,6 +53,10 @@ class InputSpec(BaseModel):
     type: str
     optional: bool = False
     tooltip: str | None = None
+    # The model kind (e.g. "checkpoints") whose file this input names and the node loads: the
+    # dispatcher sends the prompt to a worker that already holds it, and the record saved with
+    # an image hashes it. A Choice of model files sets it from its provider.
+    loads: str | None = None
 
     @property
     def is_widget(self) -> bool:
@@ -249,6 +258,7 @@ class Choice(_Widget):
         if isinstance(choices, (list, tuple)):
             super().__init__(type=COMBO, choices=tuple(choices), **kw)
         else:
+            kw.setdefault("loads", getattr(choices, "model_kind", None))
             super().__init__(type=COMBO, provider=choices, **kw)
 
     @property

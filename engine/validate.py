@@ -281,6 +281,25 @@ def validate(workflow: Workflow, registry: NodeRegistry, paths: Any = None,
     return ValidationResult(plan=plan)
 
 
+def recheck(plan: Plan, paths: Any = None, limits: Limits = Limits()) -> ValidationResult:
+    """Re-run, for a plan validated earlier, the checks that depend on files (nodes' own checks).
+
+    A queued prompt was valid when it was compiled; only the world outside the graph can have
+    changed since, so this is all a worker checks again before running it.
+    """
+    validator = _Validator(plan.workflow, NodeRegistry(), paths, limits)
+    validator.constants = plan.constants
+    for node_id in plan.order:
+        if plan.declarations[node_id].has_custom_validation:
+            validator.check_custom(node_id, plan.declarations[node_id])
+    if not validator.node_errors:
+        return ValidationResult(plan=plan)
+    return ValidationResult(error=prompt_error("prompt_outputs_failed_validation",
+                                               f"{len(validator.node_errors)} node(s) have invalid inputs"),
+                            node_errors=_entries(validator, plan.workflow, _predecessor_map(plan.workflow),
+                                                 plan.outputs))
+
+
 def _entries(validator: _Validator, workflow: Workflow, predecessors: dict[str, list[str]],
              outputs: list[str]) -> dict[str, dict[str, Any]]:
     """`node_errors` entries with the outputs that each failing node would have fed."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.context import RunContext
-from engine.declare import Out, node
+from engine.declare import Out, Provenance, node
 from engine.paths import ModelFiles, Paths
 from engine.types import CLIP, MODEL, Choice, Float, Link
 from nodes.loaders import file_stamp
@@ -69,7 +69,8 @@ def with_clip_lora(clip: ClipHandle, lora: MatchedLora, strength: float) -> Clip
     return replace(clip, patches=clip.patches + added)
 
 
-@node("LoraLoader", display_name="Load LoRA", category="loaders", outputs=[Out(MODEL, "MODEL"), Out(CLIP, "CLIP")])
+@node("LoraLoader", display_name="Load LoRA", category="loaders", outputs=[Out(MODEL, "MODEL"), Out(CLIP, "CLIP")],
+      provenance=Provenance("loras", ("strength_model", "strength_clip")))
 class LoraLoader:
     """Applies a LoRA (kohya/A1111 or diffusers layer names) to a model and its text encoder,
     each at its own strength. Chain several to stack them."""
@@ -93,7 +94,7 @@ class LoraLoader:
 
 
 @node("LoraLoaderModelOnly", display_name="Load LoRA (model only)", category="loaders",
-      outputs=[Out(MODEL, "MODEL")])
+      outputs=[Out(MODEL, "MODEL")], provenance=Provenance("loras", ("strength_model",)))
 class LoraLoaderModelOnly:
     """Applies a LoRA's diffusion-model layers only (its text-encoder layers are left out)."""
 

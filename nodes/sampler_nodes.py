@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from engine.context import RunContext
-from engine.declare import Out, node
+from engine.declare import Out, Provenance, node
 from engine.types import CONDITIONING, LATENT, MODEL, Choice, Float, Int, Link
 from nodes.guidance import guided_denoiser
 from nodes.models.handles import ModelHandle
@@ -58,7 +58,8 @@ def run_sampler(ctx: Any, model: ModelHandle, seed: int, steps: int, cfg: float,
     return {**latent, "samples": (out / scale).cpu()}
 
 
-@node("KSampler", category="sampling", outputs=[Out(LATENT, "LATENT")])
+@node("KSampler", category="sampling", outputs=[Out(LATENT, "LATENT")],
+      provenance=Provenance("samplers", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise")))
 class KSampler:
     """Denoises a latent with a model, guided by positive and negative conditioning."""
 
@@ -79,7 +80,9 @@ class KSampler:
                             latent_image, denoise=denoise),)
 
 
-@node("KSamplerAdvanced", display_name="KSampler (Advanced)", category="sampling", outputs=[Out(LATENT, "LATENT")])
+@node("KSamplerAdvanced", display_name="KSampler (Advanced)", category="sampling", outputs=[Out(LATENT, "LATENT")],
+      provenance=Provenance("samplers", ("noise_seed", "steps", "cfg", "sampler_name", "scheduler",
+                                         "start_at_step", "end_at_step")))
 class KSamplerAdvanced:
     """KSampler with control over noise and the range of steps (for multi-stage workflows)."""
 

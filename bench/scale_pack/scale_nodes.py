@@ -17,7 +17,7 @@ from engine.types import Choice, Float, Int, Link, String
 class ScaleLoader:
     """Stands for a checkpoint load: `load_seconds` of sleep, counted by the worker (ckpt_name)."""
 
-    ckpt_name = String("base.safetensors")
+    ckpt_name = String("base.safetensors", loads="checkpoints")
     load_seconds = Float(0.3, min=0.0, max=60.0)
 
     def run(self, ctx: RunContext, ckpt_name, load_seconds):

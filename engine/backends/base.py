@@ -12,14 +12,38 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from engine.errors import ExecutionError
+from engine.events import EXECUTION_ERROR, RunStatus
 from engine.jobstore import Job
 
-# The last item of every run's stream: `{"status", "outputs", "messages", "worker": describe()}`.
+# The last item of every run's stream; its data is a `JobOutcome`.
 RESULT = "sdgraph.result"
 # An output file a worker wrote in its own folder, shipped to the server's (`engine.backends.outputs`).
 FILE = "sdgraph.file"
 
-Event = tuple[str, dict[str, Any]]
+Event = tuple[str, Any]
+
+
+@dataclass
+class JobOutcome:
+    """How a job ended, as its worker reports it (plain data: it crosses process boundaries).
+
+    `terminal` is the run's last event, which the queue sends once the history entry is written;
+    `worker` is the worker's `describe()` after the run; `cache_keys` are the run's node keys.
+    """
+
+    status: RunStatus
+    outputs: dict[str, Any]
+    messages: list[list[Any]]
+    terminal: tuple[str, dict[str, Any]]
+    worker: dict[str, Any] = field(default_factory=dict)
+    cache_keys: list[str] = field(default_factory=list)
+
+    @classmethod
+    def failed(cls, error: ExecutionError) -> "JobOutcome":
+        """A job that failed outside any node (it no longer validates, the worker broke, ...)."""
+        data = error.data()
+        return cls("error", {}, [[EXECUTION_ERROR, data]], (EXECUTION_ERROR, data))
 
 
 class WorkerLost(RuntimeError):
@@ -34,12 +58,12 @@ class WorkerLost(RuntimeError):
 class Holdings:
     """What a worker has loaded, as last reported: the dispatcher's affinity input."""
 
-    checkpoints: frozenset[str] = frozenset()
+    models: frozenset[str] = frozenset()  # `kind/name` keys (engine.compile.ModelUse.key)
     cache_keys: frozenset[str] = frozenset()
 
     @classmethod
     def from_description(cls, description: dict[str, Any]) -> "Holdings":
-        return cls(frozenset(description.get("checkpoints", ())), frozenset(description.get("cache_keys", ())))
+        return cls(frozenset(description.get("models", ())), frozenset(description.get("cache_keys", ())))
 
 
 @dataclass

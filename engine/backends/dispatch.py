@@ -2,11 +2,12 @@
 
 Order is fair across clients: clients take turns (the one served longest ago first), and each
 client's own prompts keep their queue order (priority `number`, then arrival). The worker for a
-prompt is, in this order of preference: an idle worker that already holds its checkpoint, the
+prompt is, in this order of preference: an idle worker that already holds its models, the
 idle worker whose cache covers most of its graph, any idle worker. With affinity on, a prompt
-whose checkpoint only a busy worker holds may let a later prompt (in fair order) take an idle
-worker that holds *its* checkpoint, so models are not loaded twice; a prompt is passed over at
-most `max_passes` times, so none waits forever.
+whose models only a busy worker holds may let a later prompt (in fair order) take an idle
+worker that holds *its* models, so models are not loaded twice; a prompt is passed over at
+most `max_passes` times, so none waits forever. A prompt's models are what its compiled form
+says its nodes load (inputs declared with `loads`), so a node pack's own loaders count too.
 """
 
 from __future__ import annotations
@@ -19,18 +20,12 @@ from typing import Any, Callable, Iterable, Sequence
 from engine.backends.base import Holdings
 from engine.jobstore import Job
 
-# Inputs that name a checkpoint: a worker that ran a node with one of these holds that model.
-CHECKPOINT_INPUTS = ("ckpt_name",)
+ModelsOf = Callable[[Job], frozenset[str]]
 
 
-def checkpoint_names(prompt: dict[str, Any]) -> frozenset[str]:
-    """The checkpoints an API-format prompt loads."""
-    names = set()
-    for node in prompt.values():
-        inputs = node.get("inputs") if isinstance(node, dict) else None
-        if isinstance(inputs, dict):
-            names.update(v for k, v in inputs.items() if k in CHECKPOINT_INPUTS and isinstance(v, str))
-    return frozenset(names)
+def compiled_models(job: Job) -> frozenset[str]:
+    """The model keys (`kind/name`) the job's compiled prompt loads; none if it was not compiled."""
+    return job.compiled.model_keys if job.compiled is not None else frozenset()
 
 
 @dataclass
@@ -67,10 +62,11 @@ class Candidate:
     holdings: Holdings
 
 
-def best_worker(job: Job, idle: Sequence[Candidate], keys_of: Callable[[Job], set[str]] | None) -> Candidate:
-    """Holds the checkpoint > covers most of the graph's cache keys > the first idle one."""
-    wanted = checkpoint_names(job.prompt)
-    holders = [c for c in idle if wanted and wanted <= c.holdings.checkpoints]
+def best_worker(job: Job, idle: Sequence[Candidate], keys_of: Callable[[Job], set[str]] | None,
+                models_of: ModelsOf = compiled_models) -> Candidate:
+    """Holds the models > covers most of the graph's cache keys > the first idle one."""
+    wanted = models_of(job)
+    holders = [c for c in idle if wanted and wanted <= c.holdings.models]
     if holders:
         return holders[0]
     if keys_of is not None and len(idle) > 1 and any(c.holdings.cache_keys for c in idle):
@@ -84,9 +80,10 @@ def best_worker(job: Job, idle: Sequence[Candidate], keys_of: Callable[[Job], se
 class Chooser:
     """Pairs the next prompt with an idle worker; `affinity=False` takes the first idle worker (benchmarks)."""
 
-    def __init__(self, affinity: bool = True, max_passes: int = 8) -> None:
+    def __init__(self, affinity: bool = True, max_passes: int = 8, models_of: ModelsOf = compiled_models) -> None:
         self.affinity = affinity
         self.max_passes = max_passes
+        self.models_of = models_of
         self.fair = FairOrder()
         self._passed: dict[str, int] = {}
 
@@ -102,17 +99,16 @@ class Chooser:
         head = ordered[0]
         if self._passed.get(head.prompt_id, 0) < self.max_passes and self._held_by(head, busy):
             for job in ordered[1:]:
-                wanted = checkpoint_names(job.prompt)
-                holder = next((c for c in idle if wanted and wanted <= c.holdings.checkpoints), None)
+                wanted = self.models_of(job)
+                holder = next((c for c in idle if wanted and wanted <= c.holdings.models), None)
                 if holder is not None:
                     self._passed[head.prompt_id] = self._passed.get(head.prompt_id, 0) + 1
                     return self._take(job, holder)
-        return self._take(head, best_worker(head, idle, keys_of))
+        return self._take(head, best_worker(head, idle, keys_of, self.models_of))
 
-    @staticmethod
-    def _held_by(job: Job, busy: Iterable[Holdings]) -> bool:
-        wanted = checkpoint_names(job.prompt)
-        return bool(wanted) and any(wanted <= holdings.checkpoints for holdings in busy)
+    def _held_by(self, job: Job, busy: Iterable[Holdings]) -> bool:
+        wanted = self.models_of(job)
+        return bool(wanted) and any(wanted <= holdings.models for holdings in busy)
 
     def _take(self, job: Job, worker: Candidate) -> tuple[Job, Candidate]:
         self._passed.pop(job.prompt_id, None)

@@ -20,29 +20,18 @@ import traceback
 from collections import Counter
 from typing import Any, Iterator
 
-from engine.backends.base import FILE, RESULT, Event
-from engine.backends.dispatch import CHECKPOINT_INPUTS
+from engine.backends.base import FILE, RESULT, Event, JobOutcome
 from engine.backends.outputs import OutputShipper
+from engine.compile import CompiledPrompt
 from engine.context import InterruptHandle
-from engine.events import EXECUTED, EXECUTION_ERROR, EXECUTION_SUCCESS, PREVIEW, TERMINAL_EVENTS
-from engine.execute import Executor, RunResult
+from engine.errors import ExecutionError
+from engine.events import EXECUTED, EXECUTION_SUCCESS, PREVIEW, TERMINAL_EVENTS
+from engine.execute import Executor, RunResult, ValidationFailed
 from engine.jobstore import Job
-from engine.validate import Plan
+from engine.validate import recheck
 from engine.workflow import Workflow, WorkflowFormatError
 
 _DONE = object()
-
-
-def failure(prompt_id: str, message: str, exception_type: str, tb: list[str] | None = None,
-            node_errors: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A RESULT payload for a prompt that failed outside any node (and its `execution_error` data)."""
-    data = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "exception_message": message,
-            "exception_type": exception_type, "traceback": tb or [], "executed": [], "current_inputs": {},
-            "timestamp": int(time.time() * 1000)}
-    if node_errors:
-        data["node_errors"] = node_errors
-    return {"status": "error", "outputs": {}, "messages": [[EXECUTION_ERROR, data]],
-            "terminal": [EXECUTION_ERROR, data]}
 
 
 class PreviewThrottle:
@@ -81,8 +70,8 @@ class EngineWorker:
         self.worker_id = worker_id
         self.preview_interval = preview_interval
         self.shipper = OutputShipper(executor.paths) if ship_outputs else None
-        self.model_loads: Counter[str] = Counter()   # checkpoint name → times a loader ran here
-        self._models: dict[str, str] = {}              # cache key of a loader's outputs → checkpoint name
+        self.model_loads: Counter[str] = Counter()   # model key (`kind/name`) → times a loader ran here
+        self._models: dict[str, str] = {}              # cache key of a loader's outputs → model key
         self.prompts_run = 0
         self._lock = threading.Lock()
         self._current: tuple[str, InterruptHandle] | None = None
@@ -111,13 +100,14 @@ class EngineWorker:
         """Who this worker is and what it holds: the `/workers` entry and the dispatcher's affinity input."""
         keys = self.executor.cache.keys()  # may run beside a prompt (Ray's second actor thread)
         held = set(keys)
-        checkpoints = sorted({name for key, name in self._models.items() if key in held})
+        models = sorted({model for key, model in self._models.items() if key in held})
+        checkpoints = [model.split("/", 1)[1] for model in models if model.startswith("checkpoints/")]
         with self._lock:  # the prompt's thread counts loads and sets the current prompt under it
             running = self._current[0] if self._current else None
             model_loads = dict(self.model_loads)
         return {"id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
                 "device": device_description(), "prompt_id": running, "prompts_run": self.prompts_run,
-                "checkpoints": checkpoints, "model_loads": model_loads, "cache_entries": len(keys),
+                "models": models, "checkpoints": checkpoints, "model_loads": model_loads, "cache_entries": len(keys),
                 "cache_bytes": self.executor.cache.nbytes, "cache_keys": keys}
 
     def pid(self) -> int:
@@ -126,7 +116,7 @@ class EngineWorker:
     # --- running --------------------------------------------------------------------------
 
     def run_prompt(self, job: Job) -> Iterator[Event]:
-        """The job's events in order, then `(RESULT, {status, outputs, messages, terminal, worker})`."""
+        """The job's events in order, then `(RESULT, JobOutcome)`."""
         handle = InterruptHandle()
         with self._lock:
             if self._free_requested:
@@ -163,20 +153,31 @@ class EngineWorker:
 
         try:
             result = self._run(job, handle, listen)
-            result["worker"] = self.describe()
+            result.worker = self.describe()
             events.put((RESULT, result))
         finally:
             events.put(_DONE)
 
-    def _run(self, job: Job, handle: InterruptHandle, listen) -> dict[str, Any]:
-        executor = self.executor
+    def _compiled(self, job: Job) -> CompiledPrompt:
+        """The job's compiled prompt (compiled here if the server did not), with its files re-checked.
+
+        The prompt was valid when queued; only what lies outside the graph (files) can have changed.
+        """
+        compiled = job.compiled
+        if compiled is None:
+            return self.executor.compile(Workflow.from_api(job.prompt), job.targets, job.extra_data)
+        compiled.bind(self.executor.registry)
+        result = recheck(compiled.plan, self.executor.paths, self.executor.limits)
+        if not result.ok:
+            raise ValidationFailed(result)
+        return compiled
+
+    def _run(self, job: Job, handle: InterruptHandle, listen) -> JobOutcome:
+        def failed(message: str, exc: BaseException, **extra: Any) -> JobOutcome:
+            return JobOutcome.failed(ExecutionError(job.prompt_id, message, type(exc).__name__, **extra))
+
         try:
-            workflow = Workflow.from_api(job.prompt)
-            validation = executor.validate(workflow, job.targets)
-            if not validation.ok:  # valid when queued; a file may have gone since
-                return failure(job.prompt_id, "the prompt no longer validates: "
-                               f"{(validation.error or {}).get('details')}", "ValidationFailed",
-                               node_errors=validation.node_errors)
+            compiled = self._compiled(job)
             terminal: list[Any] = []
 
             def record(event: str, data: dict[str, Any]) -> None:
@@ -184,31 +185,32 @@ class EngineWorker:
                     terminal[:] = [event, data]
                 listen(event, data)
 
-            run = executor.run_plan(validation.plan, prompt_id=job.prompt_id, interrupt=handle,
+            run = self.executor.run(compiled, prompt_id=job.prompt_id, interrupt=handle,
                                     extra_data=job.extra_data, listener=record)
-            self._count_models(validation.plan, run, job.extra_data)
-        except WorkflowFormatError as exc:
-            return failure(job.prompt_id, str(exc), "WorkflowFormatError")
+            self._count_models(compiled, run)
+        except ValidationFailed as exc:
+            return failed(f"the prompt no longer validates: {(exc.result.error or {}).get('details')}", exc,
+                          node_errors=exc.result.node_errors)
+        except (WorkflowFormatError, KeyError) as exc:
+            return failed(str(exc), exc)
         except Exception as exc:  # an engine bug must not kill the worker: record it on the job
-            return failure(job.prompt_id, f"{type(exc).__name__}: {exc}", type(exc).__name__,
-                           tb=traceback.format_exception(type(exc), exc, exc.__traceback__))
+            return failed(f"{type(exc).__name__}: {exc}", exc,
+                          traceback=traceback.format_exception(type(exc), exc, exc.__traceback__))
         finally:
             self.prompts_run += 1
-        return {"status": run.status, "outputs": run.outputs, "messages": run.messages,
-                "terminal": terminal or [EXECUTION_SUCCESS, {"prompt_id": job.prompt_id}]}
+        keys = sorted(run.keys.reusable()) if run.keys else []
+        return JobOutcome(run.status, run.outputs, run.messages,
+                          tuple(terminal) or (EXECUTION_SUCCESS, {"prompt_id": job.prompt_id}), cache_keys=keys)
 
-    def _count_models(self, plan: Plan, run: RunResult, extra_data: dict[str, Any]) -> None:
-        """Remember which cache entries are loaded checkpoints, and count each time a loader ran."""
-        loaders = [n for n in plan.order if any(k in plan.constants[n] for k in CHECKPOINT_INPUTS)]
-        if not loaders:
+    def _count_models(self, compiled: CompiledPrompt, run: RunResult) -> None:
+        """Remember which cache entries are loaded models, and count each time a loader ran."""
+        if not compiled.models or run.keys is None:
             return
-        signatures, _ = self.executor.plan_signatures(plan, self.executor.run_settings(extra_data))
         held = set(self.executor.cache.keys())
-        models = {key: name for key, name in self._models.items() if key in held}
-        for node_id in loaders:
-            name = next(str(plan.constants[node_id][k]) for k in CHECKPOINT_INPUTS if k in plan.constants[node_id])
-            models[signatures[node_id].key] = name
-            if run.report[node_id].status == "ran":
+        models = {key: model for key, model in self._models.items() if key in held}
+        for use in compiled.models:
+            models[run.keys.signatures[use.node_id].key] = use.key
+            if run.report[use.node_id].status == "ran":
                 with self._lock:
-                    self.model_loads[name] += 1
+                    self.model_loads[use.key] += 1
         self._models = models  # replaced whole, never changed in place: `describe` reads it unlocked

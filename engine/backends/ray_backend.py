@@ -22,10 +22,11 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 import engine
-from engine.backends.base import FILE, RESULT, Backend, Event, Worker, WorkerLost
-from engine.backends.engine_worker import EngineWorker, failure
+from engine.backends.base import FILE, RESULT, Backend, Event, JobOutcome, Worker, WorkerLost
+from engine.backends.engine_worker import EngineWorker
 from engine.backends.outputs import OutputReceiver
 from engine.config import EngineConfig, build_executor
+from engine.errors import ExecutionError
 from engine.events import EXECUTED
 from engine.jobstore import Job
 from engine.paths import Paths
@@ -94,11 +95,14 @@ class RayWorker(Worker):
                     if self.receiver is not None:
                         self.receiver.receive(self.id, data)
                     continue
-                if self.receiver is not None and event in (EXECUTED, RESULT):
-                    self.receiver.rename(self.id, data.get("output" if event == EXECUTED else "outputs"))
+                if self.receiver is not None and event == EXECUTED:
+                    self.receiver.rename(self.id, data.get("output"))
+                elif self.receiver is not None and event == RESULT:
+                    self.receiver.rename(self.id, data.outputs)
                 yield event, data
         except RayTaskError as exc:  # our code raised inside the actor: the prompt failed, the worker lives
-            yield RESULT, failure(job.prompt_id, f"worker {self.id} failed: {exc}", "WorkerError")
+            yield RESULT, JobOutcome.failed(ExecutionError(job.prompt_id, f"worker {self.id} failed: {exc}",
+                                                           "WorkerError"))
         except RayError as exc:  # the actor died or is restarting (RayActorError), its machine left, ...
             raise WorkerLost(f"worker {self.id}: {type(exc).__name__}: {str(exc)[:300]}", started) from exc
 

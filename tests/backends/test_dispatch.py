@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from engine.backends.base import Holdings
-from engine.backends.dispatch import Candidate, Chooser, FairOrder, checkpoint_names
+from engine.backends.dispatch import Candidate, Chooser, FairOrder
 from engine.jobstore import Job
+
+
+def wanted(job: Job) -> frozenset[str]:
+    """The checkpoint the test job names (the queue reads it from the compiled prompt)."""
+    return frozenset(n["inputs"]["ckpt_name"] for n in job.prompt.values() if "ckpt_name" in n["inputs"])
 
 
 def job(prompt_id: str, client: str | None = None, ckpt: str | None = None) -> Job:
@@ -30,7 +35,7 @@ def test_clients_take_turns_and_each_keeps_its_own_order():
 
 
 def test_one_flooding_client_does_not_starve_another():
-    chooser = Chooser()
+    chooser = Chooser(models_of=wanted)
     pending = [job(f"flood-{i}", "flood") for i in range(20)] + [job("late", "other")]
     order = []
     for _ in range(3):
@@ -42,7 +47,7 @@ def test_one_flooding_client_does_not_starve_another():
 
 def test_checkpoint_holder_first_then_cache_coverage_then_any():
     prompt = job("p", ckpt="a.safetensors")
-    chooser = Chooser()
+    chooser = Chooser(models_of=wanted)
     assert chooser.choose([prompt], [worker("w0"), worker("w1", "a.safetensors")], [])[1].key == "w1"
     covers = lambda j: {"k1", "k2", "k3"}  # noqa: E731
     idle = [worker("w0", keys=("k1",)), worker("w1", keys=("k1", "k2")), worker("w2")]
@@ -51,7 +56,7 @@ def test_checkpoint_holder_first_then_cache_coverage_then_any():
 
 
 def test_a_prompt_waits_for_the_busy_worker_holding_its_model_while_another_uses_the_idle_one():
-    chooser = Chooser()
+    chooser = Chooser(models_of=wanted)
     pending = [job("needs-a", ckpt="a.safetensors"), job("needs-b", ckpt="b.safetensors")]
     busy = [Holdings(frozenset({"a.safetensors"}))]
     picked, where = chooser.choose(pending, [worker("w1", "b.safetensors")], busy)
@@ -62,7 +67,7 @@ def test_a_prompt_waits_for_the_busy_worker_holding_its_model_while_another_uses
 
 
 def test_a_passed_over_prompt_is_not_passed_over_forever():
-    chooser = Chooser(max_passes=2)
+    chooser = Chooser(max_passes=2, models_of=wanted)
     busy = [Holdings(frozenset({"a.safetensors"}))]
     head = job("needs-a", ckpt="a.safetensors")
     picked = []
@@ -73,15 +78,9 @@ def test_a_passed_over_prompt_is_not_passed_over_forever():
 
 
 def test_affinity_off_takes_the_head_and_the_first_idle_worker():
-    chooser = Chooser(affinity=False)
+    chooser = Chooser(affinity=False, models_of=wanted)
     picked, where = chooser.choose([job("p", ckpt="a.safetensors")], [worker("w0"), worker("w1", "a.safetensors")], [])
     assert (picked.prompt_id, where.key) == ("p", "w0")
-
-
-def test_checkpoint_names_reads_every_ckpt_name_input():
-    prompt = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
-              "5": {"class_type": "Other", "inputs": {"ckpt_name": ["4", 0]}}, "6": "not a node"}
-    assert checkpoint_names(prompt) == {"x.safetensors"}
 
 
 def test_the_turn_memory_is_bounded():

@@ -8,9 +8,13 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from engine.jobstore import FINISHED, PENDING
-from engine.queue import RESTARTING
-from tests.backends.conftest import toy_prompt
+from engine.events import EXECUTION_RESTARTING as RESTARTING
+from tests.backends.helpers import toy_prompt
+
+pytestmark = pytest.mark.ray
 
 
 def test_a_killed_worker_s_prompt_completes_exactly_once_and_nothing_queued_is_lost(make_harness):

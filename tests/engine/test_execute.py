@@ -108,7 +108,7 @@ def test_a_node_breaking_its_declared_contract_is_an_execution_error(executor):
     result = executor.execute(api({"1": ("Number", {"value": 1}), "2": ("BadReturn", {"value": ["1", 0]}),
                                    "3": ("Show", {"value": ["2", 1]})}))
     assert result.status == "error"
-    assert "returned 1 value(s) but declares 2" in result.error["exception_message"]
+    assert "returned 1 value(s) but declares 2" in result.error.exception_message
 
 
 def test_hidden_prompt_and_extra_pnginfo_reach_nodes_that_ask(registry, paths):

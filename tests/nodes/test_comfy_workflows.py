@@ -177,7 +177,7 @@ def run(workflow: Workflow, registry: NodeRegistry, paths: Paths) -> dict[str, A
     executor = Executor(registry, paths)
     validation = executor.validate(workflow)
     assert validation.ok, json.dumps(validation.response(), indent=1)
-    result = executor.run_plan(validation.plan)
+    result = executor.execute(workflow)
     assert result.status == "success", result.error
     return result.outputs
 

@@ -202,7 +202,7 @@ def test_decompression_bomb_is_refused_with_the_file_named(executor, paths, capt
     with pytest.raises(ValueError, match="bomb.png"):
         LoadImageMask().run(ctx_for(paths), image="bomb.png", channel="red")
     result = executor.execute(load_graph("bomb.png"))
-    assert result.status == "error" and "bomb.png" in result.error["exception_message"]
+    assert result.status == "error" and "bomb.png" in result.error.exception_message
     assert captured == [] and Image.MAX_IMAGE_PIXELS == limit and limit is not None
 
 

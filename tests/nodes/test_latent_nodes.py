@@ -85,8 +85,8 @@ def test_validation_refuses_oversized_constants_before_anything_runs(executor):
 
 def test_executor_reports_the_configured_cap_as_a_node_error(executor):
     result = executor.execute(empty_graph(512, 512, 4))
-    assert result.status == "error" and result.error["node_type"] == "EmptyLatentImage"
-    assert "exceeds the limit of 524,288" in result.error["exception_message"]
+    assert result.status == "error" and result.error.node_type == "EmptyLatentImage"
+    assert "exceeds the limit of 524,288" in result.error.exception_message
     assert executor.execute(empty_graph(512, 512, 2)).status == "success"
 
 

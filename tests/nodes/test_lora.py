@@ -268,7 +268,7 @@ def test_an_error_inside_the_block_still_restores_the_weights(modules):
 def test_a_lora_for_another_family_fails_with_a_clear_error(executor):
     result = executor.execute(graph(("sdxl.safetensors", 1.0, 1.0)))
     assert result.status == "error"
-    message = result.error["exception_message"]
+    message = result.error.exception_message
     assert "sdxl.safetensors" in message and "does not fit" in message and "SDXL" in message
 
 

@@ -60,7 +60,7 @@ def test_prefix_with_subfolder(executor, tmp_path):
 def test_prefix_leaving_the_output_folder_is_an_error(executor, tmp_path, prefix):
     result = executor.execute(graph(prefix=prefix))
     assert result.status == "error"
-    assert "filename_prefix" in result.error["exception_message"]
+    assert "filename_prefix" in result.error.exception_message
     assert not any(tmp_path.parent.glob("escape*")) and not (tmp_path / "b_00001_.png").exists()
 
 
