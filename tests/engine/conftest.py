@@ -5,7 +5,6 @@ import pytest
 from engine.execute import Executor
 from engine.paths import Paths
 from engine.registry import NodeRegistry
-from engine.workflow import Workflow
 from tests.engine.toy_nodes import TOY_NODES
 
 
@@ -30,8 +29,3 @@ def trace():
 @pytest.fixture
 def executor(registry, paths, trace):
     return Executor(registry, paths, settings={"trace": trace})
-
-
-def api(nodes: dict) -> Workflow:
-    """A workflow from a compact dict: {id: (class_type, inputs)}."""
-    return Workflow.from_api({nid: {"class_type": ct, "inputs": inputs} for nid, (ct, inputs) in nodes.items()})

@@ -4,7 +4,7 @@ from engine.cache import OutputCache, Signature, estimate_nbytes
 from engine.context import RunContext
 from engine.events import EventLog
 from engine.execute import Executor
-from tests.engine.conftest import api
+from tests.engine.helpers import api
 
 CHAIN = {"1": ("Number", {"value": 2}), "2": ("Number", {"value": 3}),
          "3": ("Add", {"a": ["1", 0], "b": ["2", 0]}), "4": ("Scale", {"value": ["3", 0], "factor": 2}),

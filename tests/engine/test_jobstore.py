@@ -9,7 +9,7 @@ from engine.events import EXECUTING, EXECUTION_SUCCESS
 from engine.execute import Executor
 from engine.jobstore import FINISHED, PENDING, RUNNING, Job, JobStore
 from engine.queue import PromptQueue
-from tests.engine.conftest import api
+from tests.engine.helpers import api
 
 
 def job(prompt_id: str, **kw) -> Job:

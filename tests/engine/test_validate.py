@@ -3,7 +3,7 @@
 import pytest
 
 from engine.validate import Limits, validate
-from tests.engine.conftest import api
+from tests.engine.helpers import api
 
 
 def errors_of(result, node_id):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.config import build_registry
 from engine.pngmeta import read_png_metadata
-from tests.server.conftest import connect
+from tests.server.helpers import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ async def test_solid_color_workflow_saves_pngs_with_the_prompt_and_never_overwri
 
 
 async def test_txt2img_sends_latent_preview_frames_to_a_client_that_asked(make_server, config, folders):
-    from tests.server.conftest import events_until_done, next_json
+    from tests.server.helpers import events_until_done, next_json
 
     config.node_packages = ("nodes",)
     server = make_server(registry=build_registry(config))

@@ -2,70 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import slow_graph, sum_graph
-
-ROOT = Path(__file__).resolve().parents[2]
-TOY_PACK = ROOT / "tests" / "engine" / "toy_nodes.py"
-
-
-class ServerProcess:
-    def __init__(self, workdir: Path, *extra_args: str) -> None:
-        self.workdir = workdir
-        self.extra_args = extra_args
-        self.process: subprocess.Popen | None = None
-        self.base = ""
-
-    def start(self) -> "ServerProcess":
-        w = self.workdir
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "server.py"), "--port", "0", "--no-builtin-nodes",
-             "--extensions", str(w / "custom_nodes"), "--user-dir", str(w / "user"),
-             "--input-dir", str(w / "input"), "--output-dir", str(w / "output"), "--temp-dir", str(w / "temp"),
-             "--models-dir", str(w / "models"), *self.extra_args],
-            cwd=w, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                raise AssertionError(f"server exited: {self.process.wait()}")
-            if line.startswith("sdgraph server: "):
-                self.base = line.split(": ", 1)[1].strip().rstrip("/")
-                return self
-        raise AssertionError("server did not start")
-
-    def call(self, method: str, path: str, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
-    def wait_for(self, predicate, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError("condition not reached in time")
-
-    def stop(self, sig=signal.SIGKILL, timeout: float = 15.0) -> int:
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout)
-        self.process.stdout.close()
-        return code
+from tests.server.helpers import TOY_PACK, ServerProcess, slow_graph, sum_graph
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from tests.server.conftest import connect, graph
+from tests.server.helpers import connect, graph
 from tests.server.toy_server_nodes import png_bytes
 
 

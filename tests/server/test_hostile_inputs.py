@@ -15,7 +15,7 @@ import zlib
 import aiohttp
 import pytest
 
-from tests.server.conftest import connect
+from tests.server.helpers import connect
 from tests.server.test_files import form, raw_form
 from tests.server.toy_server_nodes import png_bytes
 

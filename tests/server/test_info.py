@@ -10,7 +10,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from api.openapi import OPERATIONS
-from tests.server.conftest import connect, sum_graph
+from tests.server.helpers import connect, sum_graph
 
 UI_WORKFLOW = {"last_node_id": 2, "last_link_id": 1, "version": 0.4, "links": [[1, 1, 0, 2, 0, "INT"]],
                "nodes": [{"id": 1, "type": "Number", "mode": 0, "widgets_values": [7],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from tests.server.conftest import connect, events_until_done, next_json, sum_graph
+from tests.server.helpers import connect, events_until_done, next_json, sum_graph
 
 CLIENTS, PROMPTS_EACH = 50, 4
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.server.conftest import connect, graph, slow_graph, sum_graph
+from tests.server.helpers import connect, graph, slow_graph, sum_graph
 
 
 async def wait_running(api, prompt_id: str, timeout: float = 10.0) -> None:

@@ -11,7 +11,7 @@ import aiohttp
 from PIL import Image
 
 from engine.config import build_registry
-from tests.server.conftest import connect, events_until_done, next_json
+from tests.server.helpers import connect, events_until_done, next_json
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 3

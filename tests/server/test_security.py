@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 import server as server_cli
-from tests.server.conftest import connect, next_json, sum_graph
+from tests.server.helpers import connect, next_json, sum_graph
 
 TOKEN = "s3cret-token"
 

@@ -7,7 +7,7 @@ import struct
 
 import aiohttp
 
-from tests.server.conftest import connect, events_until_done, graph, next_json, slow_graph, sum_graph
+from tests.server.helpers import connect, events_until_done, graph, next_json, slow_graph, sum_graph
 
 
 def names(events):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.server.conftest import connect
+from tests.server.helpers import connect
 
 
 async def test_lists_and_serves_the_json_files_of_the_workflows_folder(make_server, tmp_path):
