@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from engine.jobstore import FINISHED
-from tests.backends.conftest import BACKENDS, toy_prompt
+from tests.backends.helpers import BACKEND_PARAMS, toy_prompt
 
-pytestmark = pytest.mark.parametrize("kind", BACKENDS)
+pytestmark = pytest.mark.parametrize("kind", BACKEND_PARAMS)
 
 
 def shape(events):
@@ -65,7 +65,7 @@ def test_interrupt_stops_the_prompt_but_not_the_worker(kind, make_harness):
     again = harness.wait_done(harness.submit(toy_prompt(steps=1), "again"))
     worker = harness.worker(worker_id)
     assert worker["pid"] == pid, "the worker process was not restarted"
-    assert worker["checkpoints"] == ["a.safetensors"] and worker["model_loads"] == {"a.safetensors": 1}, \
+    assert worker["checkpoints"] == ["a.safetensors"] and worker["model_loads"] == {"checkpoints/a.safetensors": 1}, \
         "the interrupted worker kept its model: the next prompt on it did not load it again"
     assert "1" in next(d for n, d in harness.of("again") if n == "execution_cached")["nodes"]
     assert again.status_str == "success"

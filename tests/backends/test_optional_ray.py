@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.backends.conftest import ROOT
+from tests.backends.helpers import ROOT
 
 
 def test_importing_the_server_and_engine_does_not_import_ray():

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from api.app import create_app
 from api.state import ServerSettings, build_state
-from tests.backends.conftest import toy_prompt
-from tests.server.conftest import LiveServer, connect, events_until_done, next_json
+from tests.backends.helpers import toy_prompt
+from tests.server.helpers import LiveServer, connect, events_until_done, next_json
 
 
+@pytest.mark.ray
 async def test_prompt_over_http_and_events_over_the_websocket(ray_cluster, config, tmp_path: Path):
     settings = ServerSettings(user_dir=tmp_path / "user", web_dir=tmp_path / "web", preview_interval=0.0,
                               backend="ray")
@@ -45,6 +48,7 @@ async def test_prompt_over_http_and_events_over_the_websocket(ray_cluster, confi
         server.stop()
 
 
+@pytest.mark.ray
 def test_with_a_shared_output_folder_ray_workers_write_there_directly(make_harness, config):
     harness = make_harness("ray", shared_outputs=True)
     job = harness.wait_done(harness.submit(toy_prompt(), "shared"))
@@ -53,11 +57,11 @@ def test_with_a_shared_output_folder_ray_workers_write_there_directly(make_harne
     assert name == "contract_00001_.png" and (config.output_dir / name).stat().st_size > 0
 
 
+@pytest.mark.ray
 def test_python_server_py_backend_ray_starts_its_own_cluster_runs_and_stops_cleanly(tmp_path):
     import signal
 
-    from tests.server.conftest import slow_graph
-    from tests.server.test_durability import TOY_PACK, ServerProcess
+    from tests.server.helpers import TOY_PACK, ServerProcess, slow_graph
 
     (tmp_path / "custom_nodes").mkdir()
     (tmp_path / "custom_nodes" / "toy_pack.py").write_bytes(TOY_PACK.read_bytes())

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from tests.backends.conftest import BACKENDS, ROOT, toy_prompt
+from tests.backends.helpers import BACKENDS, ROOT, toy_prompt
+
+pytestmark = pytest.mark.ray
 
 
 def shape(events):
