@@ -25,9 +25,7 @@ from api.app import create_app
 from api.security import is_loopback_host
 from api.state import ServerSettings, build_state
 from engine.backends import BACKENDS
-from engine.config import EngineConfig
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+from engine.config import PRECISIONS, EngineConfig
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -41,7 +39,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     net.add_argument("--token", help="access token clients must send (Authorization: Bearer TOKEN, or ?token= "
                                      "on GET/WebSocket); generated and printed when --listen is given without one")
     folders = parser.add_argument_group("folders")
-    folders.add_argument("--models-dir", default="models", help="checkpoints/, vae/, loras/, embeddings/ (default models)")
+    folders.add_argument("--models-dir", default="models",
+                         help="checkpoints/, vae/, loras/, embeddings/ (default models)")
     folders.add_argument("--extra-model-paths", metavar="FILE",
                          help="more model folders, in ComfyUI's extra_model_paths.yaml format")
     folders.add_argument("--input-dir", default="input", help="uploads and LoadImage files (default input)")
@@ -54,7 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                          help="load only the extension node packs, not the built-in nodes package")
     engine = parser.add_argument_group("engine and limits")
     engine.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="model weights precision (default auto: fp16 on GPU, fp32 on CPU)")
+                        help="model weights precision (default auto: fp16 on GPU; bf16 on CPUs with native "
+                             "bf16, else fp32); a workflow's extra_data.settings overrides it")
     engine.add_argument("--history-max-items", type=int, default=10_000,
                         help="finished prompts kept in the history (default 10000)")
     engine.add_argument("--max-upload-mb", type=float, default=64, help="largest uploaded file (default 64)")

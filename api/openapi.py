@@ -82,7 +82,8 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/workers"): ("system", "The backend's workers: device, state, running prompt, what each holds", {
         "ok": {"type": "object", "properties": {"backend": {"type": "string"},
                                                 "workers": {"type": "array", "items": OBJ}}}}),
-    ("GET", "/embeddings"): ("models", "Textual inversion names", {"ok": {"type": "array", "items": {"type": "string"}}}),
+    ("GET", "/embeddings"): ("models", "Textual inversion names", {
+        "ok": {"type": "array", "items": {"type": "string"}}}),
     ("GET", "/models"): ("models", "Model folder kinds", {"ok": {"type": "array", "items": {"type": "string"}}}),
     ("GET", "/models/{folder}"): ("models", "Model files of one kind", {
         "params": [_path_param("folder")], "ok": {"type": "array", "items": {"type": "string"}}}),
@@ -124,7 +125,8 @@ def _operation(method: str, path: str, tag: str, summary: str, extra: dict[str, 
     responses = {status: ok}
     for code, description in extra.get("errors", {}).items():
         responses[code] = {"description": description, "content": {"application/json": {"schema": ERROR}}}
-    responses.setdefault("400", {"description": "Malformed request", "content": {"application/json": {"schema": ERROR}}})
+    responses.setdefault("400", {"description": "Malformed request",
+                                 "content": {"application/json": {"schema": ERROR}}})
     operation["responses"] = responses
     return operation
 

@@ -13,14 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from api.websocket import Hub
 from engine.backends import create_backend
 from engine.config import EngineConfig, build_executor, build_registry
 from engine.execute import Executor
 from engine.jobstore import JobStore
 from engine.queue import PromptQueue
 from engine.registry import NodeRegistry
-
-from api.websocket import Hub
 
 STATE: web.AppKey["ServerState"] = web.AppKey("state")
 
@@ -76,7 +75,8 @@ class ServerState:
 
 def build_state(config: EngineConfig, settings: ServerSettings, registry: NodeRegistry | None = None) -> ServerState:
     """Engine, store, queue and hub for one server; `registry` overrides the configured node packs."""
-    config.settings.setdefault("previews", True)  # KSampler renders latent previews; the hub sends them to clients that ask
+    # KSampler renders latent previews; the hub sends them to the clients that ask.
+    config.settings.setdefault("previews", True)
     executor = build_executor(config, registry or build_registry(config))
     for folder in (config.input_dir, config.output_dir, config.temp_dir):
         Path(folder).mkdir(parents=True, exist_ok=True)

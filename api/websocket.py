@@ -1,4 +1,4 @@
-"""`GET /ws?clientId=ID`: ComfyUI's event stream, and the hub that fans events out to sockets.
+"""The hub that fans the engine's events out to open WebSocket connections (the route: api/routes_ws.py).
 
 Events of a prompt go to the sockets of the client id it was queued with (every socket when it
 was queued without one, as ComfyUI does); `status` goes to everyone. Each socket has a bounded
@@ -6,11 +6,10 @@ outbox drained by its own task, so a slow client never holds up the worker or ot
 previews are dropped for it when its outbox is full, and a client too slow for the JSON events
 is disconnected (it can reconnect and read `/history`).
 
-Binary preview frames are sent only to sockets that asked for them, in one of two ways:
-- `/ws?previews=1`: compat §3's frame `[u32 1][u32 format: 1 JPEG, 2 PNG][image bytes]`;
-- the message ComfyUI's front end sends on connect, `{"type": "feature_flags", "data":
-  {"supports_preview_metadata": true}}`: ComfyUI's frame `[u32 4][u32 n][n bytes of JSON metadata]
-  [image bytes]`, whose metadata names the prompt and node. The server answers with its own flags.
+Binary preview frames go only to sockets that asked for them, in the layout they asked for:
+- LEGACY: ComfyUI's original frame `[u32 1][u32 format: 1 JPEG, 2 PNG][image bytes]`;
+- WITH_METADATA: ComfyUI's newer frame `[u32 4][u32 n][n bytes of JSON metadata][image bytes]`,
+  whose metadata names the prompt and node.
 """
 
 from __future__ import annotations
@@ -18,19 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-import uuid
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
-
-from api.responses import ApiError
+from aiohttp import WSCloseCode, web
 
 PREVIEW_IMAGE = 1
 PREVIEW_IMAGE_WITH_METADATA = 4
 IMAGE_FORMATS = {"JPEG": (1, "image/jpeg"), "JPG": (1, "image/jpeg"), "PNG": (2, "image/png")}
 LEGACY, WITH_METADATA = "legacy", "metadata"
-MAX_CLIENT_MESSAGE = 64 * 1024
-MAX_CLIENT_ID = 200
 
 
 def preview_frame(kind: str, data: dict[str, Any]) -> bytes | None:
@@ -148,58 +142,3 @@ class Hub:
     async def close_all(self) -> None:
         for conn in [c for conns in self.clients.values() for c in conns]:
             await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
-
-
-def _wants_previews(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "yes", "on")
-
-
-async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    from api.state import STATE
-
-    state = request.app[STATE]
-    hub = state.hub
-    if hub.count >= hub.max_clients:
-        raise ApiError(503, "too_many_clients", f"The server already has {hub.max_clients} WebSocket clients")
-    client_id = request.query.get("clientId") or uuid.uuid4().hex
-    if len(client_id) > MAX_CLIENT_ID:
-        raise ApiError(400, "invalid_client_id", f"clientId is longer than {MAX_CLIENT_ID} characters")
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_CLIENT_MESSAGE)
-    if not ws.can_prepare(request).ok:
-        raise ApiError(400, "websocket_required", "This route speaks WebSocket: connect with a WebSocket client")
-    await ws.prepare(request)
-    conn = Connection(ws, client_id, LEGACY if _wants_previews(request.query.get("previews")) else None,
-                      hub.outbox_size)
-    hub.register(conn)
-    conn.task = asyncio.get_running_loop().create_task(conn.pump())
-    try:
-        conn.offer(json.dumps({"type": "status", "data": {"status": state.queue.status(), "sid": client_id}}))
-        for running in state.queue.running_jobs():
-            if running["client_id"] == client_id and running["node"]:
-                conn.offer(json.dumps({"type": "executing", "data": {
-                    "node": running["node"], "display_node": running["node"], "prompt_id": running["prompt_id"]}}))
-        async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                _client_message(conn, message.data, state.settings.max_upload_bytes)
-    finally:
-        hub.unregister(conn)
-        await conn.stop()
-    return ws
-
-
-def _client_message(conn: Connection, text: str, max_upload_bytes: int) -> None:
-    """Messages from a client: only `feature_flags` means something; anything else is ignored."""
-    try:
-        message = json.loads(text)
-    except (ValueError, RecursionError):
-        return
-    if not isinstance(message, dict) or message.get("type") != "feature_flags":
-        return
-    flags = message.get("data")
-    if isinstance(flags, dict) and flags.get("supports_preview_metadata") is True:
-        conn.previews = WITH_METADATA
-    conn.offer(json.dumps({"type": "feature_flags", "data": {
-        "supports_preview_metadata": True, "max_upload_size": max_upload_bytes}}))
-
-
-ROUTES = [("GET", "/ws", websocket_handler)]

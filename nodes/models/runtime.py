@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from engine.config import PRECISIONS
+
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 

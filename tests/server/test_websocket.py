@@ -1,4 +1,4 @@
-"""`/ws`: ComfyUI's event sequence, who receives what, and binary previews (compat §3)."""
+"""`/ws`: ComfyUI's event sequence, who receives what, and binary previews in ComfyUI's frame layouts."""
 
 from __future__ import annotations
 
