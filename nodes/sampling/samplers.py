@@ -1,9 +1,9 @@
 """ComfyUI's sampler names, what runs behind each, and the one entry point that runs them.
 
-Paths:
-- "diffusers": the update rule is a diffusers scheduler class driven on our sigmas
-  (see `diffusers_steps`): euler, ddim, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, uni_pc, uni_pc_bh2.
-- "k-diffusion": a loop of our own (see `k_steps`), where diffusers cannot follow an
+Where each sampler's update rule comes from:
+- diffusers: a diffusers scheduler class driven on our sigmas (`diffusers_steps`): euler, ddim,
+  euler_ancestral, dpmpp_2m, dpmpp_2m_sde, uni_pc, uni_pc_bh2.
+- k-diffusion: a loop of our own (`k_steps`), where diffusers cannot follow an
   arbitrary schedule or does something else than ComfyUI: heun, dpm_2, dpm_2_ancestral
   (diffusers interleaves their two stages into its own schedule and always ends
   with a first-order step), lms (diffusers integrates the last step to sigma 0;
@@ -35,43 +35,36 @@ class SamplerInfo:
     second-to-last sigma (ComfyUI does this for dpm_2, dpm_2_ancestral and uni_pc).
     `random_inpaint_noise`: the kept region of an inpaint is re-noised with separate
     noise seeded from seed + 1 instead of the initial noise (ComfyUI's `ddim`).
-    `comfyui_noise`: False where ComfyUI's per-step noise cannot be reproduced: its
-    SDE samplers draw from a torchsde Brownian tree; ours draw seeded Gaussian noise,
-    so those three give different (equally valid) images for the same seed.
     """
 
     name: str
     run: SamplerFn
-    path: str
     discard_penultimate_sigma: bool = False
     random_inpaint_noise: bool = False
-    comfyui_noise: bool = True
-
-
-def _info(name, run, path, **flags) -> SamplerInfo:
-    return SamplerInfo(name, run, path, **flags)
 
 
 SAMPLERS: dict[str, SamplerInfo] = {
     info.name: info
     for info in (
-        _info("euler", diffusers_steps.euler, "diffusers"),
-        _info("euler_ancestral", diffusers_steps.euler_ancestral, "diffusers"),
-        _info("heun", k_steps.heun, "k-diffusion"),
-        _info("dpm_2", k_steps.dpm_2, "k-diffusion", discard_penultimate_sigma=True),
-        _info("dpm_2_ancestral", k_steps.dpm_2_ancestral, "k-diffusion", discard_penultimate_sigma=True),
-        _info("lms", k_steps.lms, "k-diffusion"),
-        _info("dpmpp_sde", k_steps.dpmpp_sde, "k-diffusion", comfyui_noise=False),
-        _info("dpmpp_2m", diffusers_steps.dpmpp_2m, "diffusers"),
-        _info("dpmpp_2m_sde", diffusers_steps.dpmpp_2m_sde, "diffusers", comfyui_noise=False),
-        _info("dpmpp_3m_sde", k_steps.dpmpp_3m_sde, "k-diffusion", comfyui_noise=False),
-        _info("ddpm", k_steps.ddpm, "k-diffusion"),
-        _info("lcm", k_steps.lcm, "k-diffusion"),
-        _info("deis", k_steps.deis, "k-diffusion"),
+        SamplerInfo("euler", diffusers_steps.euler),
+        SamplerInfo("euler_ancestral", diffusers_steps.euler_ancestral),
+        SamplerInfo("heun", k_steps.heun),
+        SamplerInfo("dpm_2", k_steps.dpm_2, discard_penultimate_sigma=True),
+        SamplerInfo("dpm_2_ancestral", k_steps.dpm_2_ancestral, discard_penultimate_sigma=True),
+        SamplerInfo("lms", k_steps.lms),
+        # dpmpp_sde, dpmpp_2m_sde and dpmpp_3m_sde draw seeded Gaussian noise per step where ComfyUI
+        # draws from a torchsde Brownian tree: a seed gives another (equally valid) image than ComfyUI's.
+        SamplerInfo("dpmpp_sde", k_steps.dpmpp_sde),
+        SamplerInfo("dpmpp_2m", diffusers_steps.dpmpp_2m),
+        SamplerInfo("dpmpp_2m_sde", diffusers_steps.dpmpp_2m_sde),
+        SamplerInfo("dpmpp_3m_sde", k_steps.dpmpp_3m_sde),
+        SamplerInfo("ddpm", k_steps.ddpm),
+        SamplerInfo("lcm", k_steps.lcm),
+        SamplerInfo("deis", k_steps.deis),
         # ComfyUI's "ddim" is Euler (deterministic DDIM is the same update in sigma form).
-        _info("ddim", diffusers_steps.euler, "diffusers", random_inpaint_noise=True),
-        _info("uni_pc", diffusers_steps.uni_pc, "diffusers", discard_penultimate_sigma=True),
-        _info("uni_pc_bh2", diffusers_steps.uni_pc_bh2, "diffusers", discard_penultimate_sigma=True),
+        SamplerInfo("ddim", diffusers_steps.euler, random_inpaint_noise=True),
+        SamplerInfo("uni_pc", diffusers_steps.uni_pc, discard_penultimate_sigma=True),
+        SamplerInfo("uni_pc_bh2", diffusers_steps.uni_pc_bh2, discard_penultimate_sigma=True),
     )
 }
 SAMPLER_NAMES = tuple(SAMPLERS)

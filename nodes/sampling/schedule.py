@@ -61,16 +61,6 @@ class ModelSampling:
         distances = sigma.log().reshape(-1) - self.log_sigmas[:, None]
         return distances.abs().argmin(dim=0).view(sigma.shape)
 
-    def fractional_timestep(self, sigma: torch.Tensor | float) -> torch.Tensor:
-        """The exact inverse of `sigma()`: the fractional timestep, by log-sigma interpolation."""
-        sigma = torch.as_tensor(sigma, dtype=torch.float32)
-        log_sigma = sigma.log().reshape(-1)
-        above = (log_sigma[None, :] >= self.log_sigmas[:, None]).sum(dim=0) - 1
-        low = above.clamp(0, len(self.log_sigmas) - 2)
-        lo, hi = self.log_sigmas[low], self.log_sigmas[low + 1]
-        w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-        return (low + w).view(sigma.shape)
-
     def noise_scaling(self, sigma: float, noise: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """The starting point of sampling at `sigma`.
 

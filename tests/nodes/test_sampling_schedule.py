@@ -97,10 +97,13 @@ def test_unknown_scheduler_is_refused_with_the_choices():
         scheduler_sigmas(MS, "bogus", 5)
 
 
-def test_sigma_timestep_round_trip_and_nearest_integer_timestep():
+def test_sigma_interpolates_log_sigma_between_steps_and_timestep_is_the_nearest_step():
+    table = reference_table()
+    torch.testing.assert_close(MS.sigma(torch.tensor([0.0, 500.0, 999.0])).double(),
+                               torch.tensor(table[[0, 500, 999]]), rtol=1e-6, atol=0)
+    between = MS.sigma(torch.tensor([0.25])).double()  # a quarter of the way from step 0 to 1, in log-sigma
+    torch.testing.assert_close(between, torch.tensor([table[0] ** 0.75 * table[1] ** 0.25]), rtol=1e-6, atol=0)
     sigmas = torch.tensor([14.0, 3.5, 0.5, 0.05])
-    t = MS.fractional_timestep(sigmas)
-    torch.testing.assert_close(MS.sigma(t), sigmas, rtol=1e-5, atol=0)
     assert torch.equal(MS.timestep(sigmas), (MS.log_sigmas[:, None] - sigmas.log()).abs().argmin(0))
     assert int(MS.timestep(torch.tensor(MS.sigma_max))) == 999
 
