@@ -198,7 +198,7 @@ class _ComfyToy:
 
 @functools.cache
 def comfy_toy_nodes() -> tuple[type, ...]:
-    """Toy declarations of the core nodes used by ComfyUI's example workflows (comfy-compat.md §4)."""
+    """Toy declarations of the core nodes used by ComfyUI's example workflows."""
 
     @node("CheckpointLoaderSimple", display_name="Load Checkpoint", category="loaders",
           outputs=[Out("MODEL"), Out("CLIP"), Out("VAE")])

@@ -302,7 +302,8 @@ def assert_same_schedule(pair: Pair, reference: torch.Tensor, ours: torch.Tensor
 
 
 def comfyui_start(noise: torch.Tensor, sigma_0: float, sigma_max: float) -> torch.Tensor:
-    """ComfyUI's first x from an empty latent (compat §5), written out here rather than taken from our code."""
+    """ComfyUI's first x from an empty latent (its noise_scaling, with max_denoise at the schedule's top),
+    written out here rather than taken from our code."""
     at_top = math.isclose(sigma_0, sigma_max, rel_tol=1e-5) or sigma_0 > sigma_max
     return noise * (math.sqrt(1 + sigma_0**2) if at_top else sigma_0)
 

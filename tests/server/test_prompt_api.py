@@ -1,4 +1,4 @@
-"""POST /prompt, /queue, /interrupt, /history and /jobs, in ComfyUI's shapes (compat §2)."""
+"""POST /prompt, /queue, /interrupt, /history and /jobs, in ComfyUI's shapes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 /**
- * Server errors in words a person understands: each entry of `node_errors` (compat §2) becomes
+ * Server errors in words a person understands: each entry of `node_errors` (ComfyUI's /prompt errors) becomes
  * `{input, text}` for the node that owns it; prompt-level and execution errors become one line.
  */
 

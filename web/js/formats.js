@@ -1,5 +1,5 @@
 /**
- * Workflow formats (compat §1): recognising what a file holds, and API format → UI format.
+ * Workflow formats (ComfyUI's API and UI formats): recognising what a file holds, and API format → UI format.
  *
  * API → UI lays nodes out in columns by their depth in the graph. Widget inputs the API file
  * feeds from a link become converted inputs; seeds keep their value (control "fixed"), so a

@@ -1,6 +1,6 @@
 /**
  * PNG text chunks (tEXt, zTXt, iTXt) read in the browser: `prompt` and `workflow` from ComfyUI
- * and this engine, `parameters` from Automatic1111 (compat §1). Compressed chunks are inflated
+ * and this engine, `parameters` from Automatic1111. Compressed chunks are inflated
  * with the browser's DecompressionStream.
  */
 
