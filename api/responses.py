@@ -1,7 +1,7 @@
 """Request parsing and error answers shared by the routes.
 
-Every error a client can cause is an `ApiError`, answered as JSON `{"error": {type, message,
-details, extra_info}}` with a 4xx status; the error middleware turns it (and anything
+Every error a request can meet is an `ApiError`, answered as JSON `{"error": {type, message,
+details, extra_info}}` with a 4xx status (503 when the server is full); the error middleware turns it (and anything
 unexpected) into a response, so no handler ever leaks a traceback.
 """
 
@@ -14,7 +14,7 @@ from aiohttp import web
 
 
 class ApiError(Exception):
-    """A client error: HTTP `status`, a machine-readable `type` and a message a user can act on."""
+    """A request's error: HTTP `status`, a machine-readable `type` and a message a user can act on."""
 
     def __init__(self, status: int, error_type: str, message: str, details: str = "", **extra: Any) -> None:
         super().__init__(message)
