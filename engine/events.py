@@ -33,17 +33,6 @@ TERMINAL_EVENTS = (EXECUTION_SUCCESS, EXECUTION_ERROR, EXECUTION_INTERRUPTED)
 HISTORY_EVENTS = (EXECUTION_START, EXECUTION_CACHED, EXECUTION_SUCCESS, EXECUTION_ERROR, EXECUTION_INTERRUPTED)
 
 
-def fan_out(*listeners: Listener | None) -> Listener:
-    """One listener that forwards each event to all the given ones."""
-    active = [listener for listener in listeners if listener is not None]
-
-    def emit(event: str, data: dict[str, Any]) -> None:
-        for listener in active:
-            listener(event, data)
-
-    return emit
-
-
 class EventLog:
     """Records every event in order."""
 
