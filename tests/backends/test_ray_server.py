@@ -58,6 +58,7 @@ def test_with_a_shared_output_folder_ray_workers_write_there_directly(make_harne
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_python_server_py_backend_ray_starts_its_own_cluster_runs_and_stops_cleanly(tmp_path):
     import signal
 

@@ -51,6 +51,7 @@ def small_txt2img(seed: int) -> dict:
     return prompt
 
 
+@pytest.mark.slow
 def test_tiny_sd15_same_image_for_the_same_seed(make_harness, config):
     results = run_everywhere(make_harness, small_txt2img(seed=5), workers=1, node_packages=("nodes",),
                              settings={"precision": "fp32"})

@@ -17,6 +17,7 @@ from tests.backends.helpers import toy_prompt
 pytestmark = pytest.mark.ray
 
 
+@pytest.mark.slow
 def test_a_killed_worker_s_prompt_completes_exactly_once_and_nothing_queued_is_lost(make_harness):
     harness = make_harness("ray")
     harness.submit(toy_prompt(steps=60, delay=0.05), "victim", client_id="c")

@@ -10,6 +10,8 @@ import pytest
 
 from engine.pngmeta import read_png_metadata
 
+pytestmark = pytest.mark.slow  # every test launches `python -m engine`
+
 ROOT = Path(__file__).resolve().parents[2]
 TOY_PACK = Path(__file__).with_name("toy_nodes.py")
 

@@ -222,6 +222,7 @@ def test_no_aliases_file_means_no_aliases(tmp_path):
 
 # --- the CLI ---------------------------------------------------------------------------------
 
+@pytest.mark.slow  # launches `python -m engine`
 def test_cli_offers_extra_folders_and_aliases_as_checkpoint_choices(tmp_path):
     touch(tmp_path / "webui/models/Stable-diffusion/dreamshaper_8.safetensors")
     extra = write_yaml(tmp_path / "extra.yaml", "a111:\n  base_path: webui\n  checkpoints: models/Stable-diffusion\n")

@@ -10,6 +10,8 @@ import pytest
 
 from tests.server.helpers import TOY_PACK, ServerProcess, slow_graph, sum_graph
 
+pytestmark = pytest.mark.slow  # server subprocesses, started and killed
+
 
 @pytest.fixture
 def workdir(tmp_path):

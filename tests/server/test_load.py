@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import pytest
+
 from tests.server.helpers import connect, events_until_done, next_json, sum_graph
 
 CLIENTS, PROMPTS_EACH = 50, 4
@@ -42,6 +44,7 @@ async def run_round(server) -> None:
         assert (await api.get("/prompt"))[1] == {"exec_info": {"queue_remaining": 0}}
 
 
+@pytest.mark.slow
 async def test_fifty_clients_each_get_their_own_complete_events(server):
     await run_round(server)  # warm-up: code paths, SQLite pages, caches
     gc.collect()
