@@ -118,17 +118,6 @@ def _read_header(path: Path) -> tuple[int, dict[str, Any]]:
         raise CheckpointFileError(f"{path}: not a valid safetensors file ({exc})") from exc
 
 
-def read_safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name → shape from a safetensors header alone, without mapping any data."""
-    path = Path(path)
-    _check_exists(path)
-    _, header = _read_header(path)
-    try:
-        return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointFileError(f"{path}: not a valid safetensors file ({exc})") from exc
-
-
 def _safetensors_dtypes() -> dict[str, Any]:
     import torch
 
