@@ -60,12 +60,6 @@ class TokenizedPrompt:
     pad_id: int
     missing_embeddings: list[str] = field(default_factory=list)
 
-    def first_end_position(self, chunk: int = 0) -> int:
-        """Where the end token of `chunk` is: the position whose output is the pooled output.
-        (With SD1's padding an embedding's placeholder id is the end id too; those don't count.)"""
-        tokens = self.chunks[chunk]
-        return next(i for i, t in enumerate(tokens.ids) if t == self.end_id and i not in tokens.vectors)
-
 
 def special_tokens(tokenizer: Any) -> tuple[int, int, int]:
     """(start, end, pad) ids of a CLIP tokenizer; the pad id falls back to the end token."""

@@ -13,7 +13,6 @@ from pathlib import Path
 
 TOKENIZER_DIR = Path(__file__).resolve().parent / "tokenizer"
 VOCAB_SIZE = 49408
-START_TOKEN = "<|startoftext|>"
 END_TOKEN = "<|endoftext|>"
 # OpenCLIP (SD2.x, SDXL's second encoder) pads with "!" (id 0); OpenAI CLIP pads with the end token.
 OPEN_CLIP_PAD_TOKEN = "!"
