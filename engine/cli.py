@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from engine.config import EngineConfig, build_executor, build_registry
 from engine.errors import describe
+from engine.events import EXECUTING, PROGRESS, TERMINAL_EVENTS
 from engine.execute import ValidationFailed
 from engine.loading import LoadedWorkflow, load_workflow_file, parse_override, resolve_node_ref
 from engine.registry import NodeRegistry
@@ -40,15 +41,15 @@ class ProgressBar:
     def __call__(self, event: str, data: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        if event == "executing":
+        if event == EXECUTING:
             self.close()
             print(f"running {self.titles.get(data['node'], data['node'])}", file=sys.stderr)
-        elif event == "progress":
+        elif event == PROGRESS:
             if self.bar is None:
                 self.bar = tqdm(total=data["max"], file=sys.stderr, leave=False, unit="step")
             self.bar.n = data["value"]
             self.bar.refresh()
-        elif event.startswith("execution_") and event not in ("execution_start", "execution_cached"):
+        elif event in TERMINAL_EVENTS:
             self.close()
 
 

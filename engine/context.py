@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from engine.events import PREVIEW, PROGRESS
 from engine.paths import Paths
 
 if TYPE_CHECKING:
@@ -68,11 +69,11 @@ class RunContext:
 
     def progress(self, value: int, maximum: int) -> None:
         """Report progress of this node (one call per step) and honour an interrupt request."""
-        self.emit("progress", {"value": value, "max": maximum, "node": self.node_id,
+        self.emit(PROGRESS, {"value": value, "max": maximum, "node": self.node_id,
                                "prompt_id": self.prompt_id})
         self.interrupt.check()
 
     def preview(self, image_format: str, data: bytes) -> None:
         """Offer a preview image (e.g. a latent approximation while sampling) to listeners."""
-        self.emit("preview", {"format": image_format, "data": data, "node": self.node_id,
+        self.emit(PREVIEW, {"format": image_format, "data": data, "node": self.node_id,
                               "prompt_id": self.prompt_id})
