@@ -11,19 +11,22 @@ import math
 
 import torch
 
-from nodes.conditioning.value import CondEntry, Conditioning
+from nodes.conditioning.value import CondEntry, Conditioning, with_uncond_control
+from nodes.models.controlnet_loading import check_fits
 from nodes.models.handles import ModelHandle
 from nodes.sampling import Cond, unet_denoiser
 
 
 def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int) -> Cond:
     """The UNet inputs for one entry; SDXL also takes the pooled prompt and size/crop ids."""
+    for control in entry.control:
+        check_fits(control.net, control.source, model)
     if not model.family.is_sdxl:
-        return Cond(entry.embeds)
+        return Cond(entry.embeds, control=entry.control)
     if entry.pooled is None:
         raise ValueError("SDXL conditioning needs a pooled prompt embedding (encode with an SDXL CLIP)")
     time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
-    return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids})
+    return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids}, entry.control)
 
 
 def _whole(entries: Conditioning) -> bool:
@@ -69,6 +72,7 @@ def guided_denoiser(model: ModelHandle, positive: Conditioning, negative: Condit
                     latent_shape: torch.Size):
     """The denoiser for this model, conditioning and CFG scale at this latent size."""
     size = (latent_shape[2] * 8, latent_shape[3] * 8)
+    negative = with_uncond_control(positive, negative)
     if _whole(positive) and _whole(negative):
         return unet_denoiser(model.unet, model.model_sampling, unet_cond(model, positive[0], *size),
                              unet_cond(model, negative[0], *size), cfg)

@@ -4,18 +4,38 @@ strongly it applies. Immutable: nodes that change conditioning return new entrie
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
 
+@dataclass(frozen=True, eq=False)
+class AppliedControl:
+    """A ControlNet applied to an entry: its hint image [B, C, H, W] in 0..1, strength, and the part of
+    the schedule it acts on (ComfyUI's start/end percent). Compared by identity: positive and negative
+    entries given the same one share one ControlNet pass per step."""
+
+    net: Any
+    source: str
+    hint: torch.Tensor
+    strength: float = 1.0
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+
+
 @dataclass(frozen=True)
 class CondEntry:
-    """One encoded prompt. `area` is (height, width, y, x) in latent pixels, None for the whole image."""
+    """One encoded prompt. `area` is (height, width, y, x) in latent pixels, None for the whole image.
+
+    `control` lists the ControlNets applied to it, in order; `control_to_uncond` (ComfyUI's
+    ControlNetApply) also applies them to negative entries that have none of their own."""
 
     embeds: torch.Tensor
     pooled: torch.Tensor | None = None
     area: tuple[int, int, int, int] | None = None
     strength: float = 1.0
+    control: tuple[AppliedControl, ...] = ()
+    control_to_uncond: bool = False
 
     def with_(self, **changes) -> "CondEntry":
         return replace(self, **changes)
@@ -26,3 +46,14 @@ class CondEntry:
 
 
 Conditioning = tuple[CondEntry, ...]
+
+
+def with_uncond_control(positive: Conditioning, negative: Conditioning) -> Conditioning:
+    """ComfyUI's ControlNetApply also controls the negative side: when no negative entry has control of
+    its own, whole-image negative entries take that of the first positive entry applied so."""
+    if any(e.control for e in negative):
+        return negative
+    shared = next((e.control for e in positive if e.control_to_uncond and e.control and e.area is None), None)
+    if shared is None:
+        return negative
+    return tuple(e.with_(control=shared) if e.area is None else e for e in negative)

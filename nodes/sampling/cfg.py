@@ -14,6 +14,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from .control import Residuals, batched_residuals, control_residuals
 from .schedule import ModelSampling
 
 
@@ -23,10 +24,12 @@ class Denoiser(Protocol):
 
 @dataclass
 class Cond:
-    """One side of the guidance: text embeddings plus any extra UNet inputs (SDXL's `added_cond_kwargs`)."""
+    """One side of the guidance: text embeddings plus any extra UNet inputs (SDXL's `added_cond_kwargs`)
+    and the ControlNets applied to it (see `control`)."""
 
     embeds: torch.Tensor
     added: dict[str, torch.Tensor] = field(default_factory=dict)
+    control: tuple = ()
 
 
 def _as_cond(value: Cond | torch.Tensor) -> Cond:
@@ -94,11 +97,31 @@ class _UNetDenoiser:
                                   {k: v.to(param.device, param.dtype) for k, v in added.items()})
         return self._stacked[key]
 
-    def _unet_output(self, x_in: torch.Tensor, timestep: torch.Tensor, conds: list[Cond]) -> torch.Tensor:
+    def _control(self, x_in: torch.Tensor, timestep: torch.Tensor, sigma: float, conds: list[Cond],
+                 embeds: torch.Tensor, added: dict[str, torch.Tensor]) -> Residuals | None:
+        """ControlNet residuals for the batched call: one pass when every cond has the same controls
+        (ControlNetApply, or the Advanced node on both sides), else one per cond."""
+        if not any(c.control for c in conds):
+            return None
+        if all(c.control == conds[0].control for c in conds):
+            sample = torch.cat([x_in] * len(conds)) if len(conds) > 1 else x_in
+            return control_residuals(conds[0].control, sample, timestep, sigma, embeds, added, self.model_sampling)
+        n = x_in.shape[0]
+        return batched_residuals([
+            control_residuals(c.control, x_in, timestep, sigma, embeds[i * n:(i + 1) * n],
+                              {k: v[i * n:(i + 1) * n] for k, v in added.items()}, self.model_sampling)
+            for i, c in enumerate(conds)])
+
+    def _unet_output(self, x_in: torch.Tensor, timestep: torch.Tensor, conds: list[Cond],
+                     sigma: float = 0.0) -> torch.Tensor:
         param = self._parameter()
         embeds, added = self._stacked_conds(conds, x_in.shape[0], param)
         sample = torch.cat([x_in] * len(conds)) if len(conds) > 1 else x_in  # one copy; repeat() takes ~20 ops
-        kwargs = {"added_cond_kwargs": added} if added else {}
+        kwargs: dict = {"added_cond_kwargs": added} if added else {}
+        residuals = self._control(x_in, timestep, sigma, conds, embeds, added)
+        if residuals is not None:
+            kwargs["down_block_additional_residuals"] = tuple(r.to(param.dtype) for r in residuals[0])
+            kwargs["mid_block_additional_residual"] = residuals[1].to(param.dtype)
         out = self.unet(
             sample.to(param.device, param.dtype),
             timestep.to(param.device).expand(sample.shape[0]),
@@ -118,7 +141,7 @@ class _UNetDenoiser:
         # ComfyUI calls the UNet with the nearest integer timestep of sigma (see ModelSampling.timestep).
         timestep = self.model_sampling.timestep(sigma).float().reshape(1)
         conds = [self.positive] if self.skips_uncond else [self.positive, self.negative]
-        outputs = self._unet_output(x_in, timestep, conds).chunk(len(conds))
+        outputs = self._unet_output(x_in, timestep, conds, s).chunk(len(conds))
         denoised = [self._denoised(x, s, out) for out in outputs]
         if self.skips_uncond:
             return denoised[0]

@@ -1,0 +1,167 @@
+"""ControlNet files → diffusers' `ControlNetModel`, with the config read from the tensors' shapes.
+
+Two layouts, told apart by their keys as ComfyUI does: the original single files
+(`control_v11p_sd15_*`: `control_model.input_hint_block…`, `zero_convs`, `middle_block_out`; some
+ship without the `control_model.` prefix) and diffusers' own (`controlnet_cond_embedding…`). The
+original layout is renamed by diffusers' single-file converter; nothing is ever fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from nodes.models.handles import ModelHandle, module_nbytes
+from nodes.models.ldm_export import unet_to_ldm
+from nodes.models.modules import assign_weights
+from nodes.models.state_dict_files import open_state_dict
+
+LDM_CONTROL_PREFIX = "control_model."
+LDM_HINT_KEY = "input_hint_block.0.weight"
+DIFFUSERS_HINT_KEY = "controlnet_cond_embedding.conv_in.weight"
+SD1_HEADS = 8  # SD1.x attention has 8 heads at every level; later families use heads of 64 channels
+HEAD_CHANNELS = 64
+
+
+class ControlNetFileError(ValueError):
+    """A file that is not a ControlNet this loader can read."""
+
+
+@dataclass(frozen=True)
+class ControlNetHandle:
+    """A loaded ControlNet: the value on a CONTROL_NET socket."""
+
+    net: Any
+    source: str
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self.net.config
+
+    @property
+    def estimated_nbytes(self) -> int:
+        return module_nbytes(self.net)
+
+
+def family_label(config: Mapping[str, Any]) -> str:
+    """The family a UNet or ControlNet config belongs to, in words, for error messages."""
+    width = config.get("cross_attention_dim")
+    if config.get("addition_embed_type") == "text_time":
+        return "SDXL"
+    return {768: "SD1.x", 1024: "SD2.x"}.get(width, f"cross-attention width {width}")  # type: ignore[arg-type]
+
+
+FIT_FIELDS = ("in_channels", "cross_attention_dim", "block_out_channels", "addition_embed_type")
+
+
+def check_fits(net: Any, source: str, model: ModelHandle) -> None:
+    """ValueError naming both when a ControlNet was made for another family than the checkpoint's."""
+    unet, config = model.unet.config, net.config
+    if any(_normal(unet.get(f)) != _normal(config.get(f)) for f in FIT_FIELDS):
+        raise ValueError(f"ControlNet {source!r} ({family_label(config)}) does not fit checkpoint "
+                         f"{model.source!r} ({family_label(unet)}, {model.family.name}): use a ControlNet "
+                         f"made for the checkpoint's family")
+
+
+def _normal(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _count(keys: Any, pattern: str) -> int:
+    found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
+    return max(found) + 1 if found else 0
+
+
+def _ldm_layers_per_block(state_dict: Mapping[str, Any]) -> int:
+    inputs = _count(state_dict, r"input_blocks\.(\d+)\.")
+    downsamplers = sum(f"input_blocks.{i}.0.op.weight" in state_dict for i in range(inputs))
+    return (inputs - 1 - downsamplers) // (downsamplers + 1)
+
+
+def infer_controlnet_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
+    """A `ControlNetModel` config for a state dict in diffusers' key layout."""
+    levels = _count(shapes, r"down_blocks\.(\d+)\.")
+    layers = _count(shapes, r"down_blocks\.0\.resnets\.(\d+)\.")
+    channels = [int(shapes[f"down_blocks.{i}.resnets.0.conv2.weight"][0]) for i in range(levels)]
+    attends = [any(k.startswith(f"down_blocks.{i}.attentions.") for k in shapes) for i in range(levels)]
+    depths = [max(1, _count(shapes, rf"down_blocks\.{i}\.attentions\.0\.transformer_blocks\.(\d+)\."))
+              for i in range(levels)]
+    to_k = next(k for k in shapes if k.endswith("attn2.to_k.weight"))
+    proj_in = next(k for k in shapes if k.endswith(".proj_in.weight"))
+    linear = len(shapes[proj_in]) == 2
+    embedding = [int(shapes[DIFFUSERS_HINT_KEY][0])] + [
+        int(shapes[f"controlnet_cond_embedding.blocks.{2 * i + 1}.weight"][0])
+        for i in range(_count(shapes, r"controlnet_cond_embedding\.blocks\.(\d+)\.") // 2)]
+    config: dict[str, Any] = dict(
+        in_channels=int(shapes["conv_in.weight"][1]),
+        conditioning_channels=int(shapes[DIFFUSERS_HINT_KEY][1]),
+        conditioning_embedding_out_channels=embedding,
+        block_out_channels=channels,
+        layers_per_block=layers,
+        down_block_types=["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attends],
+        only_cross_attention=False,
+        cross_attention_dim=int(shapes[to_k][1]),
+        use_linear_projection=linear,
+        # SD1.x projects in and out of attention with convolutions; SD2.x and SDXL with linear layers.
+        attention_head_dim=[max(1, c // HEAD_CHANNELS) for c in channels] if linear else SD1_HEADS,
+        transformer_layers_per_block=depths,
+    )
+    if "add_embedding.linear_1.weight" in shapes:
+        config.update(addition_embed_type="text_time",
+                      projection_class_embeddings_input_dim=int(shapes["add_embedding.linear_1.weight"][1]))
+    return config
+
+
+def _original_layout(state_dict: dict[str, torch.Tensor], base_unet: Any | None) -> dict[str, torch.Tensor]:
+    """`control_model.*` (or unprefixed) original keys → diffusers' keys; a "difference" file gets the
+    base model's weights added first, as ComfyUI's DiffControlNetLoader does."""
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+
+    control = {k.removeprefix(LDM_CONTROL_PREFIX): v for k, v in state_dict.items()
+               if k.startswith(LDM_CONTROL_PREFIX) or LDM_HINT_KEY in state_dict}
+    if "difference" in state_dict:
+        if base_unet is None:
+            raise ControlNetFileError("a difference ControlNet needs its base model: load it with "
+                                      "DiffControlNetLoader")
+        base = {k.removeprefix("model.diffusion_model."): v
+                for k, v in unet_to_ldm(base_unet.state_dict(), base_unet.config["layers_per_block"]).items()}
+        control = {k: v + base[k].to(v.dtype) if k in base and base[k].shape == v.shape else v
+                   for k, v in control.items()}
+    converted = convert_controlnet_checkpoint(control, {"layers_per_block": _ldm_layers_per_block(control)})
+    return {k: v for k, v in converted.items() if v is not None}
+
+
+def controlnet_state_dict(state_dict: dict[str, torch.Tensor], name: str,
+                          base_unet: Any | None = None) -> dict[str, torch.Tensor]:
+    """The ControlNet's tensors in diffusers' layout, whichever layout the file has."""
+    if DIFFUSERS_HINT_KEY in state_dict:
+        return state_dict
+    if LDM_CONTROL_PREFIX + LDM_HINT_KEY in state_dict or LDM_HINT_KEY in state_dict:
+        return _original_layout(state_dict, base_unet)
+    raise ControlNetFileError(f"{name}: not a ControlNet (no {LDM_CONTROL_PREFIX}{LDM_HINT_KEY} or "
+                              f"{DIFFUSERS_HINT_KEY}); T2I-Adapters and other control models are not supported")
+
+
+def load_controlnet(path: Path, dtype: torch.dtype | None, device: str | torch.device,
+                    base_unet: Any | None = None, name: str | None = None) -> ControlNetHandle:
+    """A ControlNet file as a `ControlNetModel`; a `config.json` beside a diffusers-layout file is used
+    as its config, else the config is read from the shapes."""
+    from diffusers import ControlNetModel
+
+    name = name or path.name
+    source = open_state_dict(path)
+    tensors = controlnet_state_dict(dict(source.tensors), name, base_unet)
+    beside = path.parent / "config.json"
+    if DIFFUSERS_HINT_KEY in source.tensors and beside.is_file():
+        config = json.loads(beside.read_text(encoding="utf-8"))
+    else:
+        config = infer_controlnet_config({k: tuple(v.shape) for k, v in tensors.items()})
+    with torch.device("meta"):
+        net = ControlNetModel.from_config(config)
+    net = assign_weights(net, tensors, dtype=dtype, device=device, component=f"{name}: controlnet")
+    return ControlNetHandle(net, name)
