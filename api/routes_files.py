@@ -1,4 +1,4 @@
-"""Files: `GET /view`, `POST /upload/image`, `POST /upload/mask` (compat §2).
+"""Files: `GET /view`, `POST /upload/image`, `POST /upload/mask`, as ComfyUI's API has them.
 
 Every name that arrives in a request is resolved with `engine.paths.contained`, which follows
 symlinks and refuses anything that would leave its folder (403). Uploads are streamed with a

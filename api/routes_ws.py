@@ -17,6 +17,7 @@ from aiohttp import WSMsgType, web
 from api.responses import ApiError
 from api.state import STATE
 from api.websocket import LEGACY, WITH_METADATA, Connection
+from engine.events import EXECUTING, STATUS
 
 MAX_CLIENT_MESSAGE = 64 * 1024
 MAX_CLIENT_ID = 200
@@ -43,10 +44,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     hub.register(conn)
     conn.task = asyncio.get_running_loop().create_task(conn.pump())
     try:
-        conn.offer(json.dumps({"type": "status", "data": {"status": state.queue.status(), "sid": client_id}}))
+        conn.offer(json.dumps({"type": STATUS, "data": {"status": state.queue.status(), "sid": client_id}}))
         for running in state.queue.running_jobs():
             if running["client_id"] == client_id and running["node"]:
-                conn.offer(json.dumps({"type": "executing", "data": {
+                conn.offer(json.dumps({"type": EXECUTING, "data": {
                     "node": running["node"], "display_node": running["node"], "prompt_id": running["prompt_id"]}}))
         async for message in ws:
             if message.type == WSMsgType.TEXT:

@@ -1,6 +1,7 @@
 """Middlewares: JSON errors for everything, the access token, and Origin/Host checks.
 
-- Every error answer is JSON with a 4xx status (5xx only for a server bug, without a traceback).
+- Every error answer is JSON: 4xx for the client's mistakes, 503 when the server is full (queue,
+  WebSocket clients), 500 only for a server bug, without a traceback.
 - With a token (always when the server listens beyond loopback) each request must carry
   `Authorization: Bearer TOKEN`; GET requests may instead pass `?token=` (a browser cannot set
   headers on a WebSocket, an `<img src>` or the page itself).

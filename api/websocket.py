@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from engine.events import PREVIEW
+
 PREVIEW_IMAGE = 1
 PREVIEW_IMAGE_WITH_METADATA = 4
 IMAGE_FORMATS = {"JPEG": (1, "image/jpeg"), "JPG": (1, "image/jpeg"), "PNG": (2, "image/png")}
@@ -115,7 +117,7 @@ class Hub:
             targets = [conn for conns in self.clients.values() for conn in conns]
         else:
             targets = list(self.clients.get(client_id, ()))
-        if event == "preview":
+        if event == PREVIEW:
             frames: dict[str, bytes | None] = {}
             for conn in targets:
                 if conn.previews:

@@ -127,7 +127,7 @@ def _setting_pairs(line: str) -> list[tuple[str, str]]:
         key = run.group().lstrip(" -/")
         if not key or line[pos:pos + 1] != ":":
             continue
-        pos = _SPACES.match(line, pos + 1).end()
+        pos = _SPACES.match(line, pos + 1).end()  # type: ignore[union-attr]  # `\s*` always matches
         quoted = _QUOTED.match(line, pos)
         if quoted is not None and line[quoted.end():quoted.end() + 1] in (",", ""):
             value, pos = quoted.group(), quoted.end() + 1

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from engine.config import EngineConfig, build_executor, build_registry
+from engine.config import PRECISIONS, EngineConfig, build_executor, build_registry
 from engine.errors import describe
 from engine.events import EXECUTING, PROGRESS, TERMINAL_EVENTS
 from engine.execute import ValidationFailed
@@ -130,7 +130,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from engine.validate import validate
 
     result = validate(loaded.workflow, registry, config.paths(), limits=config.limits)
-    if result.ok:
+    if result.ok and result.plan is not None:
         if args.json:
             print(json.dumps(result.response(), indent=2))
         else:
@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--output-dir", help="folder SaveImage writes to")
         p.add_argument("--temp-dir", help="folder PreviewImage writes to")
         p.add_argument("--extensions", action="append", metavar="DIR", help="node pack folder (repeatable)")
-        p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+        p.add_argument("--precision", choices=PRECISIONS,
                        help="weight precision for models (default auto; a workflow's extra_data.settings overrides)")
         p.add_argument("--device", help="torch device for models, e.g. cpu, cuda, cuda:1, mps (default: best found)")
 

@@ -1,7 +1,7 @@
 """Execution events: the names the executor emits and small listeners for them.
 
 A listener is any callable `(event, data) -> None`. The server forwards events to WebSocket
-clients, the CLI drives a progress bar; `EventLog` records them (tests, history messages).
+clients, the CLI drives a progress bar; `EventLog` records them (tests).
 """
 
 from __future__ import annotations

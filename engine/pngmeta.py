@@ -231,7 +231,7 @@ def _decode_text_chunk(chunk_type: bytes, data: bytes, budget: int) -> tuple[str
     if len(rest) < 2:
         raise ValueError(f"{key!r}: header cut short")
     compressed, method = rest[0], rest[1]
-    language, sep1, rest = rest[2:].partition(b"\0")
+    _language, sep1, rest = rest[2:].partition(b"\0")
     _translated, sep2, payload = rest.partition(b"\0")
     if not (sep1 and sep2):
         raise ValueError(f"{key!r}: header cut short")

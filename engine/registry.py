@@ -57,7 +57,7 @@ class NodeRegistry:
         """Import `package` and each of its submodules, registering their nodes."""
         root = importlib.import_module(package)
         added = self.register_module(root)
-        for path in sorted(Path(root.__file__).parent.glob("*.py")):
+        for path in sorted(Path(str(root.__file__)).parent.glob("*.py")):
             if path.stem != "__init__" and not path.stem.startswith("_"):
                 added += self.register_module(importlib.import_module(f"{package}.{path.stem}"))
         return added
@@ -80,6 +80,8 @@ class NodeRegistry:
             try:
                 spec = importlib.util.spec_from_file_location(
                     module_name, target, submodule_search_locations=[str(entry)] if entry.is_dir() else None)
+                if spec is None or spec.loader is None:
+                    raise ImportError(f"{target} is not a Python module")
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[module_name] = module
                 spec.loader.exec_module(module)

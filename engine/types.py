@@ -256,10 +256,11 @@ class Choice(_Widget):
     def __init__(self, choices: Sequence[str] | ChoicesProvider | Callable[[Any], Sequence[str]] = (),
                  **kw: Any) -> None:
         if isinstance(choices, (list, tuple)):
-            super().__init__(type=COMBO, choices=tuple(choices), **kw)
+            # pydantic's fields of this subclass: mypy checks against _Widget's __init__
+            super().__init__(type=COMBO, choices=tuple(choices), **kw)  # type: ignore[call-arg]
         else:
             kw.setdefault("loads", getattr(choices, "model_kind", None))
-            super().__init__(type=COMBO, provider=choices, **kw)
+            super().__init__(type=COMBO, provider=choices, **kw)  # type: ignore[call-arg]
 
     @property
     def extra_widget_values(self) -> int:

@@ -115,10 +115,10 @@ def parse_links(raw: Any, prefix: str) -> dict[int, _Link]:
         else:
             raise UIFormatError(f"malformed link{_where(prefix)}: {entry!r:.120} (expected "
                                 "[id, from_node, from_slot, to_node, to_slot, type])")
-        if not _is_int(link_id) or _slot(origin_slot) is None:
+        from_slot, to_slot = _slot(origin_slot), _slot(target_slot)
+        if not _is_int(link_id) or from_slot is None:
             raise UIFormatError(f"malformed link{_where(prefix)}: {entry!r:.120} (id and slots must be integers)")
-        links[link_id] = _Link(str(origin), _slot(origin_slot), str(target),
-                               _slot(target_slot) if _slot(target_slot) is not None else -1,
+        links[link_id] = _Link(str(origin), from_slot, str(target), to_slot if to_slot is not None else -1,
                                _type_name(link_type))
     return links
 

@@ -95,7 +95,7 @@ class Workflow:
             inputs = raw.get("inputs", {})
             if not isinstance(inputs, dict):
                 raise WorkflowFormatError(f"node {node_id} ({class_type}): 'inputs' must be an object", node_id)
-            meta = raw.get("_meta") if isinstance(raw.get("_meta"), dict) else {}
+            meta: dict[str, Any] = raw["_meta"] if isinstance(raw.get("_meta"), dict) else {}
             nodes[node_id] = NodeSpec(
                 class_type=class_type,
                 inputs={str(k): parse_value(v) for k, v in inputs.items()},

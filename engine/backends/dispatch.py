@@ -42,7 +42,7 @@ class FairOrder:
         for job in pending:
             by_client.setdefault(job.client_id, []).append(job)
         clients = sorted(by_client, key=lambda c: self._served.get(c, -1))  # stable: ties keep queue order
-        ordered = []
+        ordered: list[Job] = []
         for rank in range(max((len(jobs) for jobs in by_client.values()), default=0)):
             ordered.extend(by_client[c][rank] for c in clients if rank < len(by_client[c]))
         return ordered

@@ -60,13 +60,10 @@ class WorkerActor:
 
 def absolute(config: EngineConfig) -> EngineConfig:
     """The config with every folder absolute: actors do not run in the server's working directory."""
-    def resolve(path: Path | None) -> Path | None:
-        return Path(path).resolve() if path is not None else None
-
-    return replace(config, models_dir=resolve(config.models_dir), input_dir=resolve(config.input_dir),
-                   output_dir=resolve(config.output_dir), temp_dir=resolve(config.temp_dir),
-                   extra_model_paths=resolve(config.extra_model_paths),
-                   extension_dirs=[resolve(p) for p in config.extension_dirs])
+    return replace(config, models_dir=Path(config.models_dir).resolve(), input_dir=Path(config.input_dir).resolve(),
+                   output_dir=Path(config.output_dir).resolve(), temp_dir=Path(config.temp_dir).resolve(),
+                   extra_model_paths=Path(config.extra_model_paths).resolve() if config.extra_model_paths else None,
+                   extension_dirs=[Path(p).resolve() for p in config.extension_dirs])
 
 
 class RayWorker(Worker):
