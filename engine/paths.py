@@ -35,6 +35,7 @@ MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
     ModelKind("vae", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("loras", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("embeddings", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
+    ModelKind("upscale_models", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("controlnet", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
 )}
 
