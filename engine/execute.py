@@ -22,7 +22,7 @@ from engine.events import (EXECUTED, EXECUTING, EXECUTION_CACHED, EXECUTION_ERRO
 from engine.paths import Paths
 from engine.provenance import upstream_records
 from engine.registry import NodeRegistry
-from engine.validate import Limits, ValidationResult, validate
+from engine.validate import SETTING_LIMITS, Limits, ValidationResult, validate
 from engine.workflow import Workflow
 
 # What happened to one node in a run.
@@ -89,16 +89,18 @@ class Executor:
         self.limits = limits
         self.settings = dict(settings or {})
 
-    def validate(self, workflow: Workflow, targets: Iterable[str] | None = None) -> ValidationResult:
-        return validate(workflow, self.registry, self.paths, targets, self.limits)
+    def validate(self, workflow: Workflow, targets: Iterable[str] | None = None,
+                 extra_data: dict[str, Any] | None = None) -> ValidationResult:
+        return validate(workflow, self.registry, self.paths, targets, self.limits, self.run_settings(extra_data))
 
     def compile(self, workflow: Workflow, targets: Iterable[str] | None = None,
                 extra_data: dict[str, Any] | None = None) -> CompiledPrompt:
         """Validate once into a prompt ready to dispatch and run; raises ValidationFailed."""
-        result = self.validate(workflow, targets)
+        settings = self.run_settings(extra_data)
+        result = validate(workflow, self.registry, self.paths, targets, self.limits, settings)
         if not result.ok:
             raise ValidationFailed(result)
-        return CompiledPrompt(result.plan, self.run_settings(extra_data), models_of(result.plan))
+        return CompiledPrompt(result.plan, settings, models_of(result.plan))
 
     def execute(self, workflow: Workflow, *, prompt_id: str | None = None, listener: Listener | None = None,
                 interrupt: InterruptHandle | None = None, extra_data: dict[str, Any] | None = None,
@@ -115,9 +117,30 @@ class Executor:
                     extra_data or {}).go()
 
     def run_settings(self, extra_data: dict[str, Any] | None) -> dict[str, Any]:
-        """The executor's settings with a workflow's own overrides (`extra_data["settings"]`) on top."""
+        """The executor's settings with a workflow's own overrides (`extra_data["settings"]`) on top.
+
+        Limits (`max_*`) are the server's: a workflow may lower one, never raise it, and a limit the
+        server does not know is ignored (it could only be a way around one it does).
+        """
         overrides = (extra_data or {}).get("settings")
-        return {**self.settings, **overrides} if isinstance(overrides, dict) else self.settings
+        if not isinstance(overrides, dict):
+            return self.settings
+        settings = {**self.settings}
+        for name, value in overrides.items():
+            if not str(name).startswith(LIMIT_PREFIX):
+                settings[name] = value
+                continue
+            ceiling = self.settings.get(name, SETTING_LIMITS.get(name))
+            if ceiling is not None and _is_number(value) and value < ceiling:
+                settings[name] = value
+        return settings
+
+
+LIMIT_PREFIX = "max_"  # run settings named so are caps (engine.validate.SETTING_LIMITS)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 class _Run:

@@ -7,8 +7,10 @@ targets) actually need. A valid graph comes back as a `Plan` the executor runs a
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from functools import lru_cache
+from typing import Any, Callable, Iterable
 
 import networkx as nx
 
@@ -19,6 +21,9 @@ from engine.types import Choice, CoercionError, InputSpec
 from engine.workflow import LinkRef, MalformedLink, Workflow
 
 _MAX_LISTED_CHOICES = 20
+# Run settings that bound what one prompt may allocate, with the server's default for each. A
+# request's `extra_data.settings` may lower them, never raise them (Executor.run_settings).
+SETTING_LIMITS: dict[str, int] = {"max_latent_pixels": 4096 * 4096 * 4}
 
 
 @dataclass(frozen=True)
@@ -75,11 +80,13 @@ def _value_too_big(value: Any, limits: Limits) -> str | None:
 
 
 class _Validator:
-    def __init__(self, workflow: Workflow, registry: NodeRegistry, paths: Any, limits: Limits) -> None:
+    def __init__(self, workflow: Workflow, registry: NodeRegistry, paths: Any, limits: Limits,
+                 settings: dict[str, Any] | None = None) -> None:
         self.workflow = workflow
         self.registry = registry
         self.paths = paths
         self.limits = limits
+        self.settings = settings
         self.node_errors: dict[str, list[dict[str, Any]]] = {}
         self.constants: dict[str, dict[str, Any]] = {}
         self.links: dict[str, dict[str, LinkRef]] = {}
@@ -178,11 +185,26 @@ class _Validator:
 
     def check_custom(self, node_id: str, decl: NodeDeclaration) -> None:
         try:
-            message = decl.cls().validate_inputs(self.paths, **self.constants[node_id])
+            check = decl.cls().validate_inputs
+            extra = {"settings": self.settings} if _takes_settings(check) else {}
+            message = check(self.paths, **self.constants[node_id], **extra)
         except Exception as exc:  # a node's own check must not take validation down
             message = f"validation raised {type(exc).__name__}: {exc}"
         if message:
             self.fail(node_id, input_error("custom_validation_failed", str(message), None, str(message)))
+
+
+def _takes_settings(check: Callable[..., Any]) -> bool:
+    """Whether a node's `validate_inputs` asks for the run settings (its caps) by a `settings` parameter."""
+    return _declares_settings(getattr(check, "__func__", check))
+
+
+@lru_cache(maxsize=None)
+def _declares_settings(function: Callable[..., Any]) -> bool:
+    try:
+        return "settings" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _predecessor_map(workflow: Workflow) -> dict[str, list[str]]:
@@ -214,12 +236,15 @@ def _output_nodes(workflow: Workflow, registry: NodeRegistry) -> list[str]:
 
 
 def validate(workflow: Workflow, registry: NodeRegistry, paths: Any = None,
-             targets: Iterable[str] | None = None, limits: Limits = Limits()) -> ValidationResult:
-    """Validate `workflow`; with `targets`, only what those nodes need (partial execution)."""
+             targets: Iterable[str] | None = None, limits: Limits = Limits(),
+             settings: dict[str, Any] | None = None) -> ValidationResult:
+    """Validate `workflow`; with `targets`, only what those nodes need (partial execution).
+
+    `settings` are the run's settings, for the nodes whose own checks apply configured caps."""
     if len(workflow.nodes) > limits.max_nodes:
         return ValidationResult(error=prompt_error(
             "graph_too_large", f"{len(workflow.nodes)} nodes exceed the limit of {limits.max_nodes}"))
-    validator = _Validator(workflow, registry, paths, limits)
+    validator = _Validator(workflow, registry, paths, limits, settings)
 
     missing_types = []
     for node_id, spec in workflow.nodes.items():
@@ -281,13 +306,14 @@ def validate(workflow: Workflow, registry: NodeRegistry, paths: Any = None,
     return ValidationResult(plan=plan)
 
 
-def recheck(plan: Plan, paths: Any = None, limits: Limits = Limits()) -> ValidationResult:
+def recheck(plan: Plan, paths: Any = None, limits: Limits = Limits(),
+            settings: dict[str, Any] | None = None) -> ValidationResult:
     """Re-run, for a plan validated earlier, the checks that depend on files (nodes' own checks).
 
     A queued prompt was valid when it was compiled; only the world outside the graph can have
     changed since, so this is all a worker checks again before running it.
     """
-    validator = _Validator(plan.workflow, NodeRegistry(), paths, limits)
+    validator = _Validator(plan.workflow, NodeRegistry(), paths, limits, settings)
     validator.constants = plan.constants
     for node_id in plan.order:
         if plan.declarations[node_id].has_custom_validation:

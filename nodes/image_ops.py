@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import IMAGE, MASK, Int, Link
+from nodes.pixel_cap import check_image_size, image_size_problem
 
 MAX_RESOLUTION = 16384
 
@@ -20,7 +23,15 @@ class EmptyImage:
     batch_size = Int(1, min=1, max=4096)
     color = Int(0, min=0, max=0xFFFFFF, step=1)
 
+    def validate_inputs(self, paths: Any, width: int | None = None, height: int | None = None,
+                        batch_size: int | None = None, settings: dict[str, Any] | None = None,
+                        **_: Any) -> str | None:
+        if width is None or height is None:
+            return None
+        return image_size_problem(width, height, batch_size or 1, settings, "width, height or batch_size")
+
     def run(self, ctx: RunContext, width: int, height: int, batch_size: int, color: int) -> tuple:
+        check_image_size(ctx, width, height, batch_size, "width, height or batch_size")
         rgb = torch.tensor([(color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF], dtype=torch.float32) / 255.0
         return (rgb.expand(batch_size, height, width, 3).clone(),)
 
@@ -71,6 +82,8 @@ class ImagePadForOutpaint:
     def run(self, ctx: RunContext, image: torch.Tensor, left: int, top: int, right: int, bottom: int,
             feathering: int) -> tuple:
         batch, height, width, channels = image.shape
+        check_image_size(ctx, width + left + right, height + top + bottom, batch,
+                         "left, top, right or bottom")
         padded = torch.full((batch, height + top + bottom, width + left + right, channels), 0.5, dtype=torch.float32)
         padded[:, top:top + height, left:left + width, :] = image
         mask = torch.ones((height + top + bottom, width + left + right), dtype=torch.float32)

@@ -7,6 +7,7 @@ the same function the latent upscale nodes use.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -14,6 +15,7 @@ from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import IMAGE, Choice, Float, Int, Link
 from nodes.image_ops import MAX_RESOLUTION
+from nodes.pixel_cap import check_image_size, image_size_problem
 from nodes.resample import CROP_METHODS, IMAGE_UPSCALE_METHODS, resize
 
 
@@ -32,6 +34,12 @@ class ImageScale:
     height = Int(512, min=0, max=MAX_RESOLUTION, step=1)
     crop = Choice(CROP_METHODS)
 
+    def validate_inputs(self, paths: Any, width: int | None = None, height: int | None = None,
+                        settings: dict[str, Any] | None = None, **_: Any) -> str | None:
+        if not width or not height:  # a 0 side depends on the incoming image's shape
+            return None
+        return image_size_problem(width, height, 1, settings, "width or height")
+
     def run(self, ctx: RunContext, image: torch.Tensor, upscale_method: str, width: int, height: int,
             crop: str) -> tuple:
         if width == 0 and height == 0:
@@ -41,6 +49,7 @@ class ImageScale:
             width = max(1, round(old_width * height / old_height))
         elif height == 0:
             height = max(1, round(old_height * width / old_width))
+        check_image_size(ctx, width, height, image.shape[0], "width or height")
         return (resize_image(image, width, height, upscale_method, crop),)
 
 
@@ -55,6 +64,7 @@ class ImageScaleBy:
     def run(self, ctx: RunContext, image: torch.Tensor, upscale_method: str, scale_by: float) -> tuple:
         width = max(1, round(image.shape[2] * scale_by))
         height = max(1, round(image.shape[1] * scale_by))
+        check_image_size(ctx, width, height, image.shape[0], "scale_by")
         return (resize_image(image, width, height, upscale_method),)
 
 
@@ -79,4 +89,5 @@ class ImageScaleToTotalPixels:
         scale_by = math.sqrt(megapixels * 1024 * 1024 / (old_width * old_height))
         width = max(1, round(old_width * scale_by / steps)) * steps
         height = max(1, round(old_height * scale_by / steps)) * steps
+        check_image_size(ctx, int(width), int(height), image.shape[0], "megapixels")
         return (resize_image(image, int(width), int(height), upscale_method),)

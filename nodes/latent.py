@@ -17,11 +17,12 @@ import torch
 from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import LATENT, MASK, Choice, Float, Int, Link
+from engine.validate import SETTING_LIMITS
 from nodes.image_ops import MAX_RESOLUTION
 from nodes.resample import CROP_METHODS, LATENT_UPSCALE_METHODS, resize
 
 MAX_LATENT_PIXELS_SETTING = "max_latent_pixels"
-DEFAULT_MAX_LATENT_PIXELS = 4096 * 4096 * 4
+DEFAULT_MAX_LATENT_PIXELS = SETTING_LIMITS[MAX_LATENT_PIXELS_SETTING]
 
 
 class LatentTooLargeError(ValueError):
@@ -58,11 +59,10 @@ class EmptyLatentImage:
     batch_size = Int(1, min=1, max=4096, tooltip="The number of latent images in the batch.")
 
     def validate_inputs(self, paths: Any, width: int | None = None, height: int | None = None,
-                        batch_size: int | None = None) -> str | None:
-        # Validation sees no settings, so it applies the default cap; run() applies the configured one.
+                        batch_size: int | None = None, settings: dict[str, Any] | None = None) -> str | None:
         if width is None or height is None:
             return None
-        return latent_size_problem(width, height, batch_size or 1, DEFAULT_MAX_LATENT_PIXELS,
+        return latent_size_problem(width, height, batch_size or 1, max_latent_pixels(settings),
                                    "width, height or batch_size")
 
     def run(self, ctx: RunContext, width: int, height: int, batch_size: int = 1) -> tuple:
@@ -94,10 +94,11 @@ class LatentUpscale:
     crop = Choice(CROP_METHODS)
 
     def validate_inputs(self, paths: Any, width: int | None = None, height: int | None = None,
-                        **_: Any) -> str | None:
+                        settings: dict[str, Any] | None = None, **_: Any) -> str | None:
         if not width or not height:  # a 0 side depends on the incoming latent's shape
             return None
-        return latent_size_problem(max(64, width), max(64, height), 1, DEFAULT_MAX_LATENT_PIXELS, "width or height")
+        return latent_size_problem(max(64, width), max(64, height), 1, max_latent_pixels(settings),
+                                   "width or height")
 
     def run(self, ctx: RunContext, samples: dict, upscale_method: str, width: int, height: int, crop: str) -> tuple:
         if width == 0 and height == 0:

@@ -16,7 +16,7 @@ from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import IMAGE, MASK, Boolean, Choice, Float, Int, Link
 from nodes.image_ops import MAX_RESOLUTION
-from nodes.latent import DEFAULT_MAX_LATENT_PIXELS, MAX_LATENT_PIXELS_SETTING, max_latent_pixels
+from nodes.latent import MAX_LATENT_PIXELS_SETTING, max_latent_pixels
 from nodes.latent_ops import repeat_to_batch
 
 IMAGE_CHANNELS = ("red", "green", "blue", "alpha")
@@ -74,11 +74,10 @@ class SolidMask:
     height = Int(512, min=1, max=MAX_RESOLUTION, step=1)
 
     def validate_inputs(self, paths: Any, width: int | None = None, height: int | None = None,
-                        **_: Any) -> str | None:
-        # Validation sees no settings, so it applies the default cap; run() applies the configured one.
+                        settings: dict[str, Any] | None = None, **_: Any) -> str | None:
         if width is None or height is None:
             return None
-        return mask_size_problem(width, height, DEFAULT_MAX_LATENT_PIXELS)
+        return mask_size_problem(width, height, max_latent_pixels(settings))
 
     def run(self, ctx: RunContext, value: float, width: int, height: int) -> tuple:
         problem = mask_size_problem(width, height, max_latent_pixels(ctx.settings))

@@ -167,7 +167,7 @@ class EngineWorker:
         if compiled is None:
             return self.executor.compile(Workflow.from_api(job.prompt), job.targets, job.extra_data)
         compiled.bind(self.executor.registry)
-        result = recheck(compiled.plan, self.executor.paths, self.executor.limits)
+        result = recheck(compiled.plan, self.executor.paths, self.executor.limits, compiled.settings)
         if not result.ok:
             raise ValidationFailed(result)
         return compiled

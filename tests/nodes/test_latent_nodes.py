@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.context import InterruptHandle, RunContext
-from engine.execute import Executor
+from engine.execute import Executor, ValidationFailed
 from engine.paths import Paths
 from engine.registry import NodeRegistry
 from engine.workflow import Workflow
@@ -83,10 +83,10 @@ def test_validation_refuses_oversized_constants_before_anything_runs(executor):
     assert error["type"] == "custom_validation_failed" and "latent too large" in error["message"]
 
 
-def test_executor_reports_the_configured_cap_as_a_node_error(executor):
-    result = executor.execute(empty_graph(512, 512, 4))
-    assert result.status == "error" and result.error.node_type == "EmptyLatentImage"
-    assert "exceeds the limit of 524,288" in result.error.exception_message
+def test_executor_refuses_constant_sizes_over_the_configured_cap_at_validation(executor):
+    with pytest.raises(ValidationFailed) as refused:
+        executor.execute(empty_graph(512, 512, 4))
+    assert "exceeds the limit of 524,288" in str(refused.value.result.node_errors)
     assert executor.execute(empty_graph(512, 512, 2)).status == "success"
 
 
