@@ -22,7 +22,7 @@ from typing import Sequence
 from aiohttp import web
 
 from api.app import create_app
-from api.security import is_loopback_host
+from api.security import PathOnlyAccessLogger, is_loopback_host
 from api.state import ServerSettings, build_state
 from engine.backends import BACKENDS
 from engine.config import PRECISIONS, EngineConfig
@@ -109,7 +109,7 @@ def configure(args: argparse.Namespace) -> tuple[EngineConfig, ServerSettings]:
 
 async def serve(app: web.Application, settings: ServerSettings, access_log: logging.Logger | None) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (a running prompt goes back to the queue)."""
-    runner = web.AppRunner(app, access_log=access_log, handle_signals=False)
+    runner = web.AppRunner(app, access_log=access_log, access_log_class=PathOnlyAccessLogger, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -117,8 +117,9 @@ async def serve(app: web.Application, settings: ServerSettings, access_log: logg
         port = runner.addresses[0][1] if runner.addresses else settings.port
         shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         shown = f"[{shown}]" if ":" in shown else shown
-        suffix = f"/?token={settings.token}" if settings.token else "/"
-        print(f"sdgraph server: http://{shown}:{port}{suffix}", flush=True)
+        # The token is printed once, by `configure`, and only when it was generated.
+        print(f"sdgraph server: http://{shown}:{port}/" + (" (open it with ?token=TOKEN)" if settings.token else ""),
+              flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

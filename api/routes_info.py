@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from api.responses import ApiError, optional_bool, read_json_object
+from api.security import redacted_argv
 from api.state import STATE
 from engine.paths import MODEL_KINDS
 
@@ -80,7 +81,7 @@ async def system_stats(request: web.Request) -> web.Response:
     return web.json_response({
         "system": {"os": os.name, "platform": platform.platform(), "ram_total": ram_total, "ram_free": ram_free,
                    "python_version": sys.version, "pytorch_version": _version("torch"),
-                   "sdgraph_version": _version("sdgraph"), "embedded_python": False, "argv": sys.argv},
+                   "sdgraph_version": _version("sdgraph"), "embedded_python": False, "argv": redacted_argv(sys.argv)},
         "devices": _devices(ram_total, ram_free),
         "workers": {"backend": queue.backend.name, "workers": queue.workers()},  # ours; ComfyUI has no such key
     })

@@ -24,6 +24,7 @@ from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
+from aiohttp.abc import AbstractAccessLogger
 
 from api.responses import ApiError, error_response
 from api.state import STATE
@@ -158,3 +159,24 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             raise ApiError(403, "origin_not_allowed", "Requests from another web site are refused",
                            f"Origin {origin!r} does not match Host {host!r}")
     return await handler(request)
+
+
+def redacted_argv(argv: list[str]) -> list[str]:
+    """The command line with the access token's value hidden (`/system_stats` shows the argv)."""
+    shown, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            shown.append("***")
+        elif arg.startswith("--token="):
+            shown.append("--token=***")
+        else:
+            shown.append(arg)
+        hide_next = arg == "--token"
+    return shown
+
+
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """Access log lines without query strings: a GET may carry the token as `?token=`."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)

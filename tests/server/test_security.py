@@ -6,6 +6,7 @@ import json
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 import server as server_cli
 from tests.server.helpers import connect, next_json, sum_graph
@@ -157,3 +158,26 @@ def test_cli_help_documents_every_option(capsys):
     for option in ("--host", "--port", "--listen", "--token", "--models-dir", "--input-dir", "--output-dir",
                    "--user-dir", "--precision"):
         assert option in text
+
+
+async def test_the_token_never_appears_in_system_stats(make_server, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["server.py", "--listen", "--token", TOKEN, f"--token={TOKEN}"])
+    server = make_server(token=TOKEN)
+    async with connect(server, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+        status, body = await api.get("/system_stats")
+    assert status == 200 and TOKEN not in json.dumps(body)
+    assert body["system"]["argv"] == ["server.py", "--listen", "--token", "***", "--token=***"]
+
+
+def test_the_access_log_leaves_out_query_strings(caplog):
+    import logging
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from api.security import PathOnlyAccessLogger
+
+    logger = logging.getLogger("test.access")
+    request = make_mocked_request("GET", f"/view?filename=a.png&token={TOKEN}")
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        PathOnlyAccessLogger(logger, "").log(request, web.Response(status=200), 0.01)
+    assert "/view" in caplog.text and TOKEN not in caplog.text
