@@ -21,6 +21,7 @@ from typing import Any
 from engine.declare import NodeDeclaration
 from engine.registry import NodeRegistry
 from engine.types import ANY, Choice
+from engine.ui_group_nodes import expand_group_nodes
 from engine.ui_subgraph import BOUNDARY, BYPASSED, INSTANCE, MUTED, Edge, UIFormatError, UIInput, UINode, flatten
 from engine.workflow import LinkRef, NodeSpec, Workflow
 
@@ -66,7 +67,7 @@ def ui_to_api(ui: dict, registry: NodeRegistry) -> Workflow:
         raise UIFormatError(f"a UI-format workflow must be a JSON object, got {type(ui).__name__}")
     if not isinstance(ui.get("nodes"), list):
         raise UIFormatError("not a UI-format workflow: 'nodes' must be a list")
-    nodes = flatten(ui)
+    nodes = flatten(expand_group_nodes(ui, registry, IGNORED_TYPES))
     resolver = _Resolver(nodes, registry)
     workflow = Workflow()
     for uid in sorted(nodes, key=_uid_order):
