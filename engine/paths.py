@@ -64,6 +64,16 @@ def contained(root: Path, name: str) -> Path:
     return candidate
 
 
+def _stays_inside(folder: Path, path: Path) -> bool:
+    """Whether `path` (under `folder`) still resolves inside it: a symlink out of a model folder is
+    neither listed nor loaded, so listing, validation and loading agree."""
+    try:
+        contained(folder, path.relative_to(folder).as_posix())
+    except UnsafePathError:
+        return False
+    return True
+
+
 @dataclass
 class Paths:
     """The folders of one engine instance. `extra_model_dirs` adds folders per model kind;
@@ -90,7 +100,8 @@ class Paths:
         """Relative names (`/` separators) of the models of `kind`, sorted and deduplicated;
         `extensions` (default: the kind's in `MODEL_KINDS`) filters the files, () lists them all.
 
-        A folder holding `model_index.json` is one model (a diffusers folder), not its files.
+        A folder holding `model_index.json` is one model (a diffusers folder), not its files. A file
+        that is a symlink to somewhere outside the folder is left out (`model_path` refuses it).
         """
         exts = tuple(e.lower() for e in (model_extensions(kind) if extensions is None else extensions))
         names: set[str] = set()
@@ -102,7 +113,7 @@ class Paths:
                 if path in bundles:
                     names.add(path.relative_to(folder).as_posix())
                 elif path.is_file() and (not exts or path.suffix.lower() in exts) and not any(
-                        b in path.parents for b in bundles):
+                        b in path.parents for b in bundles) and _stays_inside(folder, path):
                     names.add(path.relative_to(folder).as_posix())
         return sorted(names)
 

@@ -234,3 +234,21 @@ def test_cli_offers_extra_folders_and_aliases_as_checkpoint_choices(tmp_path):
     assert result.returncode == 0, result.stderr
     choices = json.loads(result.stdout)["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
     assert "dreamshaper_8.safetensors" in choices and "v1-5-pruned-emaonly.safetensors" in choices
+
+
+def test_a_symlink_out_of_a_model_folder_is_neither_listed_nor_loaded(tmp_path):
+    from engine.paths import Paths, UnsafePathError
+
+    outside = tmp_path / "elsewhere" / "real.safetensors"
+    outside.parent.mkdir()
+    outside.write_bytes(b"x")
+    folder = tmp_path / "models" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "inside.safetensors").write_bytes(b"y")
+    (folder / "link-in.safetensors").symlink_to(folder / "inside.safetensors")
+    (folder / "link-out.safetensors").symlink_to(outside)
+    paths = Paths(models_dir=tmp_path / "models")
+    assert paths.list_models("checkpoints") == ["inside.safetensors", "link-in.safetensors"]
+    assert paths.model_path("checkpoints", "link-in.safetensors").name == "inside.safetensors"
+    with pytest.raises(UnsafePathError):
+        paths.model_path("checkpoints", "link-out.safetensors")
