@@ -175,7 +175,7 @@ class _LayoutBuilder:
 
     def _declared(self, index: int, raw: dict, decl: NodeDeclaration) -> tuple[int, dict, list[str], int]:
         entries = [e for e in raw.get("inputs") or [] if isinstance(e, dict)]
-        converted_at = {}
+        converted_at: dict[Any, int] = {}
         for position, entry in enumerate(entries):
             widget = entry.get("widget")
             if isinstance(widget, dict) and widget.get("name") == entry.get("name"):
@@ -255,9 +255,12 @@ class _Expander:
         self.layouts: dict[str, _GroupLayout] = {}
         raw_links = ui.get("links")
         self.links: list[Any] = list(raw_links) if isinstance(raw_links, list) else []
-        ids = [link[0] if isinstance(link, list) and link else link.get("id") if isinstance(link, dict) else None
-               for link in self.links]
-        self.next_link_id = max([i for i in ids if _is_int(i)], default=0) + 1
+        ids: list[int] = []
+        for link in self.links:
+            link_id = link[0] if isinstance(link, list) and link else link.get("id") if isinstance(link, dict) else None
+            if isinstance(link_id, int):
+                ids.append(int(link_id))
+        self.next_link_id = max(ids, default=0) + 1
         self.node_count = len(ui["nodes"])
 
     def layout(self, name: str, where: str, gid: str) -> _GroupLayout:

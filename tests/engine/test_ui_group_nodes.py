@@ -48,8 +48,8 @@ def outer_graph(group_type="workflow>Sample and decode", group_values=None, mode
     """Checkpoint, prompts and latent feeding one group instance (id 10) whose image is saved."""
     return {
         "nodes": [
-            {"id": 4, "type": "CheckpointLoaderSimple", "outputs": [out("MODEL", "MODEL", [1]), out("CLIP", "CLIP", [2, 3]),
-                                                                   out("VAE", "VAE", [6])],
+            {"id": 4, "type": "CheckpointLoaderSimple",
+             "outputs": [out("MODEL", "MODEL", [1]), out("CLIP", "CLIP", [2, 3]), out("VAE", "VAE", [6])],
              "widgets_values": ["model.safetensors"]},
             {"id": 5, "type": "EmptyLatentImage", "outputs": [out("LATENT", "LATENT", [5])],
              "widgets_values": [512, 512, 1]},
@@ -126,8 +126,10 @@ def test_inner_primitive_and_converted_widget_follow_the_front_ends_order(regist
     to an input and left unconnected comes last, both as a widget and as an input."""
     group = {
         "nodes": [
-            {"type": "PrimitiveNode", "title": "Size", "outputs": [out("INT", "INT", [])], "widgets_values": [64, "fixed"]},
-            {"type": "EmptyLatentImage", "inputs": [inp("width", "INT", widget=True), inp("batch_size", "INT", widget=True)],
+            {"type": "PrimitiveNode", "title": "Size", "outputs": [out("INT", "INT", [])],
+             "widgets_values": [64, "fixed"]},
+            {"type": "EmptyLatentImage",
+             "inputs": [inp("width", "INT", widget=True), inp("batch_size", "INT", widget=True)],
              "outputs": [out("LATENT", "LATENT", [])], "widgets_values": [64, 64, 1]},
             {"type": "Note", "widgets_values": ["ignored by the front end"]},
         ],
@@ -176,11 +178,13 @@ REAL_WORLD_SHAPED = {
          "outputs": [out("CONDITIONING", "CONDITIONING", [64, 65])], "widgets_values": ["an old CRT monitor"]},
         {"id": 28, "type": "workflow/FLUX", "pos": [220, 310], "size": {"0": 280, "1": 230}, "flags": {},
          "order": 2, "mode": 0,
-         "inputs": [inp("model", "MODEL", 69), inp("positive", "CONDITIONING", 64), inp("negative", "CONDITIONING", 65)],
+         "inputs": [inp("model", "MODEL", 69), inp("positive", "CONDITIONING", 64),
+                    inp("negative", "CONDITIONING", 65)],
          "outputs": [{"name": "LATENT", "type": "LATENT", "links": [68], "shape": 3}],
          "properties": {"Node name for S&R": "workflow/FLUX"},
          "widgets_values": [1024, 1024, 1, 651429191201607, "randomize", 4, 1, "euler", "simple", 1]},
-        {"id": 8, "type": "VAEDecode", "order": 3, "mode": 0, "inputs": [inp("samples", "LATENT", 68), inp("vae", "VAE", 12)],
+        {"id": 8, "type": "VAEDecode", "order": 3, "mode": 0,
+         "inputs": [inp("samples", "LATENT", 68), inp("vae", "VAE", 12)],
          "outputs": [out("IMAGE", "IMAGE", [41])]},
         {"id": 26, "type": "PreviewImage", "title": "FLUX.1 Schnell", "order": 4, "mode": 0,
          "inputs": [inp("images", "IMAGE", 41)]},
