@@ -84,12 +84,18 @@ class _LayoutBuilder:
         if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
             raise self.error(f"group node definition {name!r} has no 'nodes' list")
         nodes = data["nodes"]
+        if len(nodes) > MAX_FLAT_NODES or len(data.get("links") or []) > 4 * MAX_FLAT_NODES:
+            raise self.error(f"group node definition {name!r} is larger than {MAX_FLAT_NODES} nodes allow")
         for i, raw in enumerate(nodes):
             if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
                 raise self.error(f"group node definition {name!r}: nodes[{i}] has no type")
         self.layout = _GroupLayout(name, nodes, self._links(name, data.get("links"), len(nodes)))
         self.linked_to = {(to, slot) for _, _, to, slot, _ in self.layout.links}
         self.linked_from = {(origin, slot) for origin, slot, _, _, _ in self.layout.links}
+        self.first_type: dict[int, Any] = {}     # the type of each inner node's first link from slot 0
+        for origin, slot, _, _, link_type in self.layout.links:
+            if slot == 0:
+                self.first_type.setdefault(origin, link_type)
         self.external = {(e[0], e[1]) for e in data.get("external") or []
                          if isinstance(e, list) and len(e) >= 2 and _is_int(e[0]) and _is_int(e[1])}
         config = data.get("config")
@@ -202,10 +208,9 @@ class _LayoutBuilder:
 
     def _primitive(self, index: int, raw: dict) -> None:
         """A primitive counts only when it feeds an inner node: one widget, plus its controls."""
-        links = [link for link in self.layout.links if link[0] == index and link[1] == 0]
-        if not links:
+        if index not in self.first_type:
             return
-        value_type = links[0][4]
+        value_type = self.first_type[index]
         self.layout.widgets.append(_GroupWidget(self._input_name(index, raw, "value"), index, "value",
                                                 1 + _PRIMITIVE_CONTROLS.get(value_type, 0)))
         if self._output_visible(index, 0):
@@ -261,6 +266,11 @@ class _Expander:
             if isinstance(link_id, int):
                 ids.append(int(link_id))
         self.next_link_id = max(ids, default=0) + 1
+        self.links_from: dict[str, list[int]] = {}   # outer link positions by origin node id
+        for i, link in enumerate(self.links):
+            origin = link[1] if isinstance(link, list) and len(link) > 1 else \
+                link.get("origin_id") if isinstance(link, dict) else None
+            self.links_from.setdefault(str(origin), []).append(i)
         self.node_count = len(ui["nodes"])
 
     def layout(self, name: str, where: str, gid: str) -> _GroupLayout:
@@ -341,7 +351,8 @@ class _Expander:
 
     def _rewire_outputs(self, gid: str, layout: _GroupLayout) -> None:
         """Links from output k of the instance start at the inner output it stands for."""
-        for i, link in enumerate(self.links):
+        for i in self.links_from.get(gid, ()):
+            link = self.links[i]
             if isinstance(link, list) and len(link) >= 6 and str(link[1]) == gid and _is_int(link[2]) \
                     and 0 <= link[2] < len(layout.outputs):
                 inner, slot = layout.outputs[link[2]]

@@ -258,6 +258,7 @@ def test_group_expansion_is_bounded(registry):
     ({"nodes": [{"type": "Number"}], "links": [[0, 0, 5, 0, 1, "INT"]]}, "does not join two inner nodes"),
     ({"nodes": [{"type": "Number"}], "links": "x"}, "'links' must be a list"),
     ({"nodes": [{"id": 1}], "links": []}, r"nodes\[0\] has no type"),
+    ({"nodes": [{"type": "Number"}] * (MAX_FLAT_NODES + 1), "links": []}, "is larger than"),
 ])
 def test_malformed_group_definitions_raise_a_precise_error(definition, message, registry):
     ui = {"nodes": [{"id": 2, "type": "workflow>Bad", "widgets_values": []}], "links": [],
