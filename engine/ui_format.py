@@ -9,6 +9,7 @@ the node declarations, so it works for any registered node type:
 - A link is followed through `Reroute`s, bypassed nodes (to their first input of the output's
   type, the same slot preferred) and subgraph boundaries to the node that really produces it.
   A `PrimitiveNode` becomes the constant it holds. Links from muted nodes are dropped.
+- Legacy group nodes (`workflow>NAME`) are first replaced by their inner nodes (`engine.ui_group_nodes`).
 - Front-end-only nodes (notes, reroutes, primitives) are not emitted; unknown node types are,
   with their links, so that validation reports them as missing node types.
 """
