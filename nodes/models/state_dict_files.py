@@ -24,8 +24,9 @@ from engine.paths import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
 # Linux's MADV_DONTNEED on a private file mapping drops pages that read back from the file; other
 # systems' advice of that name promises less, so there a loaded file's pages stay until it is unmapped.
 _DROP_PAGES = sys.platform.startswith("linux") and hasattr(mmap, "MADV_DONTNEED")
-# Wrappers that training scripts put around the state dict of a pickled checkpoint.
-_NESTED_STATE_KEYS = ("state_dict", "model", "module")
+# Wrappers that training scripts put around the state dict of a pickled checkpoint (BasicSR's, as in
+# the Real-ESRGAN releases: `params_ema`, preferred to `params`).
+_NESTED_STATE_KEYS = ("state_dict", "model", "module", "params_ema", "params")
 
 
 class CheckpointFileError(ValueError):
