@@ -7,10 +7,16 @@ unexpected) into a response, so no handler ever leaks a traceback.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from aiohttp import web
+
+T = TypeVar("T")
+# Bodies at least this large are decoded in a worker thread, so a big graph never stalls the event loop.
+OFF_LOOP_BYTES = 64 * 1024
 
 
 class ApiError(Exception):
@@ -34,6 +40,17 @@ def error_response(status: int, error_type: str, message: str, details: str = ""
     return web.json_response(payload, status=status)
 
 
+async def in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run work proportional to a request's size (parsing, encoding, reading the store) off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(function, *args))
+
+
+async def json_response_in_thread(build: Callable[[], Any], status: int = 200) -> web.Response:
+    """A JSON answer built and encoded in a worker thread: a big answer never stalls other requests."""
+    text = await in_thread(lambda: json.dumps(build()))
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
 async def read_json(request: web.Request, *, allow_empty: bool = False) -> Any:
     """The body as JSON whatever its Content-Type (ComfyUI clients send text/plain, form types…).
 
@@ -46,7 +63,7 @@ async def read_json(request: web.Request, *, allow_empty: bool = False) -> Any:
             return None
         raise ApiError(400, "invalid_json", "The request body is empty; expected JSON")
     try:
-        return json.loads(raw)
+        return json.loads(raw) if len(raw) < OFF_LOOP_BYTES else await in_thread(json.loads, raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", "The request body is not valid JSON", str(exc)) from None
 

@@ -8,14 +8,25 @@ is ours: one job's status and outputs, to poll without a WebSocket.
 
 from __future__ import annotations
 
-import asyncio
+import json
 import math
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from api.responses import ApiError, error_response, id_list, optional_bool, query_int, read_json, read_json_object
+from api.responses import (
+    ApiError,
+    error_response,
+    id_list,
+    in_thread,
+    json_response_in_thread,
+    optional_bool,
+    query_int,
+    read_json,
+    read_json_object,
+)
 from api.state import STATE
 from engine.events import EXECUTION_ERROR, EXECUTION_INTERRUPTED
 from engine.execute import ValidationFailed
@@ -71,10 +82,30 @@ async def post_prompt(request: web.Request) -> web.Response:
     if client_id is not None:
         extra_data["client_id"] = client_id  # ComfyUI keeps it there; clients read it back from /queue
 
-    if state.store.remaining() >= state.settings.max_queue:
-        return _reject("queue_full", "The queue is full", f"{state.settings.max_queue} prompts are waiting; "
-                       "try again when some have run", status=503)
-    prompt = body["prompt"]
+    status, text = await in_thread(_admit, state, body["prompt"], _Submission(
+        prompt_id, client_id, extra_data, number, front, targets))
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
+@dataclass
+class _Submission:
+    """What `POST /prompt` asks for, besides the prompt itself."""
+
+    prompt_id: str
+    client_id: str | None
+    extra_data: dict[str, Any]
+    number: float | None
+    front: bool
+    targets: list[str] | None
+
+
+def _admit(state: Any, prompt: Any, ask: _Submission) -> tuple[int, str]:
+    """Convert, compile and queue a prompt (in a worker thread: its cost grows with the graph).
+
+    Returns the answer's status and JSON text. A prompt_id that is already stored with the same
+    prompt is answered as the first submission was (a client's retry after a lost answer is safe).
+    """
+    extra_data = ask.extra_data
     try:
         if is_ui_format(prompt):
             workflow = ui_to_api(prompt, state.registry)
@@ -83,20 +114,46 @@ async def post_prompt(request: web.Request) -> web.Response:
         else:
             workflow = Workflow.from_api(prompt)
     except (WorkflowFormatError, ValueError) as exc:
-        return _reject("invalid_prompt", "Invalid prompt", str(exc))
-
-    loop = asyncio.get_running_loop()
+        return _rejection("invalid_prompt", "Invalid prompt", str(exc))
+    stored = _same_submission(state, ask.prompt_id, prompt)
+    if stored is not None:
+        return stored
+    if state.store.remaining() >= state.settings.max_queue:
+        return _rejection("queue_full", "The queue is full", f"{state.settings.max_queue} prompts are waiting; "
+                          "try again when some have run", status=503)
     try:
-        compiled = await loop.run_in_executor(None, state.executor.compile, workflow, targets, extra_data)
+        compiled = state.executor.compile(workflow, ask.targets, extra_data)
     except ValidationFailed as exc:
-        return web.json_response(exc.result.response(), status=400)
-    job = Job(prompt_id=prompt_id, number=0, prompt=prompt, extra_data=extra_data,
-              outputs_to_execute=compiled.plan.outputs, targets=targets, client_id=client_id, compiled=compiled)
+        return 400, json.dumps(exc.result.response())
+    job = Job(prompt_id=ask.prompt_id, number=0, prompt=prompt, extra_data=extra_data,
+              outputs_to_execute=compiled.plan.outputs, targets=ask.targets, client_id=ask.client_id,
+              compiled=compiled)
     try:
-        state.queue.submit(job, number, front)
-    except KeyError:
-        return _reject("invalid_prompt_id", "Invalid prompt_id", f"a prompt with id {prompt_id!r} already exists")
-    return web.json_response({"prompt_id": prompt_id, "number": job.display_number, "node_errors": {}})
+        state.queue.submit(job, ask.number, ask.front)
+    except KeyError:  # stored meanwhile by a concurrent request
+        return _same_submission(state, ask.prompt_id, prompt) or _rejection(
+            "invalid_prompt_id", "Invalid prompt_id", f"a prompt with id {ask.prompt_id!r} already exists")
+    return 200, json.dumps(_accepted(job))
+
+
+def _same_submission(state: Any, prompt_id: str, prompt: dict[str, Any]) -> tuple[int, str] | None:
+    """The first answer again when `prompt_id` is stored with this same prompt; a 400 when with another."""
+    stored = state.store.get(prompt_id)
+    if stored is None:
+        return None
+    if stored.prompt != json.loads(json.dumps(prompt)):  # as stored: tuples read back as lists
+        return _rejection("invalid_prompt_id", "Invalid prompt_id",
+                          f"a different prompt with id {prompt_id!r} already exists")
+    return 200, json.dumps(_accepted(stored))
+
+
+def _accepted(job: Job) -> dict[str, Any]:
+    return {"prompt_id": job.prompt_id, "number": job.display_number, "node_errors": {}}
+
+
+def _rejection(error_type: str, message: str, details: str = "", status: int = 400) -> tuple[int, str]:
+    return status, json.dumps({"error": {"type": error_type, "message": message, "details": details,
+                                         "extra_info": {}}, "node_errors": {}})
 
 
 async def get_prompt(request: web.Request) -> web.Response:
@@ -104,9 +161,12 @@ async def get_prompt(request: web.Request) -> web.Response:
 
 
 async def get_queue(request: web.Request) -> web.Response:
-    running, pending = request.app[STATE].store.queue()
-    return web.json_response({"queue_running": [j.queue_item() for j in running],
-                              "queue_pending": [j.queue_item() for j in pending]})
+    store = request.app[STATE].store
+
+    def build() -> dict[str, Any]:
+        running, pending = store.queue()
+        return {"queue_running": [j.queue_item() for j in running], "queue_pending": [j.queue_item() for j in pending]}
+    return await json_response_in_thread(build)
 
 
 async def post_queue(request: web.Request) -> web.Response:
@@ -130,10 +190,12 @@ async def post_interrupt(request: web.Request) -> web.Response:
 
 
 async def get_history(request: web.Request) -> web.Response:
+    """ComfyUI's history (`max_items`, `offset`); read and encoded in a thread, as it can be megabytes."""
     max_items = query_int(request, "max_items", None, minimum=0)
     offset = query_int(request, "offset", None, minimum=-1)
-    jobs = request.app[STATE].store.history(max_items, offset)
-    return web.json_response({job.prompt_id: job.history_entry() for job in jobs})
+    store = request.app[STATE].store
+    return await json_response_in_thread(
+        lambda: {job.prompt_id: job.history_entry() for job in store.history(max_items, offset)})
 
 
 async def get_history_item(request: web.Request) -> web.Response:

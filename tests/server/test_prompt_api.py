@@ -109,12 +109,40 @@ async def test_malformed_json_and_empty_body(server):
             assert status == 400 and body["error"]["type"] in ("invalid_json", "invalid_prompt"), body
 
 
-async def test_prompt_id_chosen_by_client_and_duplicates_refused(server):
+async def test_a_retried_prompt_id_with_the_same_prompt_is_the_same_prompt(server):
+    async with connect(server) as api:
+        status, first = await api.post("/prompt", {"prompt": slow_graph(steps=50), "prompt_id": "mine-1"})
+        assert status == 200 and first["prompt_id"] == "mine-1"
+        status, again = await api.post("/prompt", {"prompt": slow_graph(steps=50), "prompt_id": "mine-1"})
+        assert status == 200 and again == first
+        _, queue = await api.get("/queue")
+        assert [item[1] for item in queue["queue_running"] + queue["queue_pending"]] == ["mine-1"]
+        await api.wait_done("mine-1")
+        status, after = await api.post("/prompt", {"prompt": slow_graph(steps=50), "prompt_id": "mine-1"})
+        assert status == 200 and after == first  # also once it has run: nothing is queued again
+        _, queue = await api.get("/queue")
+        assert queue == {"queue_running": [], "queue_pending": []}
+
+
+async def test_a_prompt_id_reused_for_another_prompt_is_refused(server):
     async with connect(server) as api:
         status, body = await api.post("/prompt", {"prompt": sum_graph(), "prompt_id": "mine-1"})
         assert status == 200 and body["prompt_id"] == "mine-1"
-        status, body = await api.post("/prompt", {"prompt": sum_graph(), "prompt_id": "mine-1"})
+        status, body = await api.post("/prompt", {"prompt": sum_graph(a=7), "prompt_id": "mine-1"})
         assert status == 400 and body["error"]["type"] == "invalid_prompt_id"
+        assert "different prompt" in body["error"]["details"]
+
+
+async def test_a_retry_is_answered_even_when_the_queue_is_full(make_server):
+    server = make_server(max_queue=1)
+    async with connect(server) as api:
+        status, first = await api.post("/prompt", {"prompt": slow_graph(steps=200), "prompt_id": "only"})
+        assert status == 200
+        status, again = await api.post("/prompt", {"prompt": slow_graph(steps=200), "prompt_id": "only"})
+        assert status == 200 and again == first
+        status, body = await api.post("/prompt", {"prompt": sum_graph()})
+        assert status == 503 and body["error"]["type"] == "queue_full"
+        await api.post("/interrupt", {})
 
 
 async def test_partial_execution_targets_run_only_what_they_need(server):

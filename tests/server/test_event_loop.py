@@ -1,0 +1,58 @@
+"""Work that grows with a request (reading and encoding the history, queueing a big graph) runs
+off the event loop: while it goes on, other requests are still answered at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.server.helpers import connect, sum_graph
+
+STALL = 0.6  # seconds the slowed-down work takes
+
+
+def slowed(function):
+    def slow(*args, **kw):
+        time.sleep(STALL)  # holds whichever thread runs it, as a big history or graph would
+        return function(*args, **kw)
+    return slow
+
+
+async def latency_during(api, heavy) -> float:
+    """How long a simple GET takes while `heavy` (a coroutine) is in flight."""
+    task = asyncio.ensure_future(heavy)
+    await asyncio.sleep(0.1)  # the heavy request has reached its slow part
+    started = time.monotonic()
+    status, _ = await api.get("/prompt")
+    elapsed = time.monotonic() - started
+    assert status == 200
+    await task
+    return elapsed
+
+
+async def test_reading_the_history_does_not_stall_other_requests(server):
+    store = server.state.store
+    async with connect(server) as api:
+        await api.wait_done(await api.queue_prompt(sum_graph()))
+        store.history = slowed(store.history)
+        elapsed = await latency_during(api, api.get("/history"))
+    assert elapsed < STALL / 2
+
+
+async def test_queueing_a_prompt_does_not_stall_other_requests(server):
+    store = server.state.store
+    store.add = slowed(store.add)
+    async with connect(server) as api:
+        elapsed = await latency_during(api, api.post("/prompt", {"prompt": sum_graph()}))
+    assert elapsed < STALL / 2
+
+
+async def test_history_pages_with_max_items_and_offset(server):
+    async with connect(server) as api:
+        ids = [await api.queue_prompt(sum_graph(a=i)) for i in range(4)]
+        for prompt_id in ids:
+            await api.wait_done(prompt_id)
+        _, page = await api.get("/history?max_items=2&offset=1")
+        assert list(page) == ids[1:3]
+        _, latest = await api.get("/history?max_items=1")
+        assert list(latest) == ids[3:]
