@@ -7,6 +7,8 @@ Several applied in a row are chained: their residuals add up, as in ComfyUI.
 
 from __future__ import annotations
 
+import torch
+
 from engine.context import RunContext
 from engine.declare import Out, node
 from engine.paths import ModelFiles, Paths
@@ -62,7 +64,7 @@ class DiffControlNetLoader:
         return (_load(ctx, control_net_name, model),)
 
 
-def _hint(image) -> object:
+def _hint(image: torch.Tensor) -> torch.Tensor:
     """IMAGE [B, H, W, C] → the ControlNet's [B, C, H, W]."""
     return image.movedim(-1, 1)
 

@@ -61,7 +61,8 @@ FIT_FIELDS = ("in_channels", "cross_attention_dim", "block_out_channels", "addit
 
 def check_fits(net: Any, source: str, model: ModelHandle) -> None:
     """ValueError naming both when a ControlNet was made for another family than the checkpoint's."""
-    unet, config = model.unet.config, net.config
+    unet_module: Any = model.unet
+    unet, config = dict(unet_module.config), dict(net.config)
     if any(_normal(unet.get(f)) != _normal(config.get(f)) for f in FIT_FIELDS):
         raise ValueError(f"ControlNet {source!r} ({family_label(config)}) does not fit checkpoint "
                          f"{model.source!r} ({family_label(unet)}, {model.family.name}): use a ControlNet "

@@ -28,8 +28,20 @@ from nodes.models.ldm_export import unet_to_ldm
 from nodes.sampling import ModelSampling, ksampler_sigmas
 from nodes.sampling.control import hint_for, is_active
 from tests.nodes.checkpoints import save_tiny_checkpoint
-from tests.nodes.test_reference_diffusers import (CFG, LINSPACE, NEGATIVE, POSITIVE, SD_SCHEDULE, SEED, SIZE, TOLERANCE,
-                                                  CaptureValue, captured, comfyui_start, pipeline_parts)
+from tests.nodes.test_reference_diffusers import (
+    CFG,
+    LINSPACE,
+    NEGATIVE,
+    POSITIVE,
+    SD_SCHEDULE,
+    SEED,
+    SIZE,
+    TOLERANCE,
+    CaptureValue,
+    captured,
+    comfyui_start,
+    pipeline_parts,
+)
 
 STEPS = 4
 
@@ -91,7 +103,8 @@ def setup(tmp_path_factory):
     _, modules = save_tiny_checkpoint(root / "models" / "checkpoints", SD15, seed=3, name="tiny-sd15")
     nets = {"original.safetensors": tiny_controlnet(modules["unet"], 1),
             "diffusers.safetensors": tiny_controlnet(modules["unet"], 2)}
-    save_file(original_layout(nets["original.safetensors"]), str(root / "models" / "controlnet" / "original.safetensors"))
+    folder = root / "models" / "controlnet"
+    save_file(original_layout(nets["original.safetensors"]), str(folder / "original.safetensors"))
     save_file({k: v.contiguous() for k, v in nets["diffusers.safetensors"].state_dict().items()},
               str(root / "models" / "controlnet" / "diffusers.safetensors"))
     base = {k.replace("model.diffusion_model.", "control_model."): v
