@@ -25,7 +25,8 @@ CONTROL_NET = "CONTROL_NET"
 def _load(ctx: RunContext, name: str, model: ModelHandle | None = None) -> ControlNetHandle:
     runtime = runtime_from_settings(ctx.settings)
     return load_controlnet(ctx.paths.model_path("controlnet", name), runtime.dtype, runtime.device,
-                           base_unet=model.unet if model is not None else None, name=name)
+                           base_unet=model.unet if model is not None else None, name=name,
+                           memory_format=runtime.memory_format)
 
 
 def _fingerprint(paths: Paths, name: str) -> str:

@@ -42,7 +42,9 @@ class CondEntry:
 
     @property
     def nbytes(self) -> int:
-        return self.embeds.nbytes + (self.pooled.nbytes if self.pooled is not None else 0)
+        # ControlNet modules are counted by their loader's cache entry; the hints are this entry's own.
+        return (self.embeds.nbytes + (self.pooled.nbytes if self.pooled is not None else 0)
+                + sum(c.hint.nbytes for c in self.control))
 
 
 Conditioning = tuple[CondEntry, ...]

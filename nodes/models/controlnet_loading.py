@@ -149,7 +149,8 @@ def controlnet_state_dict(state_dict: dict[str, torch.Tensor], name: str,
 
 
 def load_controlnet(path: Path, dtype: torch.dtype | None, device: str | torch.device,
-                    base_unet: Any | None = None, name: str | None = None) -> ControlNetHandle:
+                    base_unet: Any | None = None, name: str | None = None,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> ControlNetHandle:
     """A ControlNet file as a `ControlNetModel`; a `config.json` beside a diffusers-layout file is used
     as its config, else the config is read from the shapes."""
     from diffusers import ControlNetModel
@@ -164,5 +165,6 @@ def load_controlnet(path: Path, dtype: torch.dtype | None, device: str | torch.d
         config = infer_controlnet_config({k: tuple(v.shape) for k, v in tensors.items()})
     with torch.device("meta"):
         net = ControlNetModel.from_config(config)
-    net = assign_weights(net, tensors, dtype=dtype, device=device, component=f"{name}: controlnet")
+    net = assign_weights(net, tensors, dtype=dtype, device=device, component=f"{name}: controlnet",
+                         memory_format=memory_format)
     return ControlNetHandle(net, name)
