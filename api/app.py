@@ -11,7 +11,17 @@ from typing import Any
 
 from aiohttp import web
 
-from api import openapi, routes_files, routes_info, routes_prompt, routes_static, routes_workflow, routes_ws
+from api import (
+    openapi,
+    routes_files,
+    routes_info,
+    routes_prompt,
+    routes_settings,
+    routes_static,
+    routes_userdata,
+    routes_workflow,
+    routes_ws,
+)
 from api.security import error_middleware, security_middleware
 from api.state import STATE, ServerState
 
@@ -46,7 +56,8 @@ def create_app(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[error_middleware, security_middleware],
                           client_max_size=state.settings.max_body_bytes)
     app[STATE] = state
-    for module in (routes_prompt, routes_files, routes_info, routes_workflow, routes_ws, openapi):
+    for module in (routes_prompt, routes_files, routes_info, routes_workflow, routes_userdata, routes_settings,
+                   routes_ws, openapi):
         _add_routes(app, module.ROUTES)
     routes_static.add_static_routes(app)  # last: its catch-all must not shadow the API
     app.on_startup.append(_on_startup)

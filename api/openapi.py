@@ -40,6 +40,14 @@ def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+FILE_INFO = {"type": "object", "properties": {"path": {"type": "string"}, "size": {"type": "integer"},
+                                             "modified": {"type": "integer"}, "created": {"type": "integer"}}}
+USER_FILE = {"description": "path relative to the user's folder, or its FileInfo with full_info=true",
+             "oneOf": [{"type": "string"}, FILE_INFO]}
+USER_FILE_PARAMS = [_query("overwrite", "false: refuse (409) when the file exists (default true)"),
+                    _query("full_info", "true: answer {path, size, modified, created} instead of the path")]
+
+
 # (method, path) → (tag, summary, extra operation fields)
 OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("POST", "/prompt"): ("prompt", "Validate a workflow and queue it", {
@@ -98,6 +106,39 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
         "ok": {"type": "array", "items": {"type": "string"}}}),
     ("GET", "/workflows/{name}"): ("workflow", "One shipped workflow (API or UI format JSON)", {
         "params": [_path_param("name")], "errors": {"404": "no such workflow"}}),
+    ("GET", "/userdata"): ("userdata", "The user's files in a folder, relative to it", {
+        "params": [_query("dir", "the folder, e.g. workflows", required=True),
+                   _query("recurse", "true: subfolders too"), _query("full_info", "true: FileInfo objects"),
+                   _query("split", "true: [path, ...its parts] for each file")],
+        "ok": {"type": "array", "items": {}}, "errors": {"403": "path leaves the user's folder",
+                                                         "404": "no such folder"}}),
+    ("GET", "/v2/userdata"): ("userdata", "Everything under a path of the user's folder, folders first", {
+        "params": [_query("path", "a folder relative to the user's folder (default: all of it)")],
+        "ok": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "path": {"type": "string"}, "type": {"enum": ["file", "directory"]},
+            "size": {"type": "integer"}, "modified": {"type": "number"}}}},
+        "errors": {"404": "no such folder"}}),
+    ("GET", "/userdata/{file}"): ("userdata", "One of the user's files (`/` in the name URL-encoded)", {
+        "params": [_path_param("file")], "content": "application/octet-stream",
+        "errors": {"403": "path leaves the user's folder", "404": "no such file"}}),
+    ("POST", "/userdata/{file}"): ("userdata", "Store the body as one of the user's files, atomically", {
+        "params": [_path_param("file"), *USER_FILE_PARAMS], "raw_body": True, "ok": USER_FILE,
+        "errors": {"403": "path leaves the user's folder", "409": "the file exists (overwrite=false)",
+                   "413": "body over the server's limit"}}),
+    ("DELETE", "/userdata/{file}"): ("userdata", "Delete one of the user's files", {
+        "params": [_path_param("file")], "status": "204", "errors": {"404": "no such file"}}),
+    ("POST", "/userdata/{file}/move/{dest}"): ("userdata", "Rename one of the user's files", {
+        "params": [_path_param("file"), _path_param("dest"), *USER_FILE_PARAMS], "ok": USER_FILE,
+        "errors": {"403": "path leaves the user's folder", "404": "no such file",
+                   "409": "the destination exists (overwrite=false)"}}),
+    ("GET", "/users"): ("settings", "Single-user mode: {storage: server, migrated}", {}),
+    ("POST", "/users"): ("settings", "Adding users: refused (one user)", {}),
+    ("GET", "/settings"): ("settings", "The user's settings", {}),
+    ("POST", "/settings"): ("settings", "Merge an object into the user's settings", {"body": OBJ}),
+    ("GET", "/settings/{id}"): ("settings", "One setting's value (null when unset)", {
+        "params": [_path_param("id")], "ok": {}}),
+    ("POST", "/settings/{id}"): ("settings", "Set one setting to the body's JSON value", {
+        "params": [_path_param("id")], "body": {}}),
     ("GET", "/ws"): ("events", "WebSocket event stream (`?clientId=`, `?previews=1` for binary previews)", {
         "params": [_query("clientId", "your client id"), _query("previews", "1: send binary preview frames")],
         "status": "101"}),
@@ -114,11 +155,14 @@ def _operation(method: str, path: str, tag: str, summary: str, extra: dict[str, 
         operation["parameters"] = extra["params"]
     if "body" in extra:
         operation["requestBody"] = {"content": {"application/json": {"schema": extra["body"]}}}
+    if extra.get("raw_body"):
+        operation["requestBody"] = {"required": True, "content": {"application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"}}}}
     if "form" in extra:
         operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": extra["form"]}}}
     status = extra.get("status", "200")
     content_type = extra.get("content", "application/json")
-    ok = {"description": "OK" if status == "200" else "Switching protocols"}
+    ok = {"description": {"200": "OK", "204": "No content"}.get(status, "Switching protocols")}
     if status == "200":
         ok["content"] = {content_type: {"schema": extra.get("ok", OBJ) if content_type == "application/json"
                                         else {"type": "string"}}}

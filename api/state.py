@@ -39,6 +39,11 @@ class ServerSettings:
     max_upload_bytes: int = 64 * 2**20 # one uploaded file
     max_image_pixels: int = 64 * 2**20 # uploaded images and /view conversions
     max_ws_clients: int = 1_000
+    header_timeout: float = 10.0       # seconds to receive a request's head (slowloris; api/connections.py)
+    body_timeout: float = 60.0         # longest silence while a request body arrives
+    keepalive_timeout: float = 75.0    # an idle kept-alive connection is closed after this
+    max_connections_per_address: int = 128  # open connections per client address (IPv6: per /64)
+    max_connections: int = 1_000       # open connections in all
     max_queue: int = 10_000            # pending + running prompts
     preview_interval: float = 0.1      # seconds between two preview frames of one prompt
     loopback_only: bool = True         # refuse Host headers that are not loopback names (DNS rebinding)
@@ -50,6 +55,12 @@ class ServerSettings:
     @property
     def database(self) -> Path:
         return Path(self.user_dir) / "queue.sqlite3"
+
+    @property
+    def user_data_dir(self) -> Path:
+        """The one user's files and settings (ComfyUI's `user/default/`): a subfolder, so the
+        user-data API can never reach the database beside it."""
+        return Path(self.user_dir) / "default"
 
 
 @dataclass
