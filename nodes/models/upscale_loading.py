@@ -10,6 +10,7 @@ architecture works, and a LaMa or RestoreFormer file is refused with an error th
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -59,9 +60,15 @@ def _torchvision_stand_in() -> dict[str, types.ModuleType]:
             "torchvision.transforms.functional": functional}
 
 
+SPANDREL_INSTALL = "pip install --no-deps spandrel==0.4.2"
+
+
 @functools.cache
 def import_spandrel() -> types.ModuleType:
     """spandrel, imported once; without a working torchvision, through the stand-in (see the module doc)."""
+    if importlib.util.find_spec("spandrel") is None:
+        raise UpscaleModelError(f"upscale models need the spandrel package: {SPANDREL_INSTALL} (--no-deps: its "
+                                "torchvision requirement would pull another torch build; it works without it)")
     if torchvision_problem() is None:
         import spandrel
         return spandrel
