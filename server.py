@@ -22,7 +22,8 @@ from typing import Sequence
 from aiohttp import web
 
 from api.app import create_app
-from api.security import PathOnlyAccessLogger, is_loopback_host
+from api.connections import start_server
+from api.security import is_loopback_host
 from api.state import ServerSettings, build_state
 from engine.backends import BACKENDS
 from engine.config import PRECISIONS, EngineConfig
@@ -61,6 +62,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     engine.add_argument("--max-body-mb", type=float, default=32, help="largest JSON request body (default 32)")
     engine.add_argument("--max-image-megapixels", type=float, default=64,
                         help="largest uploaded or converted image (default 64)")
+    engine.add_argument("--header-timeout", type=float, default=10, metavar="SECONDS",
+                        help="close a connection whose request head takes longer (default 10)")
+    engine.add_argument("--body-timeout", type=float, default=60, metavar="SECONDS",
+                        help="close a connection whose request body stalls longer (default 60)")
+    engine.add_argument("--max-connections-per-address", type=int, default=128, metavar="N",
+                        help="open connections per client address, IPv6 per /64 (default 128; behind a reverse "
+                             "proxy every client has the proxy's address)")
+    engine.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                        help="open connections in all (default 1000)")
     engine.add_argument("--verbose", action="store_true", help="log every request")
     scale = parser.add_argument_group("workers (see the README: Running on a Ray cluster)")
     scale.add_argument("--backend", choices=BACKENDS, default="local",
@@ -103,17 +113,16 @@ def configure(args: argparse.Namespace) -> tuple[EngineConfig, ServerSettings]:
         max_history=args.history_max_items, max_body_bytes=int(args.max_body_mb * 2**20),
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_image_pixels=int(args.max_image_megapixels * 2**20),
         loopback_only=_is_loopback(host), backend=args.backend, ray_address=args.ray_address,
-        workers=args.workers, shared_outputs=args.shared_output_dir)
+        workers=args.workers, shared_outputs=args.shared_output_dir, header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout, max_connections_per_address=args.max_connections_per_address,
+        max_connections=args.max_connections)
     return config, settings
 
 
 async def serve(app: web.Application, settings: ServerSettings, access_log: logging.Logger | None) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (a running prompt goes back to the queue)."""
-    runner = web.AppRunner(app, access_log=access_log, access_log_class=PathOnlyAccessLogger, handle_signals=False)
-    await runner.setup()
+    runner = await start_server(app, settings, settings.host, settings.port, access_log)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
         port = runner.addresses[0][1] if runner.addresses else settings.port
         shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         shown = f"[{shown}]" if ":" in shown else shown

@@ -19,6 +19,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from api.connections import start_server
+from api.state import STATE
+
 ROOT = Path(__file__).resolve().parents[2]
 TOY_PACK = ROOT / "tests" / "engine" / "toy_nodes.py"
 
@@ -98,11 +101,9 @@ class LiveServer:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
-        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
-        await runner.setup()
+        # The server's own path (api/connections.py): its timeouts and connection caps apply in tests too.
+        runner = await start_server(self.app, self.app[STATE].settings, "127.0.0.1", 0)
         try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
             self.port = runner.addresses[0][1]
             self._ready.set()
             await self._stop.wait()
