@@ -185,3 +185,15 @@ def test_declared_like_comfyui_and_counted_as_a_model_load(models_dir):
     assert list(upscaler["input"]["required"]) == ["upscale_model", "image"]
     assert (upscaler["output"], upscaler["category"]) == (["IMAGE"], "image/upscaling")
     assert registry.get("UpscaleModelLoader").model_inputs == {"model_name": "upscale_models"}
+
+
+def test_without_spandrel_the_error_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    from nodes.models import upscale_loading
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "spandrel"
+                        else real_find_spec(name, *a))
+    with pytest.raises(upscale_loading.UpscaleModelError, match="pip install --no-deps spandrel"):
+        upscale_loading.import_spandrel.__wrapped__()
