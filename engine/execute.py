@@ -17,8 +17,18 @@ from engine.compile import CacheKeys, CompiledPrompt, models_of
 from engine.context import Interrupted, InterruptHandle, RunContext
 from engine.declare import NodeDeclaration, NodeResult
 from engine.errors import ExecutionError
-from engine.events import (EXECUTED, EXECUTING, EXECUTION_CACHED, EXECUTION_ERROR, EXECUTION_INTERRUPTED,
-                           EXECUTION_START, EXECUTION_SUCCESS, HISTORY_EVENTS, Listener, RunStatus)
+from engine.events import (
+    EXECUTED,
+    EXECUTING,
+    EXECUTION_CACHED,
+    EXECUTION_ERROR,
+    EXECUTION_INTERRUPTED,
+    EXECUTION_START,
+    EXECUTION_SUCCESS,
+    HISTORY_EVENTS,
+    Listener,
+    RunStatus,
+)
 from engine.paths import Paths
 from engine.provenance import upstream_records
 from engine.registry import NodeRegistry
@@ -98,7 +108,7 @@ class Executor:
         """Validate once into a prompt ready to dispatch and run; raises ValidationFailed."""
         settings = self.run_settings(extra_data)
         result = validate(workflow, self.registry, self.paths, targets, self.limits, settings)
-        if not result.ok:
+        if not result.ok or result.plan is None:
             raise ValidationFailed(result)
         return CompiledPrompt(result.plan, settings, models_of(result.plan))
 
@@ -204,6 +214,7 @@ class _Run:
         for node_id in plan.order:
             decl = plan.declarations[node_id]
             previous = self.cache.remember(node_id, signatures[node_id])
+            status: NodeStatus
             if node_id in cached:
                 status, reason = "cached", "same class, inputs and upstream results as a cached run"
             elif node_id not in to_run:
@@ -229,14 +240,14 @@ class _Run:
                 if not self.reuse_identical(node_id, signatures[node_id], node_id in volatile):
                     self.run_node(node_id, signatures[node_id], node_id in volatile)
         except Interrupted:
-            self.fail_node(current, "failed", "interrupted")
+            self.fail_node(current, "interrupted")
             self.result.status = "interrupted"
             self.emit(EXECUTION_INTERRUPTED, {"prompt_id": self.prompt_id, "node_id": current,
-                                              "node_type": plan.declarations[current].class_type,
+                                              "node_type": plan.declarations[current].class_type if current else None,
                                               "executed": list(self.executed), "timestamp": _now_ms()})
             return self.result
         except Exception as exc:
-            self.fail_node(current, "failed", f"{type(exc).__name__}: {exc}")
+            self.fail_node(current, f"{type(exc).__name__}: {exc}")
             self.result.status = "error"
             self.result.error = self.error_event(current, exc)
             self.emit(EXECUTION_ERROR, self.result.error.data())
@@ -255,10 +266,10 @@ class _Run:
             return f"upstream node(s) {', '.join(upstream)} re-run on every execution"
         return explain_change(previous, signature)
 
-    def fail_node(self, node_id: str | None, status: str, reason: str) -> None:
+    def fail_node(self, node_id: str | None, reason: str) -> None:
         if node_id is not None:
             report = self.result.report[node_id]
-            report.status, report.reason = status, f"{reason} (it had to run: {report.reason})"
+            report.status, report.reason = "failed", f"{reason} (it had to run: {report.reason})"
 
     def inputs_for(self, node_id: str, decl: NodeDeclaration) -> dict[str, Any]:
         """Keyword arguments for `run`: constants, upstream values, defaults for omitted optionals."""
