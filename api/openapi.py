@@ -24,7 +24,7 @@ PROMPT_RESPONSE = {"type": "object", "properties": {"prompt_id": {"type": "strin
 QUEUE_ITEM = {"type": "array", "description": "[number, prompt_id, prompt, extra_data, outputs_to_execute]"}
 CLEAR_DELETE = {"type": "object", "properties": {"clear": {"type": "boolean"},
                                                  "delete": {"type": "array", "items": {"type": "string"}}}}
-UPLOAD_FORM = {"type": "object", "required": ["image"], "properties": {
+UPLOAD_FORM: dict[str, Any] = {"type": "object", "required": ["image"], "properties": {
     "image": {"type": "string", "format": "binary"}, "subfolder": {"type": "string"},
     "type": {"type": "string", "enum": ["input", "temp", "output"]}, "overwrite": {"type": "string"}}}
 UPLOAD_RESPONSE = {"type": "object", "properties": {"name": {"type": "string"}, "subfolder": {"type": "string"},
@@ -162,11 +162,11 @@ def _operation(method: str, path: str, tag: str, summary: str, extra: dict[str, 
         operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": extra["form"]}}}
     status = extra.get("status", "200")
     content_type = extra.get("content", "application/json")
-    ok = {"description": {"200": "OK", "204": "No content"}.get(status, "Switching protocols")}
+    ok: dict[str, Any] = {"description": {"200": "OK", "204": "No content"}.get(status, "Switching protocols")}
     if status == "200":
         ok["content"] = {content_type: {"schema": extra.get("ok", OBJ) if content_type == "application/json"
                                         else {"type": "string"}}}
-    responses = {status: ok}
+    responses: dict[str, Any] = {status: ok}
     for code, description in extra.get("errors", {}).items():
         responses[code] = {"description": description, "content": {"application/json": {"schema": ERROR}}}
     responses.setdefault("400", {"description": "Malformed request",
