@@ -145,7 +145,10 @@ export class CanvasView extends EventTarget {
     this.drawLinks();
   }
 
-  /** Socket centres relative to the node's `pos`, in world units; also the node's drawn size. */
+  /**
+   * Socket centres relative to the node's `pos`, in world units. The drawn size stays in the view
+   * (`drawnSize`): an image or an error shown on a node is not an edit of the workflow.
+   */
   measure(node) {
     const el = this.elements.get(node.id);
     if (!el) return;
@@ -160,7 +163,12 @@ export class CanvasView extends EventTarget {
       in: [...el.querySelectorAll(".socket.in .dot")].map((d) => centre(d, "in")),
       out: [...el.querySelectorAll(".socket.out .dot")].map((d) => centre(d, "out")),
     });
-    node.size = [Math.round(el.offsetWidth), Math.round(el.offsetHeight) - TITLE_HEIGHT];
+  }
+
+  /** [width, height] of a node as drawn (body only, ComfyUI's `size`), or its saved size. */
+  drawnSize(node) {
+    const el = this.elements.get(node.id);
+    return el ? [Math.round(el.offsetWidth), Math.round(el.offsetHeight) - TITLE_HEIGHT] : [...node.size];
   }
 
   socketPosition(nodeId, direction, slot) {

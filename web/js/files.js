@@ -19,7 +19,7 @@ function download(name, text) {
 const baseName = (name) => String(name || "workflow").replace(/\.(json|png|webp|jpe?g)$/i, "");
 
 export class Files {
-  /** `editor`: {graph, view, defs, api, toast(text, kind), load(ui, name), name()} */
+  /** `editor`: {graph, view, defs, api, toast(text, kind), open(ui, name, opts), markSaved(), name()}; opening asks before discarding unsaved work. */
   constructor(editor) {
     this.editor = editor;
     this.picker = Object.assign(document.createElement("input"), { type: "file", hidden: true,
@@ -50,7 +50,7 @@ export class Files {
         try { data = JSON.parse(new TextDecoder().decode(buffer)); } catch {
           throw new Error(`${file.name} is neither JSON nor a PNG image.`);
         }
-        this.editor.load(workflowFromJson(data, this.editor.defs), baseName(file.name), { fit: !data?.extra?.ds });
+        await this.editor.open(workflowFromJson(data, this.editor.defs), baseName(file.name), { fit: !data?.extra?.ds });
       }
     } catch (error) {
       this.editor.toast(`Could not open ${file.name}: ${error.message}`, "error");
@@ -69,7 +69,7 @@ export class Files {
       const api = await this.editor.api.convert(new Blob([buffer], { type: "image/png" }));
       ui = workflowFromJson(api, this.editor.defs);
     }
-    this.editor.load(ui, baseName(name), { fit: !ui.extra?.ds });
+    await this.editor.open(ui, baseName(name), { fit: !ui.extra?.ds });
   }
 
   async openImage(image) {
@@ -86,7 +86,7 @@ export class Files {
     try {
       const data = await this.editor.api.workflow(name);
       const ui = workflowFromJson(data, this.editor.defs);
-      this.editor.load(ui, baseName(name), { fit: true });
+      await this.editor.open(ui, baseName(name), { fit: true });
     } catch (error) {
       this.editor.toast(`Could not open ${name}: ${error.message}`, "error");
     }
@@ -94,6 +94,7 @@ export class Files {
 
   save() {
     download(`${this.editor.name()}.json`, JSON.stringify(this.editor.graph.toJSON(), null, 2));
+    this.editor.markSaved();
   }
 
   async exportApi() {

@@ -1,12 +1,14 @@
 /**
  * The editor, wired together: the API client, node definitions from `/object_info`, the graph,
- * the canvas, the runner, files, undo and browser storage. `window.sdgraph` exposes these for
- * scripting and tests. Start-up opens the work saved in this browser, else workflows/txt2img.json.
+ * the canvas, the runner, files, tabs of open workflows, undo and browser storage. `window.sdgraph`
+ * exposes these for scripting and tests. Start-up opens the work saved in this browser tab (or the
+ * newest this browser saved), else workflows/txt2img.json.
  */
 
 import { ApiClient } from "./api.js";
 import { CanvasView } from "./canvas.js";
 import { copyNodes, hasClipboard, pasteNodes } from "./clipboard.js";
+import { ask } from "./dialog.js";
 import { Files } from "./files.js";
 import { Graph, MODE_BYPASSED, MODE_MUTED } from "./graph.js";
 import { closeMenu, showMenu } from "./menu.js";
@@ -16,10 +18,12 @@ import { Panels } from "./panels.js";
 import { PointerController } from "./pointer.js";
 import { Runner } from "./run.js";
 import { installShortcuts } from "./shortcuts.js";
-import { AutoSave, loadSaved } from "./storage.js";
-import { UndoStack, snapshotOf } from "./undo.js";
+import { AutoSave, SessionStore } from "./storage.js";
+import { TabStrip, WorkflowTab } from "./tabs.js";
+import { parseSnapshot, snapshotOf } from "./undo.js";
 
 const DEFAULT_WORKFLOW = "txt2img.json";
+const EMPTY_WORKFLOW = { nodes: [], links: [] };
 const $ = (selector) => document.querySelector(selector);
 
 function clientId() {
@@ -32,12 +36,12 @@ function clientId() {
 }
 
 class Editor {
-  constructor(api, defs) {
+  constructor(api, defs, store) {
     this.api = api;
     this.defs = defs;
-    this.workflowName = "Untitled";
     this.graph = new Graph(defs);
-    this.undo = new UndoStack();
+    this.tabs = [];
+    this.tab = null;      // the tab shown; its workflow is the graph
     this.restoring = false;
     this.panels = new Panels(api, { openImageWorkflow: (image) => this.files.openImage(image) });
     this.view = new CanvasView($("#canvas"), this.graph, {
@@ -55,7 +59,9 @@ class Editor {
       menu: (event, nodeId) => this.contextMenu(event, nodeId),
       rename: (nodeId) => this.rename(nodeId),
     });
-    this.autosave = new AutoSave(() => ({ name: this.workflowName, workflow: this.graph.toJSON() }));
+    this.strip = new TabStrip($("#tabs"), { select: (tab) => this.switchTo(tab), close: (tab) => this.closeTab(tab),
+      add: () => this.openTab(EMPTY_WORKFLOW, "Untitled", { fit: true }) });
+    this.autosave = new AutoSave(() => this.sessionState(), store);
     this.graph.addEventListener("change", (e) => this.changed(e.detail));
     this.view.root.addEventListener("pointerup", () => this.autosave.schedule());
     this.view.root.addEventListener("wheel", () => this.autosave.schedule(), { passive: true });
@@ -63,6 +69,17 @@ class Editor {
 
   toast(text, kind) { return this.panels.toast(text, kind); }
   name() { return this.workflowName; }
+  get workflowName() { return this.tab?.name ?? "Untitled"; }
+  get undo() { return this.tab.undo; }
+
+  /** What the browser keeps: every tab's name, workflow and saved snapshot. */
+  sessionState() {
+    if (!this.tab) return null;
+    return { active: this.tabs.indexOf(this.tab), tabs: this.tabs.map((tab) => ({ name: tab.name, saved: tab.saved,
+      workflow: tab === this.tab ? this.graph.toJSON() : tab.workflow })) };
+  }
+
+  snapshot() { return snapshotOf(this.graph.toJSON(), this.workflowName); }
 
   changed({ kind }) {
     if (kind === "structure" || kind === "mode" || kind === "load") this.view.render();
@@ -75,7 +92,24 @@ class Editor {
 
   recordUndo() {
     clearTimeout(this.undoTimer);
-    this.undo.record(snapshotOf(this.graph.toJSON()));
+    if (this.tab && this.undo.record(this.snapshot())) this.showName();
+  }
+
+  /** The shown workflow's name and unsaved marker, in the toolbar, the tabs and the page title. */
+  showName() {
+    const dirty = this.tab.dirty;
+    $("#workflow-name").textContent = this.workflowName;
+    $("#unsaved").hidden = !dirty;
+    document.title = `${dirty ? "● " : ""}${this.workflowName} · sdgraph`;
+    this.strip.render(this.tabs, this.tab);
+  }
+
+  /** The shown workflow was saved to a file: nothing unsaved. */
+  markSaved() {
+    this.recordUndo();
+    this.tab.saved = this.undo.current;
+    this.showName();
+    this.autosave.schedule();
   }
 
   widgetChanged(node, name, value) {
@@ -87,30 +121,125 @@ class Editor {
     }
   }
 
-  /** Open a UI-format workflow as the current one (a new undo history). */
-  load(ui, name, { fit = false } = {}) {
-    this.view.status.clear();
+  /** Put a UI-format workflow in the graph and on the canvas (no undo step of its own). */
+  showWorkflow(ui, { fit = false } = {}) {
     this.view.selection.clear();
-    this.graph.load(ui);
-    this.workflowName = name || "Untitled";
-    $("#workflow-name").textContent = this.workflowName;
-    document.title = `${this.workflowName} · sdgraph`;
+    this.restoring = true;
+    try {
+      this.graph.load(ui);
+    } finally {
+      this.restoring = false;
+    }
     if (fit || !ui.extra?.ds) this.view.fit();
     else this.view.setViewport(ui.extra.ds);
-    this.undo.reset(snapshotOf(this.graph.toJSON()));
+  }
+
+  /**
+   * Open a workflow (Open, New, a dropped file, a shipped workflow): in place of the shown one as
+   * an undoable step, after asking when that one has unsaved changes (it may go to a new tab instead).
+   * `saved`: the workflow comes from a file, so it starts without unsaved changes. Resolves false when cancelled.
+   */
+  async open(ui, name, { fit = false, saved = true } = {}) {
+    if (!this.tab) { this.openTab(ui, name, { fit, saved }); return true; }
+    this.recordUndo();
+    if (this.tab.dirty) {
+      const answer = await ask({ title: "Unsaved changes",
+        text: `“${this.workflowName}” has changes that were not saved. Open “${name}” in a new tab, or in its place (Undo brings it back)?`,
+        choices: [{ label: "Open in a new tab", value: "tab", primary: true }, { label: "Replace", value: "replace" }] });
+      if (answer === null) return false;
+      if (answer === "tab") { this.openTab(ui, name, { fit, saved }); return true; }
+    }
+    this.load(ui, name, { fit, saved });
+    return true;
+  }
+
+  /** Replace the shown workflow without asking (scripts; `open` asks first); one undo step. */
+  load(ui, name, { fit = false, saved = true } = {}) {
+    if (!this.tab) { this.openTab(ui, name, { fit, saved }); return; }
+    this.recordUndo();
+    this.tab.status.clear();
+    this.tab.name = name || "Untitled";
+    this.showWorkflow(ui, { fit });
+    this.recordUndo();
+    if (saved) this.tab.saved = this.undo.current;
+    this.showName();
     this.autosave.flush();
+  }
+
+  /** A workflow in a new tab, shown. */
+  openTab(ui, name, { fit = false, saved = true } = {}) {
+    const tab = new WorkflowTab({ name });
+    this.tabs.push(tab);
+    this.switchTo(tab, ui, { fit });
+    if (saved) tab.saved = tab.undo.current;
+    this.showName();
+    this.autosave.flush();
+    return tab;
+  }
+
+  /** Show another tab; the one shown keeps its workflow, history and run state. */
+  switchTo(tab, ui = tab.workflow, { fit = false } = {}) {
+    if (tab === this.tab) return;
+    if (this.tab) {
+      this.recordUndo();
+      this.tab.workflow = this.graph.toJSON();
+    }
+    this.tab = tab;
+    this.view.status = tab.status;
+    this.showWorkflow(ui || EMPTY_WORKFLOW, { fit });
+    tab.workflow = null;
+    if (!tab.undo.past.length && !tab.undo.future.length) tab.undo.reset(this.snapshot());
+    this.showName();
+    this.autosave.schedule();
+  }
+
+  /** Close a tab, asking first when it has unsaved changes; the last one closed leaves an empty workflow. */
+  async closeTab(tab) {
+    if (tab === this.tab) this.recordUndo();
+    if (tab.dirty) {
+      const answer = await ask({ title: "Unsaved changes", text: `“${tab.name}” has changes that were not saved. Close it anyway?`,
+        choices: [{ label: "Close without saving", value: "close" }] });
+      if (answer === null) return false;
+    }
+    const index = this.tabs.indexOf(tab);
+    if (index < 0) return false;
+    this.tabs.splice(index, 1);
+    if (tab === this.tab) {
+      this.tab = null;
+      if (this.tabs.length) this.switchTo(this.tabs[Math.min(index, this.tabs.length - 1)]);
+      else this.openTab(EMPTY_WORKFLOW, "Untitled", { fit: true });
+    } else {
+      this.showName();
+    }
+    this.autosave.flush();
+    return true;
+  }
+
+  /** Reopen the tabs this browser kept (see storage.js). */
+  restoreSession(state) {
+    for (const kept of state.tabs) {
+      const tab = new WorkflowTab({ name: kept.name, workflow: kept.workflow, saved: kept.saved ?? null });
+      tab.undo.reset(snapshotOf(kept.workflow, tab.name));
+      this.tabs.push(tab);
+    }
+    const active = this.tabs[Math.max(0, Math.min(this.tabs.length - 1, Number(state.active) || 0))];
+    active.undo.reset(null);
+    this.switchTo(active);
   }
 
   restore(snapshot) {
     if (!snapshot) return;
+    const { name, workflow } = parseSnapshot(snapshot);
     const ds = { scale: this.view.scale, offset: [...this.view.offset] };
+    this.tab.name = name;
     this.restoring = true;
     try {
-      this.graph.load(JSON.parse(snapshot));
+      this.graph.load(workflow);
     } finally {
       this.restoring = false;
     }
     this.view.setViewport(ds);
+    this.showName();
     this.autosave.schedule();
   }
 
@@ -240,7 +369,8 @@ class Editor {
     try { shipped = await this.api.workflows(); } catch (error) { this.toast(error.message, "error"); }
     const rect = button.getBoundingClientRect();
     showMenu([
-      { label: "New (empty)", action: () => this.load({ nodes: [], links: [] }, "Untitled", { fit: true }) },
+      { label: "New (empty)", action: () => this.open(EMPTY_WORKFLOW, "Untitled", { fit: true }) },
+      { label: "New tab", action: () => this.openTab(EMPTY_WORKFLOW, "Untitled", { fit: true }) },
       { label: "Open…", hint: "Ctrl+O", action: () => this.files.choose() },
       { label: "Open shipped workflow", disabled: !shipped.length,
         items: shipped.map((name) => ({ label: name, action: () => this.files.openShipped(name) })) },
@@ -261,7 +391,9 @@ async function start() {
     $("#canvas").textContent = `Cannot reach the server: ${error.message}`;
     return;
   }
-  const editor = new Editor(api, new NodeDefs(info));
+  const store = new SessionStore();
+  const saved = await store.open();
+  const editor = new Editor(api, new NodeDefs(info), store);
   window.sdgraph = editor;
   installShortcuts(editor);
   $("#btn-queue").addEventListener("click", () => editor.runner.queue());
@@ -276,9 +408,9 @@ async function start() {
   $("#btn-workflow").addEventListener("click", (e) => { closeMenu(); editor.workflowMenu(e.currentTarget); });
   editor.view.root.addEventListener("pointermove", (e) => { editor.lastPointer = { x: e.clientX, y: e.clientY }; });
 
-  const saved = loadSaved();
-  if (saved) editor.load(saved.workflow, saved.name);
+  if (saved) editor.restoreSession(saved);
   else await editor.files.openShipped(DEFAULT_WORKFLOW);
+  if (!editor.tab) editor.openTab(EMPTY_WORKFLOW, "Untitled", { fit: true });
   api.connect();
   try { editor.panels.setQueue((await api.queueStatus()).exec_info.queue_remaining); } catch { /* the socket reports it */ }
   await editor.panels.loadHistory();

@@ -278,9 +278,11 @@ export class PointerController {
   }
 
   doubleClick(e) {
-    if (e.target.closest(".node, .group-title")) {
-      const nodeId = this.nodeIdOf(e.target);
-      if (nodeId != null && e.target.closest(".node-title")) this.callbacks.rename(nodeId);
+    // The clicks' pointer capture (for dragging) retargets the dblclick to the canvas: find what is under the pointer.
+    const target = document.elementFromPoint(e.clientX, e.clientY) || e.target;
+    if (target.closest?.(".node, .group-title, .palette, .menu")) {
+      const nodeId = this.nodeIdOf(target);
+      if (nodeId != null && target.closest(".node-title")) this.callbacks.rename(nodeId);
       return;
     }
     this.callbacks.palette(this.view.toWorld(e.clientX, e.clientY), { x: e.clientX, y: e.clientY }, null);

@@ -12,6 +12,7 @@ function typing(target) {
 
 export function installShortcuts(editor) {
   document.addEventListener("keydown", (e) => {
+    if (document.querySelector(".dialog-backdrop")) return;   // a question is open: it takes the keys
     const ctrl = e.ctrlKey || e.metaKey;
     const key = e.key.toLowerCase();
     if (ctrl && key === "enter") {   // works while typing a prompt, as in ComfyUI

@@ -1,6 +1,8 @@
 /**
- * Undo/redo as a stack of workflow snapshots (JSON text without the viewport, so panning and
- * zooming are not steps). Simple and exact: restoring a snapshot is loading a workflow.
+ * Undo/redo as a stack of document snapshots: the workflow's name and its JSON text without the
+ * viewport (panning and zooming are not steps). Only document state is in a snapshot, never what
+ * the view measures or shows (drawn sizes, images, errors), so a run never breaks the history.
+ * Simple and exact: restoring a snapshot is loading a workflow.
  */
 
 export const UNDO_LIMIT = 100;
@@ -42,9 +44,14 @@ export class UndoStack {
   }
 }
 
-/** The snapshot of a UI-format workflow: everything but the viewport. */
-export function snapshotOf(workflow) {
+/** The snapshot of a named UI-format workflow: everything but the viewport. */
+export function snapshotOf(workflow, name = "Untitled") {
   const { extra = {}, ...rest } = workflow;
   const { ds, ...extraRest } = extra;
-  return JSON.stringify({ ...rest, extra: extraRest });
+  return JSON.stringify({ name, workflow: { ...rest, extra: extraRest } });
+}
+
+/** `{name, workflow}` back from a snapshot. */
+export function parseSnapshot(snapshot) {
+  return JSON.parse(snapshot);
 }
