@@ -22,10 +22,12 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 @dataclass(frozen=True)
 class ModelKind:
     """One kind of model: its folder's name (under `models/`, and ComfyUI's name for it in
-    `/models` and extra-paths files) and the file suffixes its loaders read, in lookup order."""
+    `/models` and extra-paths files) and the file suffixes its loaders read, in lookup order.
+    `also` names other folders ComfyUI reads for the kind (under `models/` and in extra-paths files)."""
 
     name: str
     extensions: tuple[str, ...]
+    also: tuple[str, ...] = ()
 
 
 # The one table of model kinds: the loaders' choices, `/models/{kind}` and `/embeddings` list
@@ -36,7 +38,7 @@ MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
     ModelKind("loras", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("embeddings", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("upscale_models", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
-    ModelKind("controlnet", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
+    ModelKind("controlnet", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES, also=("t2i_adapter",)),
 )}
 
 
@@ -94,7 +96,9 @@ class Paths:
 
     def model_dirs(self, kind: str) -> list[Path]:
         """The folders searched for models of `kind`, the primary one first."""
-        return [self.models_dir / kind, *self.extra_model_dirs.get(kind, [])]
+        known = MODEL_KINDS.get(kind)
+        names = (kind, *(known.also if known is not None else ()))
+        return [*(self.models_dir / n for n in names), *(d for n in names for d in self.extra_model_dirs.get(n, []))]
 
     def list_models(self, kind: str, extensions: Iterable[str] | None = None) -> list[str]:
         """Relative names (`/` separators) of the models of `kind`, sorted and deduplicated;

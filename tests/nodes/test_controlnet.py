@@ -18,7 +18,7 @@ from engine.config import EngineConfig, build_registry
 from engine.context import RunContext
 from engine.declare import Out, node
 from engine.execute import Executor
-from engine.paths import Paths
+from engine.paths import ModelFiles, Paths
 from engine.registry import NodeRegistry
 from engine.types import IMAGE, Int
 from engine.workflow import Workflow
@@ -266,3 +266,13 @@ def test_start_and_end_percent_are_sigma_bounds():
     assert is_active(Control, float(ms.sigma(500.0)), ms)
     assert not is_active(Control, float(ms.sigma(900.0)), ms)
     assert not is_active(Control, float(ms.sigma(100.0)), ms)
+
+
+def test_controlnet_files_are_read_from_the_controlnet_and_t2i_adapter_folders(tmp_path):
+    """ComfyUI reads models/t2i_adapter as a second ControlNet folder."""
+    for folder, name in (("controlnet", "canny.safetensors"), ("t2i_adapter", "t2i/depth.pth"), ("loras", "x.pt")):
+        (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / name).write_bytes(b"")
+    paths = Paths(tmp_path)
+    assert ModelFiles("controlnet").choices(paths) == ["canny.safetensors", "t2i/depth.pth"]
+    assert paths.model_path("controlnet", "t2i/depth.pth") == (tmp_path / "t2i_adapter" / "t2i" / "depth.pth").resolve()
