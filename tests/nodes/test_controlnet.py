@@ -22,12 +22,12 @@ from engine.paths import ModelFiles, Paths
 from engine.registry import NodeRegistry
 from engine.types import IMAGE, Int
 from engine.workflow import Workflow
-from nodes.models.controlnet_loading import load_controlnet
-from nodes.models.family import SD15
+from nodes.models.controlnet_loading import controlnet_state_dict, infer_controlnet_config, load_controlnet
+from nodes.models.family import SD2_V, SD15
 from nodes.models.ldm_export import unet_to_ldm
 from nodes.sampling import ModelSampling, ksampler_sigmas
 from nodes.sampling.control import hint_for, is_active
-from tests.nodes.checkpoints import save_tiny_checkpoint
+from tests.nodes.checkpoints import meta_modules, save_tiny_checkpoint
 from tests.nodes.test_reference_diffusers import (
     CFG,
     LINSPACE,
@@ -276,3 +276,20 @@ def test_controlnet_files_are_read_from_the_controlnet_and_t2i_adapter_folders(t
     paths = Paths(tmp_path)
     assert ModelFiles("controlnet").choices(paths) == ["canny.safetensors", "t2i/depth.pth"]
     assert paths.model_path("controlnet", "t2i/depth.pth") == (tmp_path / "t2i_adapter" / "t2i" / "depth.pth").resolve()
+
+
+@pytest.mark.parametrize("family", [SD15, SD2_V], ids=lambda f: f.name)
+def test_full_size_original_files_convert_to_the_config_they_were_made_with(family):
+    """control_v11p_sd15_* and SD2.x ControlNets (shapes only): the config read back from the converted
+    tensors is the one the ControlNet was built with (heads included: 8 for SD1.x, 64 channels each after)."""
+    with torch.device("meta"):
+        net = ControlNetModel.from_unet(meta_modules(family)["unet"], load_weights_from_unet=False)
+    state = controlnet_state_dict(original_layout(net), "full.pth")
+    assert set(state) == set(net.state_dict())
+    config = infer_controlnet_config({k: tuple(v.shape) for k, v in state.items()})
+    heads = net.config.attention_head_dim
+    expected = {k: list(v) if isinstance(v, tuple) else v for k, v in net.config.items() if k in config}
+    expected["attention_head_dim"] = list(heads) if isinstance(heads, (list, tuple)) else heads
+    expected["transformer_layers_per_block"] = [1] * len(net.config.block_out_channels)
+    got = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+    assert got == expected
