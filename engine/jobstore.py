@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from engine.compile import CompiledPrompt
 
 JobState = Literal["pending", "running", "finished"]
+HISTORY_PAGE = 500  # rows read under the store's lock at a time
 PENDING: JobState = "pending"
 RUNNING: JobState = "running"
 FINISHED: JobState = "finished"
@@ -269,10 +270,10 @@ class JobStore:
         return [_job(r) for r in running], [_job(r) for r in pending]
 
     def remaining(self) -> int:
-        """Pending plus running jobs: ComfyUI's `queue_remaining`."""
+        """Pending plus running jobs: ComfyUI's `queue_remaining` (an index look-up, not a scan)."""
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) AS n FROM jobs WHERE state != ?",
-                                    (FINISHED,)).fetchone()["n"]
+            return self._db.execute("SELECT COUNT(*) AS n FROM jobs WHERE state IN (?, ?)",
+                                    (PENDING, RUNNING)).fetchone()["n"]
 
     def position(self, prompt_id: str) -> int | None:
         """How many pending jobs run before this pending one (0: next), None if it is not pending."""
@@ -302,15 +303,29 @@ class JobStore:
         return [_job(r) for r in rows]
 
     def history(self, max_items: int | None = None, offset: int | None = None) -> list[Job]:
-        """Finished jobs, oldest first. Like ComfyUI: `max_items` alone gives the latest ones."""
+        """Finished jobs, oldest first. Like ComfyUI: `max_items` alone gives the latest ones.
+
+        Read in pages of `HISTORY_PAGE` rows, each under the lock on its own, so a long history
+        never holds the store (and whoever waits on it, such as `remaining`) for its whole length.
+        """
         with self._lock:
             total = self._db.execute("SELECT COUNT(*) AS n FROM jobs WHERE state = ?", (FINISHED,)).fetchone()["n"]
             if offset is None or offset < 0:
                 offset = max(0, total - max_items) if max_items is not None else 0
-            limit = max_items if max_items is not None else -1
-            rows = self._db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY finish_seq LIMIT ? OFFSET ?",
-                                    (FINISHED, limit, offset)).fetchall()
-        return [_job(r) for r in rows]
+            first = self._db.execute("SELECT finish_seq FROM jobs WHERE state = ? ORDER BY finish_seq LIMIT 1 "
+                                     "OFFSET ?", (FINISHED, offset)).fetchone()
+        wanted = max_items if max_items is not None else total
+        jobs: list[Job] = []
+        after = first["finish_seq"] - 1 if first is not None else None
+        while after is not None and len(jobs) < wanted:
+            page = min(HISTORY_PAGE, wanted - len(jobs))
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT * FROM jobs WHERE state = ? AND finish_seq > ? ORDER BY finish_seq LIMIT ?",
+                    (FINISHED, after, page)).fetchall()
+            jobs.extend(_job(r) for r in rows)
+            after = rows[-1]["finish_seq"] if len(rows) == page else None
+        return jobs
 
     def delete_history(self, prompt_ids: Iterable[str]) -> int:
         return self._delete(FINISHED, prompt_ids)
