@@ -53,8 +53,10 @@ def test_number_widgets_honour_min_max_and_step(editor: EditorPage):
     assert editor.widget_value(5, "width") == 96
     editor.set_widget(5, "width", 99999)        # clamped to the maximum
     assert editor.widget_value(5, "width") == 16384
-    editor.set_widget(3, "cfg", 7.25)           # FLOAT step 0.1, rounded to 0.01
-    assert editor.widget_value(3, "cfg") == 7.3
+    editor.set_widget(3, "cfg", 7.25)           # FLOAT step 0.1, round 0.01: the value keeps its precision
+    assert editor.widget_value(3, "cfg") == 7.25
+    editor.set_widget(3, "cfg", 7.256)          # and is rounded to it
+    assert editor.widget_value(3, "cfg") == 7.26
     editor.set_widget(3, "denoise", -1)
     assert editor.widget_value(3, "denoise") == 0
 

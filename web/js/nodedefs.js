@@ -69,7 +69,7 @@ export function defineNode(type, info) {
   return {
     type, displayName: info.display_name || info.name || type, category: info.category || "",
     description: info.description || "", outputNode: Boolean(info.output_node), inputs, widgets, outputs,
-    valueCount: position, known: true,
+    valueCount: position, known: true, deprecated: Boolean(info.deprecated), experimental: Boolean(info.experimental),
   };
 }
 

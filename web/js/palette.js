@@ -1,15 +1,67 @@
 /**
- * The searchable node palette (double-click on the canvas): type to filter node types by name,
- * class or category, arrows to choose, Enter to add. Opened from a dragged link, it offers
- * only the types that can take (or give) that link's type.
+ * The searchable node palette (double-click on the canvas): type to find node types by name,
+ * class or category, ranked (exact names, then names that start so, ...; testing and deprecated
+ * nodes last); with nothing typed, a tree of categories. Arrows to choose, Enter to add (or to
+ * open a category). Opened from a dragged link, it offers only the types that connect to it.
  */
 
 import { typesCompatible } from "./nodedefs.js";
+
+const MAX_RESULTS = 200;
+
+/** Nodes ComfyUI files under `_for_testing`, and deprecated ones: offered, but after the rest. */
+export function isBuried(def) {
+  return Boolean(def.deprecated) || def.category.split("/").includes("_for_testing");
+}
+
+/** How well a node matches a query, lower is better; null when it does not match. */
+export function matchRank(def, query) {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  if (!words.length) return 0;
+  const names = [def.displayName.toLowerCase(), def.type.toLowerCase()];
+  if (!words.every((w) => `${names.join(" ")} ${def.category.toLowerCase()}`.includes(w))) return null;
+  const whole = words.join(" ");
+  const nameWords = names.flatMap((name) => name.split(/[^a-z0-9]+/).filter(Boolean));
+  let rank = 4;                                                              // found in the category only
+  if (names.includes(whole)) rank = 0;                                       // the exact name
+  else if (names.some((name) => name.startsWith(whole))) rank = 1;           // the name starts so
+  else if (words.every((w) => nameWords.some((n) => n.startsWith(w)))) rank = 2;   // words of the name start so
+  else if (words.every((w) => names.some((name) => name.includes(w)))) rank = 3;  // inside the name
+  return rank + (isBuried(def) ? 10 : 0);
+}
+
+/** The matching nodes, best first (by name among equals). */
+export function rankNodes(defs, query) {
+  return defs.map((def) => [def, matchRank(def, query)]).filter(([, rank]) => rank !== null)
+    .sort(([a, ra], [b, rb]) => ra - rb || a.displayName.localeCompare(b.displayName))
+    .map(([def]) => def);
+}
+
+/** The category tree: {folders: Map(name → tree), nodes: [def]}; buried nodes last in each folder. */
+export function categoryTree(defs) {
+  const root = { folders: new Map(), nodes: [] };
+  for (const def of defs) {
+    let folder = root;
+    for (const part of (def.category || "uncategorised").split("/").filter(Boolean)) {
+      if (!folder.folders.has(part)) folder.folders.set(part, { folders: new Map(), nodes: [] });
+      folder = folder.folders.get(part);
+    }
+    folder.nodes.push(def);
+  }
+  const tidy = (folder) => {
+    folder.folders = new Map([...folder.folders].sort(([a], [b]) => (a.startsWith("_") - b.startsWith("_")) || a.localeCompare(b)));
+    folder.nodes.sort((a, b) => isBuried(a) - isBuried(b) || a.displayName.localeCompare(b.displayName));
+    for (const child of folder.folders.values()) tidy(child);
+  };
+  tidy(root);
+  return root;
+}
 
 export class Palette {
   constructor(defs, onChoose) {
     this.defs = defs;
     this.onChoose = onChoose;
+    this.openFolders = new Set();   // category paths expanded in the tree
     this.root = document.createElement("div");
     this.root.className = "palette";
     this.root.hidden = true;
@@ -50,26 +102,59 @@ export class Palette {
   }
 
   filter() {
-    const words = this.input.value.toLowerCase().split(/\s+/).filter(Boolean);
-    const matches = this.candidates().filter((def) => {
-      const text = `${def.displayName} ${def.type} ${def.category}`.toLowerCase();
-      return words.every((w) => text.includes(w));
-    }).slice(0, 200);
-    this.list.replaceChildren(...matches.map((def, i) => {
-      const item = document.createElement("div");
-      item.className = "palette-item" + (i === 0 ? " active" : "");
-      item.dataset.type = def.type;
-      item.title = def.description;
-      item.append(Object.assign(document.createElement("span"), { className: "palette-name", textContent: def.displayName }),
-        Object.assign(document.createElement("span"), { className: "palette-category", textContent: def.category }));
-      item.addEventListener("pointerdown", (e) => { e.preventDefault(); this.choose(def.type); });
-      return item;
-    }));
-    if (!matches.length) this.list.append(Object.assign(document.createElement("div"), { className: "palette-empty", textContent: "No node matches" }));
+    const query = this.input.value.trim();
+    const rows = query ? rankNodes(this.candidates(), query).slice(0, MAX_RESULTS).map((def) => this.itemRow(def, 0))
+      : this.treeRows(categoryTree(this.candidates()), "", 0);
+    rows[0]?.classList.add("active");
+    this.list.replaceChildren(...rows);
+    if (!rows.length) this.list.append(Object.assign(document.createElement("div"), { className: "palette-empty", textContent: "No node matches" }));
+  }
+
+  itemRow(def, depth) {
+    const item = document.createElement("div");
+    item.className = `palette-item${isBuried(def) ? " buried" : ""}`;
+    item.dataset.type = def.type;
+    item.title = def.description || def.type;
+    if (depth) item.style.paddingLeft = `${10 + depth * 14}px`;
+    item.append(Object.assign(document.createElement("span"), { className: "palette-name", textContent: def.displayName }),
+      Object.assign(document.createElement("span"), { className: "palette-category",
+        textContent: depth ? (def.deprecated ? "deprecated" : "") : def.category }));
+    item.addEventListener("pointerdown", (e) => { e.preventDefault(); this.choose(def.type); });
+    return item;
+  }
+
+  /** The rows of a category folder: its sub-folders (opened ones expanded), then its nodes. */
+  treeRows(folder, path, depth) {
+    const rows = [];
+    for (const [name, child] of folder.folders) {
+      const childPath = path ? `${path}/${name}` : name;
+      const open = this.openFolders.has(childPath);
+      const row = Object.assign(document.createElement("div"), { className: `palette-folder${open ? " open" : ""}`, textContent: name });
+      row.dataset.folder = childPath;
+      row.style.paddingLeft = `${10 + depth * 14}px`;
+      row.addEventListener("pointerdown", (e) => { e.preventDefault(); this.toggleFolder(childPath); });
+      rows.push(row);
+      if (open) rows.push(...this.treeRows(child, childPath, depth + 1));
+    }
+    rows.push(...folder.nodes.map((def) => this.itemRow(def, depth)));
+    return rows;
+  }
+
+  toggleFolder(path) {
+    if (this.openFolders.has(path)) this.openFolders.delete(path);
+    else this.openFolders.add(path);
+    this.filter();
+    const row = [...this.list.querySelectorAll(".palette-folder")].find((r) => r.dataset.folder === path);
+    if (row) {
+      this.list.querySelector(".active")?.classList.remove("active");
+      row.classList.add("active");
+      row.scrollIntoView({ block: "nearest" });
+    }
+    this.input.focus();
   }
 
   key(e) {
-    const items = [...this.list.querySelectorAll(".palette-item")];
+    const items = [...this.list.querySelectorAll(".palette-item, .palette-folder")];
     const index = items.findIndex((i) => i.classList.contains("active"));
     if (e.key === "ArrowDown" || e.key === "ArrowUp") {
       e.preventDefault();
@@ -79,7 +164,9 @@ export class Palette {
       items[next]?.scrollIntoView({ block: "nearest" });
     } else if (e.key === "Enter") {
       e.preventDefault();
-      if (items[index]) this.choose(items[index].dataset.type);
+      const item = items[index];
+      if (item?.dataset.folder) this.toggleFolder(item.dataset.folder);
+      else if (item) this.choose(item.dataset.type);
     } else if (e.key === "Escape") {
       this.close();
     }
