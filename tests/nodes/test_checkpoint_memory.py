@@ -63,6 +63,7 @@ def _fp16_checkpoint(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @linux_only
 def test_an_fp16_file_loads_as_fp32_without_the_whole_file_resident_beside_it(tmp_path) -> None:
     warm_up, _ = save_tiny_checkpoint(tmp_path, SD15, seed=1)

@@ -70,25 +70,27 @@ AREA_INPUTS = {"ImageScaleToTotalPixels": ("megapixels",)}
 STEP_INPUTS = {"KSampler": ("steps",), "KSamplerAdvanced": ("steps", "start_at_step", "end_at_step")}
 
 
+def snapped(spec: Any, literal: float, value: float) -> float:
+    """`value` for an input declared by `spec`: on its step when the `literal` it replaces is an int,
+    within its bounds."""
+    step = int(getattr(spec, "step", 1) or 1)
+    value = max(step, round(value / step) * step) if isinstance(literal, int) else value
+    low, high = getattr(spec, "min", None), getattr(spec, "max", None)
+    return min(max(value, low if low is not None else value), high if high is not None else value)
+
+
 def shrink(workflow: Workflow, registry: NodeRegistry, factor: float = 1 / 8, max_steps: int = 2) -> Workflow:
     """A copy with every literal pixel size scaled by `factor` (to the input's step, within its
     bounds) and every sampler's steps cut to `max_steps`, its start/end steps in proportion."""
     graph = workflow.to_api()
     for node in graph.values():
         inputs, spec = node["inputs"], registry.get(node["class_type"]).inputs
-
-        def scaled(name: str, value: float) -> float:
-            step = int(getattr(spec[name], "step", 1) or 1)
-            value = max(step, round(value / step) * step) if isinstance(inputs[name], int) else value
-            low, high = getattr(spec[name], "min", None), getattr(spec[name], "max", None)
-            return min(max(value, low if low is not None else value), high if high is not None else value)
-
         for name in PIXEL_INPUTS.get(node["class_type"], ()):
             if isinstance(inputs.get(name), int) and inputs[name] > 0:
-                inputs[name] = scaled(name, inputs[name] * factor)
+                inputs[name] = snapped(spec[name], inputs[name], inputs[name] * factor)
         for name in AREA_INPUTS.get(node["class_type"], ()):
             if isinstance(inputs.get(name), (int, float)):
-                inputs[name] = scaled(name, inputs[name] * factor * factor)
+                inputs[name] = snapped(spec[name], inputs[name], inputs[name] * factor * factor)
         step_names = STEP_INPUTS.get(node["class_type"], ())
         steps = inputs.get("steps")
         if step_names and isinstance(steps, int) and steps > max_steps:
@@ -194,7 +196,8 @@ def test_every_node_type_is_declared(name, registry):
     assert sorted(t for t in used if t not in registry) == []
 
 
-@pytest.mark.parametrize("name", WORKFLOWS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "area_composition.json" else n
+                                  for n in WORKFLOWS])
 def test_runs_on_tiny_models_through_the_aliases(name, registry, folders):
     workflow = shrink(load(name, registry), registry)
     outputs = run(workflow, registry, folders)
@@ -215,6 +218,7 @@ def test_shrink_scales_sizes_and_steps_by_input_name_only(registry):
     assert (refiner["steps"], refiner["start_at_step"], refiner["end_at_step"]) == (5, 4, 10000)
 
 
+@pytest.mark.slow  # full size, as converted
 def test_default_workflow_runs_exactly_as_converted(registry, folders, tmp_path):
     """512×512, 20 steps, as the file says; only its checkpoint name goes through an alias."""
     save_full_resolution_checkpoint(folders.models_dir / "checkpoints" / "tiny-sd15-fast.safetensors")

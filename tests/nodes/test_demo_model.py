@@ -176,6 +176,7 @@ def test_the_default_workflow_uses_the_demo_model():
     assert json.loads(WORKFLOW.read_text())["4"]["inputs"]["ckpt_name"] == DEMO_CHECKPOINT
 
 
+@pytest.mark.slow  # 14 prompts through the demo model
 @pytest.mark.parametrize("sampler,scheduler", SAMPLERS, ids=[f"{a}-{b}" for a, b in SAMPLERS])
 def test_draws_what_the_prompt_asks(sampler, scheduler, tmp_path):
     path = tmp_path / "batch.json"
@@ -200,6 +201,7 @@ def drawn_colour(image: np.ndarray, background: str) -> str:
     return COLOUR_NAMES[int(counts.argmax())]
 
 
+@pytest.mark.slow
 def test_swapping_only_the_colour_word_changes_the_drawn_colour(tmp_path):
     """The default prompt with each other colour word in turn, through `--set 6.text=…`."""
     shipped = Request("red", "circle", "blue", "center")

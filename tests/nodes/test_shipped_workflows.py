@@ -30,6 +30,7 @@ def test_the_expected_workflows_are_shipped():
     assert EXPECTED <= set(SHIPPED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_runs_as_shipped_and_its_png_carries_the_same_graph(name, models_dir, tmp_path):
     result = subprocess.run(

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors import safe_open
 
 from nodes.models.builtin import DEMO_CHECKPOINT, SHIPPED_CHECKPOINTS
@@ -20,6 +21,7 @@ from tools.shapes_dataset import make_dataset
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_a_short_run_writes_an_sd1_checkpoint_with_its_training_record(tmp_path):
     out = tmp_path / "smoke.safetensors"
     result = subprocess.run(
@@ -51,6 +53,7 @@ def test_the_shipped_model_was_trained_with_the_scripts_current_defaults():
     assert record["total_seconds"] < 3600, "the issue asks for well under an hour on 2 cores"
 
 
+@pytest.mark.slow
 def test_a_run_whose_vae_gets_colours_wrong_stops_before_the_diffusion_stage(tmp_path):
     """Four VAE steps cannot give colours back: the run says so and writes nothing, instead of spending
     half an hour on a diffusion model that could not draw them."""
@@ -87,6 +90,7 @@ def test_colour_fidelity_counts_the_scenes_a_vae_gives_back_in_their_colours():
     assert shape < 0.5 and background < 0.5
 
 
+@pytest.mark.slow
 def test_the_training_attention_computes_what_the_engines_attention_does():
     """The modules train with attention as batched matmuls (faster on the CPU at these head widths);
     the engine loads the checkpoint with diffusers' default SDPA attention, which must give the same
@@ -109,6 +113,7 @@ def test_the_training_attention_computes_what_the_engines_attention_does():
         assert (a - b).abs().max() < 1e-4 * a.abs().max()
 
 
+@pytest.mark.slow
 def test_the_latent_space_is_normalised_for_sd1s_scaling_factor():
     """After `normalise_latent_space`, latents × 0.18215 have zero channel means and unit variance, and
     the VAE decodes them to the same images as before (the 1×1 convolutions absorb the change)."""
