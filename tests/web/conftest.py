@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.web.editor_page import EditorPage
+from tests.web.helpers import ACCESS_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SDGRAPH_CHROMIUM", "/usr/bin/chromium")
@@ -25,7 +26,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 SERVER_START_TIMEOUT = 120
-ACCESS_TOKEN = "web-test-token"
 
 
 class ServerProcess:

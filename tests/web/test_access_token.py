@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.web.conftest import ACCESS_TOKEN
 from tests.web.editor_page import EditorPage
+from tests.web.helpers import ACCESS_TOKEN
 from tests.web.test_run import make_small
 
 WEB = Path(__file__).resolve().parents[2] / "web"

@@ -72,8 +72,8 @@ def test_add_a_node_from_the_palette_then_select_copy_paste_and_delete(editor: E
     # box select (Ctrl + drag) around the two prompt nodes
     first = editor.node(6).bounding_box()
     second = editor.node(7).bounding_box()
-    editor.drag((first["x"] - 10, first["y"] - 10), (second["x"] + second["width"] + 10, second["y"] + second["height"] + 10),
-                modifiers=("Control",))
+    editor.drag((first["x"] - 10, first["y"] - 10),
+                (second["x"] + second["width"] + 10, second["y"] + second["height"] + 10), modifiers=("Control",))
     assert sorted(editor.js("() => [...sdgraph.view.selection]")) == [6, 7]
 
     # copy and paste them: two new nodes with the same widgets, their clip inputs free

@@ -106,8 +106,8 @@ def test_upload_an_image_for_load_image_from_the_node(editor: EditorPage):
     with editor.page.expect_file_chooser() as chooser:
         editor.widget(node, "image").locator("button.upload-button").click()
     chooser.value.set_files({"name": "red.png", "mimeType": "image/png", "buffer": buffer.getvalue()})
-    editor.page.wait_for_function("(id) => sdgraph.graph.widgetValue(sdgraph.graph.nodes.get(id), 'image') === 'red.png'",
-                                  arg=node)
+    editor.page.wait_for_function(
+        "(id) => sdgraph.graph.widgetValue(sdgraph.graph.nodes.get(id), 'image') === 'red.png'", arg=node)
     preview = editor.node(node).locator(".node-images img")
     preview.wait_for()
     assert "type=input" in preview.get_attribute("src")
@@ -147,13 +147,15 @@ def png_with_text(chunks: dict[str, str]) -> bytes:
 def test_pngs_with_only_an_api_prompt_or_automatic1111_parameters_open(editor: EditorPage):
     prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 255}},
               "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
-    editor.drop_file(editor.page.locator(".canvas"), "api.png", png_with_text({"prompt": json.dumps(prompt)}), "image/png")
+    editor.drop_file(editor.page.locator(".canvas"), "api.png", png_with_text({"prompt": json.dumps(prompt)}),
+                     "image/png")
     editor.page.wait_for_function("() => sdgraph.graph.nodes.size === 2")
     assert editor.links_into(2) == {"images": 1} and editor.widget_value(1, "color") == 255
 
     parameters = ("a lighthouse at dusk\nNegative prompt: fog\n"
                   "Steps: 5, Sampler: Euler a, CFG scale: 6, Seed: 99, Size: 64x64, Model: tiny")
-    editor.drop_file(editor.page.locator(".canvas"), "a1111.png", png_with_text({"parameters": parameters}), "image/png")
+    editor.drop_file(editor.page.locator(".canvas"), "a1111.png", png_with_text({"parameters": parameters}),
+                     "image/png")
     editor.page.wait_for_function("() => [...sdgraph.graph.nodes.values()].some((n) => n.type === 'KSampler')")
     ksampler = next(n for n in editor.workflow()["nodes"] if n["type"] == "KSampler")
     assert ksampler["widgets_values"][:5] == [99, "fixed", 5, 6, "euler_ancestral"]
