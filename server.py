@@ -21,7 +21,7 @@ from typing import Sequence
 
 from aiohttp import web
 
-from api.app import create_app
+from api.app import create_app, tune_garbage_collector
 from api.connections import start_server
 from api.security import is_loopback_host
 from api.state import ServerSettings, build_state
@@ -145,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config, settings = configure(args)
     app = create_app(build_state(config, settings))
+    tune_garbage_collector()
     try:
         asyncio.run(serve(app, settings, logging.getLogger("aiohttp.access") if args.verbose else None))
     except OSError as exc:

@@ -7,6 +7,7 @@ Routes live in one module per resource, each exposing `ROUTES`; the state they s
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 from aiohttp import web
@@ -64,3 +65,15 @@ def create_app(state: ServerState) -> web.Application:
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app
+
+
+def tune_garbage_collector() -> None:
+    """Rare full collections, over what was made after start-up only: the server process's choice.
+
+    A full collection walks every object and holds the interpreter while it does, so every request
+    waits; big requests (a long history, a huge graph) allocate enough to start one after another.
+    Freezing what start-up made (modules, node declarations, torch) takes it out of every walk, and
+    a higher first threshold makes collections rarer; objects are still freed by reference counting.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)

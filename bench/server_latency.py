@@ -63,7 +63,7 @@ def serve(port: int, folder: Path) -> None:
     """The server process: bench nodes, a local worker, the store in `folder`."""
     from aiohttp import web
 
-    from api.app import create_app
+    from api.app import create_app, tune_garbage_collector
     from api.state import ServerSettings, build_state
     from engine.config import EngineConfig
     from engine.registry import NodeRegistry
@@ -72,7 +72,9 @@ def serve(port: int, folder: Path) -> None:
                           temp_dir=folder / "temp", extension_dirs=[], node_packages=())
     settings = ServerSettings(port=port, user_dir=folder / "user", max_history=10**6)
     state = build_state(config, settings, NodeRegistry([BenchConst, BenchInc, BenchSink]))
-    web.run_app(create_app(state), host="127.0.0.1", port=port, print=None, access_log=None)
+    app = create_app(state)
+    tune_garbage_collector()  # as server.py does
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 def png_with_prompt(nodes: int) -> bytes:
