@@ -130,6 +130,11 @@ class EditorPage:
             throw new Error("no empty point");
         }""")
 
+    def answer(self, choice: str) -> None:
+        """Answer the editor's question (e.g. about unsaved changes): "tab", "replace", "close" or "cancel"."""
+        self.page.locator(f'.dialog button[data-choice="{choice}"]').click()
+        self.page.locator(".dialog").wait_for(state="detached")
+
     def toasts(self) -> list[str]:
         return self.page.locator(".toast").all_inner_texts()
 

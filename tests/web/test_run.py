@@ -107,7 +107,8 @@ def test_a_png_produced_earlier_drops_back_in_as_the_same_graph(editor: EditorPa
     with urllib.request.urlopen(image.first.get_attribute("src")) as response:
         png = response.read()
 
-    editor.js("() => sdgraph.files.openShipped('solid_color.json')")
+    editor.js("() => { sdgraph.files.openShipped('solid_color.json'); }")
+    editor.answer("replace")                  # the edited txt2img was never saved: the editor asks first
     editor.page.wait_for_function("() => sdgraph.graph.nodes.size === 3")
     editor.drop_file(editor.page.locator(".canvas"), "txt2img_00001_.png", png, "image/png")
     editor.page.wait_for_function("() => sdgraph.graph.nodes.size === 7")
