@@ -149,6 +149,6 @@ def test_two_browser_tabs_never_overwrite_each_others_autosave(editor: EditorPag
     other.reload()
     assert text_of(editor, 6) == "written in tab A again"
     assert text_of(other, 6) == "written in tab B"
-    sessions = editor.js("() => Object.keys(localStorage).filter((k) => k.startsWith('sdgraph.editor.session.')).length")
-    assert sessions == 2
+    sessions = editor.js("() => Object.keys(localStorage).filter((key) => key.startsWith('sdgraph.editor.session.'))")
+    assert len(sessions) == 2
     assert not other.unexpected_console_errors()
