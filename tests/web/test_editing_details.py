@@ -54,7 +54,8 @@ def test_search_ranks_exact_and_prefix_matches_first_and_testing_nodes_last(edit
         const { rankNodes } = await import(new URL("js/palette.js", location.href).href);
         const def = (displayName, extra = {}) =>
             ({ displayName, type: displayName.replaceAll(" ", ""), category: "sampling", ...extra });
-        const defs = [def("Sampler Old", { deprecated: true }), def("Fancy Sampler"), def("Sampler"), def("Sampler Custom")];
+        const defs = [def("Sampler Old", { deprecated: true }), def("Fancy Sampler"), def("Sampler"),
+                      def("Sampler Custom")];
         return rankNodes(defs, "sampler").map((d) => d.displayName);
     }""")
     assert ranked == ["Sampler", "Sampler Custom", "Fancy Sampler", "Sampler Old"]
