@@ -253,8 +253,8 @@ async def get_jobs(request: web.Request) -> web.Response:
     wanted = request.query.get("status")
     if wanted not in (None, PENDING, RUNNING, FINISHED):
         raise ApiError(400, "invalid_query", "status must be pending, running or finished", f"received {wanted!r}")
-    limit = min(query_int(request, "limit", 100, minimum=1), 1000)
-    offset = query_int(request, "offset", 0, minimum=0)
+    limit = min(query_int(request, "limit", 100, minimum=1) or 100, 1000)
+    offset = query_int(request, "offset", 0, minimum=0) or 0
     jobs = state.store.jobs(wanted, limit, offset)
     return web.json_response({"jobs": [job_summary(job, state) for job in jobs]})
 

@@ -123,8 +123,9 @@ class Hub:
                 if conn.previews:
                     if conn.previews not in frames:
                         frames[conn.previews] = preview_frame(conn.previews, data)
-                    if frames[conn.previews] is not None:
-                        conn.offer(frames[conn.previews])
+                    frame = frames[conn.previews]
+                    if frame is not None:
+                        conn.offer(frame)
             return
         if targets:
             message = json.dumps({"type": event, "data": data}, default=str)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.cache import OutputCache  # noqa: E402
 from engine.context import RunContext  # noqa: E402
 from engine.declare import NodeResult, Out, node  # noqa: E402
 from engine.execute import Executor  # noqa: E402
-from engine.cache import OutputCache  # noqa: E402
 from engine.registry import NodeRegistry  # noqa: E402
 from engine.types import Int, Link  # noqa: E402
 from engine.workflow import Workflow  # noqa: E402

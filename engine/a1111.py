@@ -253,7 +253,8 @@ def _apply_settings(params: A1111Parameters, settings: dict[str, str]) -> None:
     if any(key.startswith("Hires") for key in settings):
         params.warnings.append("A1111 hires fix is not reproduced: the graph renders at the base size only")
     if _LORA_TAG.search(params.prompt) or _LORA_TAG.search(params.negative_prompt):
-        params.warnings.append("the prompt has <lora:...> tags: they stay plain text; add LoraLoader nodes to apply them")
+        params.warnings.append("the prompt has <lora:...> tags: they stay plain text; "
+                               "add LoraLoader nodes to apply them")
 
 
 def checkpoint_name(model: str | None) -> str:

@@ -154,8 +154,10 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         print(json.dumps(registry.object_info(config.paths()), indent=2))
         return EXIT_OK
     for decl in sorted(registry, key=lambda d: (d.category, d.class_type)):
-        inputs = ", ".join(f"{name}: {spec.type}" + ("?" if spec.optional else "") for name, spec in decl.inputs.items())
-        outputs = ", ".join(f"{o.name}: {o.type}" for o in decl.outputs) or ("(output node)" if decl.output_node else "")
+        inputs = ", ".join(f"{name}: {spec.type}" + ("?" if spec.optional else "")
+                           for name, spec in decl.inputs.items())
+        outputs = (", ".join(f"{o.name}: {o.type}" for o in decl.outputs)
+                   or ("(output node)" if decl.output_node else ""))
         print(f"{decl.class_type} [{decl.category}] ({inputs}) -> {outputs}")
     return EXIT_OK
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import traceback
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Callable
 
 from engine.backends.base import RESULT, Backend, Holdings, JobOutcome, Worker, WorkerLost
@@ -169,6 +170,9 @@ class PromptQueue:
 
     # --- dispatching ---------------------------------------------------------------------
 
+    def _changed_since(self, seen: int) -> bool:
+        return self._changes != seen or self._stopping
+
     def _notify(self) -> None:
         with self._wake:  # reentrant: callers may hold it already
             self._changes += 1
@@ -192,7 +196,7 @@ class PromptQueue:
                         for s in self._slots if s.alive and s.job]
             if not idle or not self._assign(idle, busy):
                 with self._wake:
-                    self._wake.wait_for(lambda: self._changes != seen or self._stopping, 1.0)
+                    self._wake.wait_for(partial(self._changed_since, seen), 1.0)
 
     def _assign(self, idle: list[_Slot], busy: list[Holdings]) -> bool:
         """Start one pending job on one idle worker; False when there is nothing to start."""
@@ -298,8 +302,8 @@ class PromptQueue:
             self.publish(EXECUTING, {"node": None, "prompt_id": job.prompt_id}, job.client_id)
         else:
             self.store.requeue(job.prompt_id, count_attempt=True)
-            self.publish(EXECUTION_RESTARTING, {"prompt_id": job.prompt_id, "worker": slot.worker.id, "attempt": attempts,
-                                      "reason": str(exc)}, job.client_id)
+            self.publish(EXECUTION_RESTARTING, {"prompt_id": job.prompt_id, "worker": slot.worker.id,
+                                                "attempt": attempts, "reason": str(exc)}, job.client_id)
         self._spawn(self._revive, f"revive-{slot.worker.id}", slot)
 
     def _revive(self, slot: _Slot) -> None:

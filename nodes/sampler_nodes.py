@@ -7,8 +7,6 @@ gives the same image on any device. One progress event and one interrupt check p
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from engine.context import RunContext
@@ -18,13 +16,23 @@ from nodes.guidance import guided_denoiser
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import model_patches_applied
 from nodes.previews import preview_jpeg
-from nodes.sampling import (SAMPLER_NAMES, SCHEDULER_NAMES, MaskedDenoiser, initial_noise, inpaint_noise,
-                            ksampler_sigmas, latent_mask, sample, sampler_info, slice_steps)
+from nodes.sampling import (
+    SAMPLER_NAMES,
+    SCHEDULER_NAMES,
+    MaskedDenoiser,
+    initial_noise,
+    inpaint_noise,
+    ksampler_sigmas,
+    latent_mask,
+    sample,
+    sampler_info,
+    slice_steps,
+)
 
 SEED_MAX = 2**64 - 1
 
 
-def run_sampler(ctx: Any, model: ModelHandle, seed: int, steps: int, cfg: float, sampler_name: str,
+def run_sampler(ctx: RunContext, model: ModelHandle, seed: int, steps: int, cfg: float, sampler_name: str,
                 scheduler: str, positive, negative, latent: dict, denoise: float = 1.0, add_noise: bool = True,
                 start_step: int | None = None, last_step: int | None = None,
                 force_full_denoise: bool = False) -> dict:
@@ -33,8 +41,8 @@ def run_sampler(ctx: Any, model: ModelHandle, seed: int, steps: int, cfg: float,
     ms = model.model_sampling
     scale = model.latent_scale
     samples = latent["samples"].float() * scale
-    sigmas = ksampler_sigmas(ms, scheduler, steps, denoise, info.discard_penultimate_sigma)
-    sigmas = slice_steps(sigmas, start_step, last_step, force_full_denoise)
+    schedule = ksampler_sigmas(ms, scheduler, steps, denoise, info.discard_penultimate_sigma)
+    sigmas = slice_steps(schedule, start_step, last_step, force_full_denoise)
     if sigmas is None or len(sigmas) <= 1:
         return {**latent}
     noise = initial_noise(seed, samples.shape) if add_noise else torch.zeros_like(samples)

@@ -24,7 +24,7 @@ def _module_dtype(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
 def decode(vae: VaeHandle, samples: torch.Tensor) -> torch.Tensor:
     """Latents [B, 4, h, w] → images [B, 8h, 8w, 3] in 0..1."""
     device, dtype = _module_dtype(vae.vae)
-    images = vae.vae.decode(samples.to(device, dtype)).sample
+    images = vae.vae.decode(samples.to(device, dtype)).sample  # type: ignore[operator]  # an nn.Module method
     return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu()
 
 
@@ -44,7 +44,7 @@ def encode(vae: VaeHandle, pixels: torch.Tensor) -> torch.Tensor:
     pixels = crop_to_multiple_of_8(pixels)[..., :3]
     device, dtype = _module_dtype(vae.vae)
     x = pixels.permute(0, 3, 1, 2).to(device, dtype) * 2.0 - 1.0
-    return vae.vae.encode(x).latent_dist.mean.float().cpu()
+    return vae.vae.encode(x).latent_dist.mean.float().cpu()  # type: ignore[operator]  # an nn.Module method
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:

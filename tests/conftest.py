@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import shutil
 from pathlib import Path
 
 import pytest
 
+from engine.paths import Paths
+from engine.registry import NodeRegistry
+
 WEB_TESTS = Path(__file__).resolve().parent / "web"
+# A third-party pack with its own model kind, loader and sampler (engine, backend and node tests).
+PACK_WITH_OWN_MODELS = Path(__file__).resolve().parent / "engine" / "pack_with_own_models.py"
 ASYNC_TEST_TIMEOUT = 120.0  # a hang guard, generous for a loaded 2-core CI machine
 
 
@@ -27,3 +33,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(WEB_TESTS):
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture
+def pack_registry(tmp_path) -> NodeRegistry:
+    """A registry that knows only the pack in tests/engine/pack_with_own_models.py, loaded from an
+    extension folder as any third-party pack is."""
+    folder = tmp_path / "custom_nodes"
+    folder.mkdir()
+    shutil.copy(PACK_WITH_OWN_MODELS, folder / PACK_WITH_OWN_MODELS.name)
+    registry = NodeRegistry()
+    assert registry.load_extensions(folder) == ["PackLoader", "PackSampler"], registry.failures
+    return registry
+
+
+@pytest.fixture
+def pack_paths(tmp_path) -> Paths:
+    """Folders with one model of the pack's kind, `pack_models/a.bin`."""
+    (tmp_path / "models" / "pack_models").mkdir(parents=True)
+    (tmp_path / "models" / "pack_models" / "a.bin").write_bytes(b"12345")
+    return Paths(models_dir=tmp_path / "models", output_dir=tmp_path / "out")

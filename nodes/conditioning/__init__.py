@@ -7,9 +7,18 @@ embeddings, and encoding with transformers CLIP text encoders (SD1.x, SD2.x, SDX
     encode_sdxl(text, clip_l, clip_g)       -> (cond [1, 77k, 2048], pooled [1, 1280])
 """
 
-from nodes.conditioning.encode import (SD1_CLIP_L, SD2_CLIP_H, SDXL_CLIP_G, SDXL_CLIP_L, ClipRecipe, encode_prompt,
-                                       encode_sdxl, encode_tokens, encode_with_checkpoint)
 from nodes.conditioning.embeddings import EmbeddingLibrary
+from nodes.conditioning.encode import (
+                                       SD1_CLIP_L,
+                                       SD2_CLIP_H,
+                                       SDXL_CLIP_G,
+                                       SDXL_CLIP_L,
+                                       ClipRecipe,
+                                       encode_prompt,
+                                       encode_sdxl,
+                                       encode_tokens,
+                                       encode_with_checkpoint,
+)
 from nodes.conditioning.prompt_syntax import EmbeddingRef, TextSegment, parse_prompt, parse_weights
 from nodes.conditioning.tokens import TokenChunk, TokenizedPrompt, tokenize_prompt
 

@@ -13,8 +13,16 @@ from typing import Any
 import torch
 
 from nodes.models.clip_tokenizer import END_TOKEN, load_clip_tokenizer
-from nodes.models.family import (FAMILIES, SD2_EPS, SD2_V, SD15, SDXL_BASE, CheckpointFamily,
-                                 UnknownCheckpointError, detect_family)
+from nodes.models.family import (
+    FAMILIES,
+    SD2_EPS,
+    SD2_V,
+    SD15,
+    SDXL_BASE,
+    CheckpointFamily,
+    UnknownCheckpointError,
+    detect_family,
+)
 from nodes.models.ldm_convert import configs_for_checkpoint, convert_checkpoint, normalize_legacy_keys
 from nodes.models.modules import assign_weights, build_text_encoder, build_unet, build_vae
 from nodes.models.shipped_configs import FamilyConfigs, read_pipeline_configs, text_encoder_names
@@ -79,7 +87,8 @@ def _assemble(path: Path, family: CheckpointFamily, configs: FamilyConfigs,
         raise CheckpointFileError(f"{path}: has no weights for {', '.join(missing)}")
     unet = assign(build_unet(configs.unet), "unet")
     vae = assign(build_vae(configs.vae), "vae") if "vae" in components else None
-    encoders = [assign(build_text_encoder(configs.text_encoders[n]), n) for n in text_encoder_names(configs.model_index)]
+    encoders = [assign(build_text_encoder(configs.text_encoders[n]), n)
+                for n in text_encoder_names(configs.model_index)]
     return LoadedCheckpoint(path=path, family=family, unet=unet, vae=vae, text_encoders=encoders,
                             tokenizers=_tokenizers(configs, folder), scheduler_config=dict(configs.scheduler),
                             configs=configs)

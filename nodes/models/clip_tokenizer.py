@@ -25,7 +25,7 @@ def load_clip_tokenizer(pad_token: str = END_TOKEN, folder: str | None = None):
     (adding tokens for an embedding, say) can change another's. `folder` overrides the shipped
     files, e.g. with a diffusers folder's own `tokenizer/`.
     """
-    from transformers import CLIPTokenizerFast
+    from transformers import CLIPTokenizerFast  # type: ignore[attr-defined]  # a lazy attribute
 
     return CLIPTokenizerFast.from_pretrained(folder or str(TOKENIZER_DIR), pad_token=pad_token,
                                              local_files_only=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 UNET_PREFIX = "model.diffusion_model."
 SD1_CLIP_PREFIX = "cond_stage_model.transformer."
@@ -114,8 +114,9 @@ def _text_hidden_size(shapes: Mapping[str, Shape], prefix: str) -> int | None:
 def _check_context_dim(shapes: Mapping[str, Shape], family: CheckpointFamily) -> None:
     """The UNet must attend to what the family's text encoders produce (their widths summed)."""
     context = _unet_context_dim(shapes)
-    widths = [_text_hidden_size(shapes, p) for p in family.text_encoder_prefixes]
-    if context is None or None in widths:
+    found = [_text_hidden_size(shapes, p) for p in family.text_encoder_prefixes]
+    widths = [w for w in found if w is not None]
+    if context is None or len(widths) != len(found):
         return
     if context != sum(widths):
         raise UnknownCheckpointError(
@@ -124,7 +125,7 @@ def _check_context_dim(shapes: Mapping[str, Shape], family: CheckpointFamily) ->
 
 
 def sd2_prediction_type(shapes: Mapping[str, Shape], filename: str | None = None,
-                        read_tensor: Callable[[str], object] | None = None) -> str:
+                        read_tensor: Callable[[str], Any] | None = None) -> str:
     """`v_prediction` or `epsilon` for an SD2.x checkpoint (see the module docstring for the order)."""
     if V_PRED_KEY in shapes:
         return "v_prediction"

@@ -12,8 +12,14 @@ from types import SimpleNamespace
 from typing import Any, Mapping
 
 from nodes.models.architecture import infer_clip_config, infer_unet_config, infer_vae_config
-from nodes.models.family import (SD1_CLIP_PREFIX, SD2_OPEN_CLIP_PREFIX, SDXL_OPEN_CLIP_PREFIX, UNET_PREFIX,
-                                 VAE_PREFIX, CheckpointFamily)
+from nodes.models.family import (
+    SD1_CLIP_PREFIX,
+    SD2_OPEN_CLIP_PREFIX,
+    SDXL_OPEN_CLIP_PREFIX,
+    UNET_PREFIX,
+    VAE_PREFIX,
+    CheckpointFamily,
+)
 from nodes.models.shipped_configs import FamilyConfigs, shipped_configs, text_encoder_names
 
 OPEN_CLIP_PREFIXES = (SD2_OPEN_CLIP_PREFIX, SDXL_OPEN_CLIP_PREFIX)

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import torch
 
-from nodes.models.family import SD2_OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, V_PRED_KEY, CheckpointFamily
+from nodes.models.family import SD2_OPEN_CLIP_PREFIX, UNET_PREFIX, V_PRED_KEY, VAE_PREFIX, CheckpointFamily
 
 _UNET_FIXED = {
     "time_embedding.linear_1.": "time_embed.0.",
@@ -60,7 +60,7 @@ def unet_to_ldm(state_dict: Mapping[str, torch.Tensor], layers_per_block: int) -
         elif parts[0] == "mid_block":
             kind, i, rest = parts[1], int(parts[2]), ".".join(parts[3:])
             ldm = (f"middle_block.{2 * i}." + _rename(rest, _UNET_RESNET) if kind == "resnets"
-                   else f"middle_block.1." + rest)
+                   else "middle_block.1." + rest)
         elif parts[0] == "up_blocks":
             level, kind = int(parts[1]), parts[2]
             if kind == "upsamplers":
@@ -149,8 +149,9 @@ def _identity_block(state_dict: Mapping[str, torch.Tensor], prefix: str, layer: 
     """A residual block that changes nothing: zero output projections, so the final hidden state
     equals the previous one. Used for SD2.x's unused last block (see `architecture`)."""
     template = {k: v for k, v in state_dict.items() if k.startswith(f"{prefix}transformer.resblocks.0.")}
-    return {k.replace(".resblocks.0.", f".resblocks.{layer}."): torch.zeros_like(v) if ("c_proj" in k or "out_proj" in k)
-            else v.clone() for k, v in template.items()}
+    return {k.replace(".resblocks.0.", f".resblocks.{layer}."):
+            torch.zeros_like(v) if ("c_proj" in k or "out_proj" in k) else v.clone()
+            for k, v in template.items()}
 
 
 def export_ldm_checkpoint(family: CheckpointFamily, unet: Mapping[str, torch.Tensor],

@@ -135,7 +135,9 @@ def _weight_names(module: torch.nn.Module) -> list[str]:
 def kohya_unet_names(unet: torch.nn.Module) -> dict[str, tuple[str, str]]:
     """UNet parameter → its two kohya layer names: from its diffusers name, from its LDM name."""
     weights = _weight_names(unet)
-    ldm = unet_to_ldm({w: w for w in weights}, int(unet.config.layers_per_block))
+    # unet_to_ldm maps keys whatever their values: here each parameter's name stands for its tensor
+    ldm: dict[str, Any] = unet_to_ldm({w: w for w in weights},  # type: ignore[misc]
+                                      int(unet.config.layers_per_block))  # type: ignore[union-attr, arg-type]
     ldm_module = {weight: key[len(UNET_PREFIX):-len(".weight")] for key, weight in ldm.items()}
     return {w: ("lora_unet_" + w[:-len(".weight")].replace(".", "_"), "lora_unet_" + ldm_module[w].replace(".", "_"))
             for w in weights}

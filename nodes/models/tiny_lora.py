@@ -7,7 +7,7 @@ SD1.x layers (diffusers module names) or the way it names SDXL ones (LDM module 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -39,7 +39,7 @@ def _layer(generator: torch.Generator, shape: tuple[int, ...], rank: int, alpha:
     return factors
 
 
-def kohya_lora(family: CheckpointFamily, unet: torch.nn.Module | None, text_encoders: list[Any] = (), *,
+def kohya_lora(family: CheckpointFamily, unet: torch.nn.Module | None, text_encoders: Sequence[Any] = (), *,
                seed: int = 0, rank: int = 4, alpha: float | None = 2.0, naming: str = "diffusers",
                magnitude: float = 0.1, unet_layer: Callable[[str, tuple], bool] = default_unet_layer,
                text_layer: Callable[[str, tuple], bool] = default_text_layer) -> dict[str, torch.Tensor]:

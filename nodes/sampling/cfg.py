@@ -130,7 +130,7 @@ class _UNetDenoiser:
         ).sample
         return out.to(x_in.device, torch.float32)
 
-    def _denoised(self, x: torch.Tensor, sigma: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    def _denoised(self, x: torch.Tensor, sigma: float, output: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -140,7 +140,7 @@ class _UNetDenoiser:
         x_in = x / math.sqrt(s * s + 1.0)
         # ComfyUI calls the UNet with the nearest integer timestep of sigma (see ModelSampling.timestep).
         timestep = self.model_sampling.timestep(sigma).float().reshape(1)
-        conds = [self.positive] if self.skips_uncond else [self.positive, self.negative]
+        conds = [self.positive] if self.negative is None or self.skips_uncond else [self.positive, self.negative]
         outputs = self._unet_output(x_in, timestep, conds, s).chunk(len(conds))
         denoised = [self._denoised(x, s, out) for out in outputs]
         if self.skips_uncond:

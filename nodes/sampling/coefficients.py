@@ -32,7 +32,8 @@ def lms_coefficients(sigmas: np.ndarray, i: int, order: int) -> list[float]:
 
 
 def _vp_fit(sigma_min: float = 0.002, sigma_max: float = 80.0, eps_s: float = 1e-3):
-    """The VP-SDE (beta_min, beta_d) whose sigma spans [sigma_min, sigma_max] over t in [eps_s, 1] (DEIS's EDM defaults)."""
+    """The VP-SDE (beta_min, beta_d) whose sigma spans [sigma_min, sigma_max] over t in [eps_s, 1]
+    (DEIS's EDM defaults)."""
     log_min = torch.log(torch.tensor(sigma_min) ** 2 + 1)
     log_max = torch.log(torch.tensor(sigma_max) ** 2 + 1)
     beta_d = 2 * (log_min / eps_s - log_max) / (eps_s - 1)

@@ -201,6 +201,7 @@ def dpmpp_3m_sde(denoise, x, sigmas, seed, callback, eta: float = 1.0):
             x = s_next / s * math.exp(-h * eta) * x - math.expm1(-h_eta) * denoised
             phi_2 = math.expm1(-h_eta) / h_eta + 1
             if h_2 is not None:
+                assert h_1 is not None and d_1 is not None and d_2 is not None  # set a step before h_2
                 r0, r1 = h_1 / h, h_2 / h
                 d1_0 = (denoised - d_1) / r0
                 d1_1 = (d_1 - d_2) / r1

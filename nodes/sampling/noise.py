@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import torch
 
 SEED_SPACE = 2**64
-"""Seeds are taken modulo 2**64, the range torch generators accept (negative seeds wrap the same way torch wraps them)."""
+"""Seeds are taken modulo 2**64, the range torch generators accept (negative seeds wrap the same way
+torch wraps them)."""
 
 
 def _generator(seed: int) -> torch.Generator:

@@ -7,7 +7,7 @@ from engine.backends.local import LocalBackend
 from engine.execute import Executor
 from engine.jobstore import JobStore
 from tests.backends.helpers import Harness
-from tests.engine.test_compile import pack_paths, pack_prompt, pack_registry  # noqa: F401 (fixtures)
+from tests.engine.helpers import pack_prompt
 
 
 def test_a_packs_own_loader_gets_worker_affinity(pack_registry, pack_paths, tmp_path):

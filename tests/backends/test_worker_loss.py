@@ -10,8 +10,8 @@ import signal
 
 import pytest
 
-from engine.jobstore import FINISHED, PENDING
 from engine.events import EXECUTION_RESTARTING as RESTARTING
+from engine.jobstore import FINISHED, PENDING
 from tests.backends.helpers import toy_prompt
 
 pytestmark = pytest.mark.ray

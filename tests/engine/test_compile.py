@@ -3,41 +3,13 @@
 from __future__ import annotations
 
 import pickle
-import shutil
-from pathlib import Path
 
 import pytest
 
 from engine.compile import CompiledPrompt
 from engine.execute import Executor, ValidationFailed
-from engine.paths import Paths
 from engine.registry import NodeRegistry
-from engine.workflow import Workflow
-
-PACK = Path(__file__).with_name("pack_with_own_models.py")
-
-
-@pytest.fixture
-def pack_registry(tmp_path) -> NodeRegistry:
-    """A registry that knows only the third-party pack, loaded from an extension folder."""
-    folder = tmp_path / "custom_nodes"
-    folder.mkdir()
-    shutil.copy(PACK, folder / "pack_with_own_models.py")
-    registry = NodeRegistry()
-    assert registry.load_extensions(folder) == ["PackLoader", "PackSampler"], registry.failures
-    return registry
-
-
-@pytest.fixture
-def pack_paths(tmp_path) -> Paths:
-    (tmp_path / "models" / "pack_models").mkdir(parents=True)
-    (tmp_path / "models" / "pack_models" / "a.bin").write_bytes(b"12345")
-    return Paths(models_dir=tmp_path / "models", output_dir=tmp_path / "out")
-
-
-def pack_prompt(model: str = "a.bin", seed: int = 1) -> Workflow:
-    return Workflow.from_api({"1": {"class_type": "PackLoader", "inputs": {"model_name": model}},
-                              "2": {"class_type": "PackSampler", "inputs": {"model": ["1", 0], "seed": seed, "steps": 2}}})
+from tests.engine.helpers import pack_prompt
 
 
 def test_a_packs_loader_declares_the_model_it_loads(pack_registry, pack_paths):

@@ -8,8 +8,14 @@ from engine.execute import Executor, ValidationFailed
 from engine.paths import Paths
 from engine.registry import NodeRegistry
 from engine.workflow import Workflow
-from nodes.latent import (DEFAULT_MAX_LATENT_PIXELS, EmptyLatentImage, LatentTooLargeError, LatentUpscale,
-                          LatentUpscaleBy, SetLatentNoiseMask)
+from nodes.latent import (
+    DEFAULT_MAX_LATENT_PIXELS,
+    EmptyLatentImage,
+    LatentTooLargeError,
+    LatentUpscale,
+    LatentUpscaleBy,
+    SetLatentNoiseMask,
+)
 from tests.nodes.capture import Capture
 
 
@@ -121,7 +127,10 @@ def test_upscale_to_pixels_divides_by_8_and_keeps_the_other_keys():
 
 def test_upscale_sizes_follow_comfyui_rules():
     source = latent(height=8, width=16)
-    size = lambda w, h: tuple(LatentUpscale().run(ctx(), source, "bilinear", w, h, "disabled")[0]["samples"].shape)
+
+    def size(w, h):
+        return tuple(LatentUpscale().run(ctx(), source, "bilinear", w, h, "disabled")[0]["samples"].shape)
+
     assert size(0, 128) == (1, 4, 16, 32)  # a 0 side follows the aspect ratio
     assert size(256, 0) == (1, 4, 16, 32)
     assert size(16, 16) == (1, 4, 8, 8)  # each side is at least 64 pixels
@@ -168,4 +177,5 @@ def test_noise_mask_is_reshaped_to_batch_channel_height_width():
     assert batched["noise_mask"].shape == (3, 1, 16, 24)
     assert "noise_mask" not in source
     info = SetLatentNoiseMask.__node_declaration__.object_info()
-    assert info["input"]["required"] == {"samples": ["LATENT"], "mask": ["MASK"]} and info["category"] == "latent/inpaint"
+    assert info["input"]["required"] == {"samples": ["LATENT"], "mask": ["MASK"]}
+    assert info["category"] == "latent/inpaint"

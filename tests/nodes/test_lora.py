@@ -279,7 +279,8 @@ def test_unknown_layers_warn_and_the_rest_applies(modules, caplog):
     state["lora_unet_down_blocks_0_attentions_0_proj_in.dora_scale"] = torch.ones(1)
     with caplog.at_level(logging.WARNING):
         lora = match_lora(state, "partly.safetensors", SD15, modules["unet"])
-    assert set(lora.not_loaded) == {"lora_unet_no_such_layer", "lora_unet_down_blocks_0_attentions_0_proj_in.dora_scale"}
+    assert set(lora.not_loaded) == {"lora_unet_no_such_layer",
+                                    "lora_unet_down_blocks_0_attentions_0_proj_in.dora_scale"}
     assert "2 key(s) not loaded" in caplog.text and "lora_unet_no_such_layer" in caplog.text
     assert lora.parts["unet"]
 
@@ -320,10 +321,10 @@ def test_the_builtin_lora_runs_on_the_builtin_model_with_nothing_installed(regis
 def test_a_lora_model_is_counted_by_its_patches_not_as_a_second_unet():
     from dataclasses import replace
 
-    from nodes.models.handles import ModelHandle, module_nbytes
     from nodes.models.family import SD15
-    from nodes.models.patching import WeightPatch
+    from nodes.models.handles import ModelHandle, module_nbytes
     from nodes.models.lora_weights import LoraLayer
+    from nodes.models.patching import WeightPatch
     from nodes.sampling import ModelSampling
 
     unet = torch.nn.Linear(100, 100)

@@ -15,7 +15,7 @@ from engine.types import IMAGE, Link
 from engine.workflow import Workflow
 from nodes.image_save import SaveImage
 from nodes.models.file_hash import sha256_file
-from tests.engine.test_compile import pack_paths, pack_prompt, pack_registry  # noqa: F401 (fixtures)
+from tests.engine.helpers import pack_prompt
 
 
 @node("ValueToImage", category="test", outputs=[Out(IMAGE)])

@@ -1,6 +1,5 @@
 """SaveImage / PreviewImage: ComfyUI's file naming, metadata, and never overwriting anything."""
 
-import json
 
 import numpy as np
 import pytest
