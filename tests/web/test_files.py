@@ -86,6 +86,8 @@ def test_save_our_ui_format_and_export_the_api_format(editor: EditorPage, server
     ksampler = next(n for n in ui["nodes"] if n["id"] == 3)
     assert ksampler["widgets_values"] == [42, "fixed", 20, 7, "euler", "normal", 1]
     assert {"ds"} <= set(ui["extra"]) and ksampler["properties"]["Node name for S&R"] == "KSampler"
+    # the size it is drawn at, in world units and without the title bar, as ComfyUI saves it
+    assert ksampler["size"] == editor.node(3).evaluate("e => [e.offsetWidth, e.offsetHeight - 30]")
 
     with editor.page.expect_download() as exported:
         open_menu_item(editor, "Export API format")

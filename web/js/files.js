@@ -92,8 +92,15 @@ export class Files {
     }
   }
 
+  /** Download the UI format, each node with the size it is drawn at (as ComfyUI saves it; the view keeps it, not the graph). */
   save() {
-    download(`${this.editor.name()}.json`, JSON.stringify(this.editor.graph.toJSON(), null, 2));
+    const { graph, view } = this.editor;
+    const ui = graph.toJSON();
+    for (const node of ui.nodes) {
+      const shown = graph.nodes.get(node.id);
+      if (shown && !shown.flags?.collapsed) node.size = view.drawnSize(shown);
+    }
+    download(`${this.editor.name()}.json`, JSON.stringify(ui, null, 2));
     this.editor.markSaved();
   }
 
