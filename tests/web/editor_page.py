@@ -130,6 +130,19 @@ class EditorPage:
             throw new Error("no empty point");
         }""")
 
+    def open_palette(self, query: str = "") -> Locator:
+        """Double-click the empty canvas and type into the palette's search; returns the palette."""
+        x, y = self.empty_point()
+        self.page.mouse.dblclick(x, y - 150)
+        palette = self.page.locator(".palette")
+        palette.locator("input").fill(query)
+        return palette
+
+    def add_from_palette(self, query: str) -> None:
+        """Add the palette's first answer to a search."""
+        self.open_palette(query)
+        self.page.keyboard.press("Enter")
+
     def answer(self, choice: str) -> None:
         """Answer the editor's question (e.g. about unsaved changes): "tab", "replace", "close" or "cancel"."""
         self.page.locator(f'.dialog button[data-choice="{choice}"]').click()

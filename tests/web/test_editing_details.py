@@ -8,10 +8,7 @@ from tests.web.editor_page import EditorPage
 
 def palette_results(editor: EditorPage, query: str) -> list[tuple[str, str]]:
     """(shown name, class name) of what the palette offers for a query, in its order."""
-    x, y = editor.empty_point()
-    editor.page.mouse.dblclick(x, y - 150)
-    editor.page.locator(".palette input").fill(query)
-    items = editor.page.locator(".palette-item")
+    items = editor.open_palette(query).locator(".palette-item")
     results = list(zip(items.locator(".palette-name").all_inner_texts(),
                        [item.get_attribute("data-type") for item in items.all()], strict=True))
     editor.page.keyboard.press("Escape")
@@ -62,9 +59,7 @@ def test_search_ranks_exact_and_prefix_matches_first_and_testing_nodes_last(edit
 
 
 def test_with_nothing_typed_the_palette_is_a_category_tree(editor: EditorPage):
-    x, y = editor.empty_point()
-    editor.page.mouse.dblclick(x, y - 150)
-    palette = editor.page.locator(".palette")
+    palette = editor.open_palette()
     folders = palette.locator(".palette-folder")
     top = [f.get_attribute("data-folder") for f in folders.all()]
     assert "sampling" in top and "latent" in top and top[-1] == "_for_testing"

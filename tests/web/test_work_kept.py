@@ -110,10 +110,7 @@ def test_tabs_are_kept_across_a_reload(editor: EditorPage):
     editor.set_widget(6, "text", "first tab")
     editor.page.click(".tab-add")
     assert editor.page.locator(".tab").count() == 2 and editor.node_ids() == []
-    x, y = editor.empty_point()
-    editor.page.mouse.dblclick(x, y - 150)
-    editor.page.locator(".palette input").fill("empty latent image")
-    editor.page.keyboard.press("Enter")
+    editor.add_from_palette("empty latent image")
     second = editor.workflow()
 
     editor.reload()
