@@ -107,6 +107,8 @@ def test_new_with_unsaved_changes_asks_and_can_be_undone(editor: EditorPage):
 
 
 def test_tabs_are_kept_across_a_reload(editor: EditorPage):
+    editor.reload()                                    # nothing changed: nothing unsaved after a reload either
+    assert editor.page.locator(".tab").count() == 1 and editor.page.locator(".tab.unsaved").count() == 0
     editor.set_widget(6, "text", "first tab")
     editor.page.click(".tab-add")
     assert editor.page.locator(".tab").count() == 2 and editor.node_ids() == []
