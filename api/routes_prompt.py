@@ -194,15 +194,13 @@ async def get_history(request: web.Request) -> web.Response:
     max_items = query_int(request, "max_items", None, minimum=0)
     offset = query_int(request, "offset", None, minimum=-1)
     store = request.app[STATE].store
-    return await json_response_in_thread(
-        lambda: {job.prompt_id: job.history_entry() for job in store.history(max_items, offset)})
+    text = await in_thread(store.history_json, max_items, offset)
+    return web.Response(text=text, content_type="application/json")
 
 
 async def get_history_item(request: web.Request) -> web.Response:
-    job = request.app[STATE].store.get(request.match_info["prompt_id"])
-    if job is None or job.state != FINISHED:
-        return web.json_response({})
-    return web.json_response({job.prompt_id: job.history_entry()})
+    text = request.app[STATE].store.history_item_json(request.match_info["prompt_id"])
+    return web.Response(text=text, content_type="application/json")
 
 
 async def post_history(request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
 from engine.errors import ExecutionError
 from engine.events import EXECUTION_ERROR, RunStatus
@@ -84,22 +84,32 @@ class Job:
     @property
     def display_number(self) -> int | float:
         """ComfyUI shows queue numbers as ints; keep fractional ones a client chose."""
-        return int(self.number) if float(self.number).is_integer() else self.number
+        return _display_number(self.number)
 
     def queue_item(self) -> list[Any]:
         """ComfyUI's `[number, prompt_id, prompt, extra_data, outputs_to_execute]`."""
         return [self.display_number, self.prompt_id, self.prompt, self.extra_data, self.outputs_to_execute]
 
-    def history_entry(self) -> dict[str, Any]:
-        """ComfyUI's `/history` entry for a finished job."""
-        status_str = "success" if self.status_str == "success" else "error"
-        return {
-            "prompt": self.queue_item(),
-            "outputs": self.outputs,
-            "status": {"status_str": status_str, "completed": self.status_str == "success",
-                       "messages": self.messages},
-            "meta": {node_id: {"node_id": node_id, "display_node": node_id} for node_id in self.outputs},
-        }
+
+def _display_number(number: float) -> int | float:
+    return int(number) if float(number).is_integer() else number
+
+
+def history_entry_json(row: sqlite3.Row) -> str:
+    """ComfyUI's `/history` entry of a finished job's row, as JSON text.
+
+    Spliced from the JSON the row stores (the prompt, extra data and messages are never decoded):
+    a long history is answered without building millions of objects, whose garbage collection
+    would stall the whole server.
+    """
+    outputs = row["outputs"] or "{}"
+    meta = {node_id: {"node_id": node_id, "display_node": node_id} for node_id in json.loads(outputs)}
+    success = row["status_str"] == "success"
+    item = ", ".join([json.dumps(_display_number(row["number"])), json.dumps(row["prompt_id"]), row["prompt"],
+                      row["extra_data"], row["outputs_to_execute"]])
+    status = (f'{{"status_str": {json.dumps("success" if success else "error")}, '
+              f'"completed": {json.dumps(success)}, "messages": {row["messages"] or "[]"}}}')
+    return f'{{"prompt": [{item}], "outputs": {outputs}, "status": {status}, "meta": {json.dumps(meta)}}}'
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -303,29 +313,42 @@ class JobStore:
         return [_job(r) for r in rows]
 
     def history(self, max_items: int | None = None, offset: int | None = None) -> list[Job]:
-        """Finished jobs, oldest first. Like ComfyUI: `max_items` alone gives the latest ones.
+        """Finished jobs, oldest first. Like ComfyUI: `max_items` alone gives the latest ones."""
+        return [_job(row) for row in self._history_rows(max_items, offset)]
 
-        Read in pages of `HISTORY_PAGE` rows, each under the lock on its own, so a long history
-        never holds the store (and whoever waits on it, such as `remaining`) for its whole length.
-        """
+    def history_json(self, max_items: int | None = None, offset: int | None = None) -> str:
+        """The `/history` answer (`{prompt_id: entry}`) as JSON text; see `history_entry_json`."""
+        return "{" + ", ".join(f"{json.dumps(row['prompt_id'])}: {history_entry_json(row)}"
+                               for row in self._history_rows(max_items, offset)) + "}"
+
+    def history_item_json(self, prompt_id: str) -> str:
+        """`/history/{prompt_id}`: `{prompt_id: entry}` for a finished job, else `{}`."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE prompt_id = ? AND state = ?",
+                                   (prompt_id, FINISHED)).fetchone()
+        return "{" + (f"{json.dumps(prompt_id)}: {history_entry_json(row)}" if row else "") + "}"
+
+    def _history_rows(self, max_items: int | None, offset: int | None) -> Iterator[sqlite3.Row]:
+        """Finished rows in history order, read in pages of `HISTORY_PAGE`, each under the lock on
+        its own, so a long history never holds the store (and whoever waits on it, such as
+        `remaining`) for its whole length."""
         with self._lock:
             total = self._db.execute("SELECT COUNT(*) AS n FROM jobs WHERE state = ?", (FINISHED,)).fetchone()["n"]
             if offset is None or offset < 0:
                 offset = max(0, total - max_items) if max_items is not None else 0
             first = self._db.execute("SELECT finish_seq FROM jobs WHERE state = ? ORDER BY finish_seq LIMIT 1 "
                                      "OFFSET ?", (FINISHED, offset)).fetchone()
-        wanted = max_items if max_items is not None else total
-        jobs: list[Job] = []
+        left = max_items if max_items is not None else total
         after = first["finish_seq"] - 1 if first is not None else None
-        while after is not None and len(jobs) < wanted:
-            page = min(HISTORY_PAGE, wanted - len(jobs))
+        while after is not None and left > 0:
+            page = min(HISTORY_PAGE, left)
             with self._lock:
                 rows = self._db.execute(
                     "SELECT * FROM jobs WHERE state = ? AND finish_seq > ? ORDER BY finish_seq LIMIT ?",
                     (FINISHED, after, page)).fetchall()
-            jobs.extend(_job(r) for r in rows)
+            yield from rows
+            left -= len(rows)
             after = rows[-1]["finish_seq"] if len(rows) == page else None
-        return jobs
 
     def delete_history(self, prompt_ids: Iterable[str]) -> int:
         return self._delete(FINISHED, prompt_ids)
