@@ -123,7 +123,8 @@ class EditorPage:
         """A point on the canvas background, away from every node."""
         return self.js("""() => {
             const rect = sdgraph.view.root.getBoundingClientRect();
-            for (let y = rect.bottom - 20; y > rect.top; y -= 20) for (let x = rect.left + 20; x < rect.right; x += 20) {
+            for (let y = rect.bottom - 20; y > rect.top; y -= 20)
+            for (let x = rect.left + 20; x < rect.right; x += 20) {
                 const hit = document.elementFromPoint(x, y);
                 if (hit === sdgraph.view.root) return [x, y];
             }
@@ -168,7 +169,8 @@ class EditorPage:
                         entry.bar = el.querySelector(".node-progress-bar").style.width;
                     }
                     if (type === "preview") {
-                        const img = document.querySelector(`.canvas .node[data-node-id="${e.detail.node}"] img.preview-image`);
+                        const node = `.canvas .node[data-node-id="${e.detail.node}"]`;
+                        const img = document.querySelector(`${node} img.preview-image`);
                         entry.shown = Boolean(img);
                     }
                     window.seen.push(entry);
@@ -209,7 +211,8 @@ def same_graph(a: dict, b: dict) -> bool:
         nodes = sorted(({"id": n["id"], "type": n["type"], "title": n.get("title"), "mode": n.get("mode", 0),
                          "widgets_values": n.get("widgets_values"),
                          "inputs": [(i["name"], i["type"], i.get("link")) for i in n.get("inputs", [])],
-                         "outputs": [(o["name"], o["type"], sorted(o.get("links") or [])) for o in n.get("outputs", [])]}
+                         "outputs": [(o["name"], o["type"], sorted(o.get("links") or []))
+                                     for o in n.get("outputs", [])]}
                         for n in ui["nodes"]), key=lambda n: n["id"])
         return json.dumps({"nodes": nodes, "links": sorted(map(list, ui["links"]))}, sort_keys=True)
     return essence(a) == essence(b)
