@@ -39,6 +39,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      help="listen on ADDR (default 0.0.0.0: every interface); requires a token")
     net.add_argument("--token", help="access token clients must send (Authorization: Bearer TOKEN, or ?token= "
                                      "on GET/WebSocket); generated and printed when --listen is given without one")
+    net.add_argument("--front-end", choices=("sdgraph", "comfyui"), default="sdgraph",
+                     help="the editor served at / (default sdgraph); comfyui: ComfyUI's own editor, ours then at "
+                          '/sdgraph/ (needs pip install ".[comfyui-frontend]")')
     folders = parser.add_argument_group("folders")
     folders.add_argument("--models-dir", default="models",
                          help="checkpoints/, vae/, loras/, embeddings/ (default models)")
@@ -94,7 +97,25 @@ def _is_loopback(address: str) -> bool:
         return is_loopback_host(address)
 
 
+class StartupError(Exception):
+    """A command-line choice the server cannot honour; the message says what to do."""
+
+
+def comfyui_front_end_dir() -> Path:
+    """The static files of ComfyUI's editor, from the optional `comfyui-frontend-package` (GPL-3.0, never vendored)."""
+    try:
+        import comfyui_frontend_package
+    except ImportError:
+        raise StartupError("--front-end comfyui needs ComfyUI's editor: pip install \".[comfyui-frontend]\" "
+                           "(or pip install comfyui-frontend-package==1.45.15)") from None
+    static = Path(comfyui_frontend_package.__file__).resolve().parent / "static"
+    if not (static / "index.html").is_file():
+        raise StartupError(f"comfyui-frontend-package has no static/index.html in {static.parent}: reinstall it")
+    return static
+
+
 def configure(args: argparse.Namespace) -> tuple[EngineConfig, ServerSettings]:
+    front_end_dir = comfyui_front_end_dir() if args.front_end == "comfyui" else None
     host = args.listen or args.host
     token = args.token
     if not _is_loopback(host) and not token:
@@ -115,7 +136,7 @@ def configure(args: argparse.Namespace) -> tuple[EngineConfig, ServerSettings]:
         loopback_only=_is_loopback(host), backend=args.backend, ray_address=args.ray_address,
         workers=args.workers, shared_outputs=args.shared_output_dir, header_timeout=args.header_timeout,
         body_timeout=args.body_timeout, max_connections_per_address=args.max_connections_per_address,
-        max_connections=args.max_connections)
+        max_connections=args.max_connections, front_end_dir=front_end_dir)
     return config, settings
 
 
@@ -143,7 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config, settings = configure(args)
+    try:
+        config, settings = configure(args)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(build_state(config, settings))
     tune_garbage_collector()
     try:

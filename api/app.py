@@ -15,6 +15,7 @@ from aiohttp import web
 from api import (
     openapi,
     routes_files,
+    routes_frontend,
     routes_info,
     routes_prompt,
     routes_settings,
@@ -40,6 +41,7 @@ def _add_routes(app: web.Application, routes: list[tuple[str, str, Any]]) -> Non
 async def _on_startup(app: web.Application) -> None:
     state = app[STATE]
     state.hub.attach(asyncio.get_running_loop())
+    routes_frontend.attach_log_buffer(state)
     state.queue.start()
 
 
@@ -49,6 +51,7 @@ async def _on_shutdown(app: web.Application) -> None:
 
 async def _on_cleanup(app: web.Application) -> None:
     state = app[STATE]
+    routes_frontend.detach_log_buffer(state)
     await asyncio.get_running_loop().run_in_executor(None, state.queue.stop)
     state.store.close()
 
@@ -58,7 +61,7 @@ def create_app(state: ServerState) -> web.Application:
                           client_max_size=state.settings.max_body_bytes)
     app[STATE] = state
     for module in (routes_prompt, routes_files, routes_info, routes_workflow, routes_userdata, routes_settings,
-                   routes_ws, openapi):
+                   routes_ws, routes_frontend, openapi):
         _add_routes(app, module.ROUTES)
     routes_static.add_static_routes(app)  # last: its catch-all must not shadow the API
     app.on_startup.append(_on_startup)

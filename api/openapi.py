@@ -100,6 +100,18 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
                                                   "free_memory": {"type": "boolean"}}}}),
     ("GET", "/features"): ("system", "The server's feature flags", {}),
     ("GET", "/extensions"): ("system", "Front-end extension scripts (none)", {}),
+    ("GET", "/i18n"): ("system", "Custom node packs' translations, by locale (none)", {}),
+    ("GET", "/workflow_templates"): ("system", "Custom node packs' template workflows, by pack (none)", {}),
+    ("GET", "/experiment/models"): ("models", "Model folders: [{name, folders}]", {
+        "ok": {"type": "array", "items": OBJ}}),
+    ("GET", "/experiment/models/{folder}"): ("models", "Model files: [{name, pathIndex, modified, created, size}]", {
+        "ok": {"type": "array", "items": OBJ}, "params": [_path_param("folder")], "errors": {"404": "unknown model folder"}}),
+    ("GET", "/view_metadata/{folder}"): ("models", "A model's safetensors metadata", {
+        "params": [_path_param("folder"), _query("filename", "the .safetensors file", required=True)],
+        "errors": {"404": "no such file, or no metadata"}}),
+    ("GET", "/internal/logs"): ("system", "The recent server log, as one string", {}),
+    ("GET", "/internal/logs/raw"): ("system", "The recent server log: {entries: [{t, m}], size}", {}),
+    ("GET", "/internal/folder_paths"): ("models", "Model folders by kind", {}),
     ("POST", "/workflow/convert"): ("workflow", "Convert a UI-format workflow (JSON or PNG) to API format", {
         "body": OBJ, "errors": {"400": "not a convertible workflow"}}),
     ("GET", "/workflows"): ("workflow", "Names of the workflows shipped in workflows/", {

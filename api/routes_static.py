@@ -1,17 +1,21 @@
 """The web editor's files from `web/` at `/` (index.html, or a placeholder page until it exists).
 
-Registered last, as a catch-all for GET: unknown paths answer a JSON 404 like any unknown route.
-Names resolve through `engine.paths.contained`, so nothing outside `web/` is ever served.
+With `--front-end comfyui`, ComfyUI's editor (the `comfyui-frontend-package` files) is at `/` and
+ours at `/sdgraph/`. Registered last, as a catch-all for GET: unknown paths answer a JSON 404 like
+any unknown route. Names resolve through `engine.paths.contained`, so nothing outside the editor's
+folder is ever served.
 """
 
 from __future__ import annotations
 
+import hmac
 import mimetypes
+from pathlib import Path
 
 from aiohttp import web
 
 from api.responses import ApiError
-from api.security import editor_csp
+from api.security import TOKEN_COOKIE, comfyui_csp, editor_csp
 from api.state import STATE
 from engine.paths import UnsafePathError, contained
 
@@ -32,8 +36,11 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:
+    return _file_in(request, request.app[STATE].settings.web_dir, editor_csp(request.host))
+
+
+def _file_in(request: web.Request, root: Path, csp: str) -> web.StreamResponse:
     name = request.match_info["name"]
-    root = request.app[STATE].settings.web_dir
     try:
         path = contained(root, name)
     except UnsafePathError:
@@ -41,10 +48,39 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root.resolve()).parts):
         raise ApiError(404, "not_found", "No such route or file", request.path)
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return web.FileResponse(path, headers={"Content-Type": content_type,
-                                           "Content-Security-Policy": editor_csp(request.host)})
+    return web.FileResponse(path, headers={"Content-Type": content_type, "Content-Security-Policy": csp})
+
+
+async def comfyui_index(request: web.Request) -> web.StreamResponse:
+    """ComfyUI's editor page; opened with a valid `?token=`, it also gets the token as a cookie, since
+    that editor sends no token of its own on its API calls, files and WebSocket."""
+    root = request.app[STATE].settings.front_end_dir
+    assert root is not None
+    response = web.FileResponse(root / "index.html", headers={
+        "Cache-Control": "no-cache", "Content-Security-Policy": comfyui_csp(request.host)})
+    token = request.app[STATE].settings.token
+    if token and hmac.compare_digest(request.query.get("token", "").encode(), token.encode()):
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
+    return response
+
+
+async def comfyui_file(request: web.Request) -> web.StreamResponse:
+    root = request.app[STATE].settings.front_end_dir
+    assert root is not None
+    return _file_in(request, root, comfyui_csp(request.host))
+
+
+async def our_editor_redirect(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/sdgraph/" + (f"?{request.query_string}" if request.query_string else ""))
 
 
 def add_static_routes(app: web.Application) -> None:
-    app.router.add_get("/", index)
-    app.router.add_get("/{name:.+}", static_file)
+    if app[STATE].settings.front_end_dir is None:
+        app.router.add_get("/", index)
+        app.router.add_get("/{name:.+}", static_file)
+        return
+    app.router.add_get("/sdgraph", our_editor_redirect)
+    app.router.add_get("/sdgraph/", index)
+    app.router.add_get("/sdgraph/{name:.+}", static_file)
+    app.router.add_get("/", comfyui_index)
+    app.router.add_get("/{name:.+}", comfyui_file)

@@ -53,6 +53,14 @@ def editor_csp(host: str) -> str:
             "form-action 'self'; frame-ancestors 'none'")
 
 
+def comfyui_csp(host: str) -> str:
+    """ComfyUI's editor's pages: as ours, plus what its build needs (web workers and fonts from blobs
+    and data URLs, WebAssembly); it still talks to this server only."""
+    return (editor_csp(host).replace("script-src 'self' 'unsafe-inline'",
+                                     "script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval' blob:")
+            + "; worker-src 'self' blob:; font-src 'self' data:; media-src 'self' data: blob:")
+
+
 def _with_security_headers(response: web.StreamResponse) -> web.StreamResponse:
     if not response.prepared:
         response.headers.setdefault(hdrs.X_CONTENT_TYPE_OPTIONS, "nosniff")
@@ -128,11 +136,17 @@ def same_origin(origin: str, host: str, scheme: str) -> bool:
     return origin_host == host_name or (is_loopback_host(origin_host) and is_loopback_host(host_name))
 
 
+TOKEN_COOKIE = "sdgraph_token"  # set when ComfyUI's editor is opened with ?token= (api/routes_static.py)
+
+
 def _token_ok(request: web.Request, token: str) -> bool:
     header = request.headers.get(hdrs.AUTHORIZATION, "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
         return True
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    if cookie is not None and hmac.compare_digest(cookie.encode(), token.encode()):
+        return True  # SameSite=Strict, and the Origin check below still applies to state changes
     query_token = request.query.get("token")
     return (request.method in ("GET", "HEAD") and query_token is not None
             and hmac.compare_digest(query_token.encode(), token.encode()))

@@ -51,6 +51,7 @@ class ServerSettings:
     ray_address: str = "auto"          # the Ray cluster to join ("auto", HOST:PORT, or "local" to start one)
     workers: int | None = None         # CPU workers (Ray: default one per GPU); local: in-process workers
     shared_outputs: bool = False       # Ray workers write to the output folder directly (shared storage)
+    front_end_dir: Path | None = None  # ComfyUI's editor files (--front-end comfyui): at /, ours at /sdgraph/
 
     @property
     def database(self) -> Path:
