@@ -1,0 +1,173 @@
+"""The web editor on big graphs: frame times and edit latencies measured from the page.
+
+    python bench/editor_big_graphs.py [--sizes 150 300 1000] [--repeats 3] [--frames 90]
+
+Starts the real server (as tests/web do) and Debian's headless Chromium (Playwright), generates
+graphs of each size from the server's real node types (about 1.3 links per node, laid out in
+columns), and for each repeat: opens it (`sdgraph.load`, until the next painted frame), pans at the
+fitted view and at 100 %, zooms in and out, then adds, connects, deletes a node and undoes. Pan
+and zoom are driven from `requestAnimationFrame` through the view's own `panBy`/`zoomAt` (what the
+pointer handlers call); fps and the p95 frame come from the rAF timestamps. An edit's time runs
+from the call to the end of the next frame. Prints the median of the repeats and the CPU model.
+Targets (issue 21): pan/zoom >= 50 fps at 300 nodes, edits < 30 ms, 1,000 nodes open < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, ServerProcess  # noqa: E402
+
+# Runs in the page: builds a graph of `size` nodes from real node types in a scratch Graph (so
+# nothing is drawn while building) and returns its UI-format JSON.
+GENERATE_JS = """
+(size) => {
+  const editor = window.sdgraph;
+  const graph = new editor.graph.constructor(editor.defs);
+  const types = editor.defs.list().filter((d) => !d.frontendOnly && d.inputs.length && d.outputs.length
+    && !/_for_testing|deprecated/i.test(d.category)).map((d) => d.type);
+  const sources = editor.defs.list().filter((d) => !d.frontendOnly && !d.inputs.length && d.outputs.length)
+    .map((d) => d.type);
+  let seed = 12345;
+  const random = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+  const perColumn = Math.ceil(Math.sqrt(size));
+  const ids = [];
+  for (let i = 0; i < size; i++) {
+    const pool = i % 5 === 0 ? sources : types;
+    const type = pool[Math.floor(random() * pool.length)];
+    const column = Math.floor(i / perColumn), row = i % perColumn;
+    ids.push(graph.addNode(type, [column * 420, row * 320], { seedControl: "fixed" }).id);
+  }
+  const wanted = Math.round(size * 1.3);
+  let links = 0;
+  for (let attempt = 0; attempt < size * 40 && links < wanted; attempt++) {
+    const t = 1 + Math.floor(random() * (ids.length - 1));
+    const target = graph.nodes.get(ids[t]);
+    const free = target.inputs.map((input, slot) => (input.link == null ? slot : -1)).filter((s) => s >= 0);
+    if (!free.length) continue;
+    const slot = free[Math.floor(random() * free.length)];
+    for (let back = 1; back <= 3 * perColumn && t - back >= 0; back++) {
+      const origin = graph.nodes.get(ids[t - back]);
+      const out = origin.outputs.findIndex((o, s) => graph.refusal(origin.id, s, target.id, slot) === null);
+      if (out >= 0) { graph.connect(origin.id, out, target.id, slot); links++; break; }
+    }
+  }
+  return graph.toJSON();
+}
+"""
+
+# Runs in the page: opens `ui`, then measures; returns one repeat's figures.
+MEASURE_JS = """
+async ([ui, frames]) => {
+  const editor = window.sdgraph, view = editor.view;
+  const settle = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+  const timed = async (edit) => { const t0 = performance.now(); edit(); await settle(); return performance.now() - t0; };
+  const rect = view.root.getBoundingClientRect();
+  const cx = rect.left + rect.width / 2, cy = rect.top + rect.height / 2;
+  const animate = (step) => new Promise((resolve) => {
+    const stamps = [];
+    const tick = (now) => {
+      stamps.push(now);
+      if (stamps.length > frames) {
+        const gaps = stamps.slice(1).map((t, i) => t - stamps[i]).sort((a, b) => a - b);
+        resolve({ fps: 1000 * gaps.length / (stamps.at(-1) - stamps[0]), p95: gaps[Math.floor(gaps.length * 0.95)] });
+        return;
+      }
+      step(stamps.length);
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  });
+  await settle();
+  const result = {};
+  result.open = await timed(() => editor.load(ui, "bench", { fit: true, saved: true }));
+  await settle();
+  const panFit = await animate((i) => view.panBy(i % 60 < 30 ? 12 : -12, i % 40 < 20 ? 5 : -5));
+  result.pan_fit_fps = panFit.fps; result.pan_fit_p95 = panFit.p95;
+  result.zoom_scale = view.scale;
+  const zoom = await animate((i) => view.zoomAt(cx, cy, i % 40 < 20 ? 1.06 : 1 / 1.06));
+  result.zoom_fps = zoom.fps; result.zoom_p95 = zoom.p95;
+  view.fit();
+  view.zoomAt(cx, cy, 1 / view.scale);      // 100 %, around the middle of the graph
+  await settle();
+  const pan100 = await animate((i) => view.panBy(i % 60 < 30 ? 12 : -12, i % 40 < 20 ? 5 : -5));
+  result.pan_100_fps = pan100.fps; result.pan_100_p95 = pan100.p95;
+  const [wx, wy] = view.toWorld(cx, cy);
+  let added;
+  result.add = await timed(() => { added = editor.addNode("KSampler", [wx, wy]); });
+  const origin = [...editor.graph.nodes.values()].find((n) => n.id !== added.id
+    && n.outputs.some((o, s) => editor.graph.refusal(n.id, s, added.id, 0) === null));
+  const slot = origin.outputs.findIndex((o, s) => editor.graph.refusal(origin.id, s, added.id, 0) === null);
+  result.connect = await timed(() => editor.graph.connect(origin.id, slot, added.id, 0));
+  view.select([added.id]);
+  result.delete = await timed(() => editor.deleteSelected());
+  result.undo = await timed(() => editor.undoStep());
+  result.nodes = editor.graph.nodes.size;
+  result.links = editor.graph.links.size;
+  return result;
+}
+"""
+
+COLUMNS = [("open", "open ms"), ("pan_fit_fps", "pan fps (fit)"), ("pan_fit_p95", "p95 ms"),
+           ("pan_100_fps", "pan fps (100%)"), ("pan_100_p95", "p95 ms"), ("zoom_fps", "zoom fps"),
+           ("zoom_p95", "p95 ms"), ("add", "add ms"), ("connect", "connect ms"), ("delete", "delete ms"),
+           ("undo", "undo ms")]
+
+
+def cpu_model() -> str:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
+    cpus = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("CPU(s)")), "?")
+    return f"{model} ({cpus} CPUs)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[150, 300, 1000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=90)
+    args = parser.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    with tempfile.TemporaryDirectory() as base:
+        server = ServerProcess(Path(base))
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1440, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(server.url + "/")
+                page.wait_for_selector("body.ready", timeout=60_000)
+                for size in args.sizes:
+                    ui = page.evaluate(GENERATE_JS, size)
+                    runs = [page.evaluate(MEASURE_JS, [ui, args.frames]) for _ in range(args.repeats)]
+                    median = {key: statistics.median(run[key] for run in runs) for key, _ in COLUMNS}
+                    rows.append((size, len(ui["links"]), median))
+                    print(f"{size} nodes done: " + ", ".join(f"{k}={v:.1f}" for k, v in median.items()), flush=True)
+                browser.close()
+                if errors:
+                    raise SystemExit("page errors:\n" + "\n".join(errors))
+        finally:
+            server.stop()
+
+    print(f"\nCPU: {cpu_model()}; Chromium headless, 1440x900; median of {args.repeats} repeats\n")
+    header = "| nodes | links | " + " | ".join(title for _, title in COLUMNS) + " |"
+    print(header)
+    print("|" + "|".join("-" * (len(cell) + 2) for cell in header.strip("|").split("|")) + "|")
+    for size, links, median in rows:
+        cells = [f"{median[key]:.0f}" if "fps" in key else f"{median[key]:.1f}" for key, _ in COLUMNS]
+        print(f"| {size} | {links} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
