@@ -109,12 +109,6 @@ def dpmpp_2m(denoise, x, sigmas, seed, callback):
     return _drive(scheduler, denoise, x, sigmas, callback, variance_preserving=True)
 
 
-def dpmpp_2m_sde(denoise, x, sigmas, seed, callback):
-    scheduler = _dpm_solver(sigmas, algorithm_type="sde-dpmsolver++")
-    return _drive(scheduler, denoise, x, sigmas, callback, variance_preserving=True,
-                  generator=_noise_generator(seed, x))
-
-
 def _uni_pc(variant: str):
     def run(denoise, x, sigmas, seed, callback):
         # ComfyUI's UniPC stops at sigma 0.001 instead of 0 (its log-SNR is infinite at 0).

@@ -2,15 +2,16 @@
 
 Where each sampler's update rule comes from:
 - diffusers: a diffusers scheduler class driven on our sigmas (`diffusers_steps`): euler, ddim,
-  euler_ancestral, dpmpp_2m, dpmpp_2m_sde, uni_pc, uni_pc_bh2.
+  euler_ancestral, dpmpp_2m, uni_pc, uni_pc_bh2.
 - k-diffusion: a loop of our own (`k_steps`), where diffusers cannot follow an
   arbitrary schedule or does something else than ComfyUI: heun, dpm_2, dpm_2_ancestral
   (diffusers interleaves their two stages into its own schedule and always ends
   with a first-order step), lms (diffusers integrates the last step to sigma 0;
   ComfyUI returns the prediction; diffusers also needs scipy), lcm and ddpm
   (diffusers' classes step between integer training timesteps), deis (diffusers'
-  DEIS is a different variant), dpmpp_sde and dpmpp_3m_sde (diffusers' SDE
-  scheduler needs torchsde; its multistep class has no third-order SDE step).
+  DEIS is a different variant).
+- `sde_steps`: dpmpp_sde, dpmpp_2m_sde and dpmpp_3m_sde, whose noise comes from a torchsde
+  Brownian tree seeded as ComfyUI seeds it (diffusers' multistep class draws plain randn).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import diffusers_steps, k_steps
+from . import diffusers_steps, k_steps, sde_steps
 from .cfg import Denoiser
 
 Callback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
@@ -52,12 +53,10 @@ SAMPLERS: dict[str, SamplerInfo] = {
         SamplerInfo("dpm_2", k_steps.dpm_2, discard_penultimate_sigma=True),
         SamplerInfo("dpm_2_ancestral", k_steps.dpm_2_ancestral, discard_penultimate_sigma=True),
         SamplerInfo("lms", k_steps.lms),
-        # dpmpp_sde, dpmpp_2m_sde and dpmpp_3m_sde draw seeded Gaussian noise per step where ComfyUI
-        # draws from a torchsde Brownian tree: a seed gives another (equally valid) image than ComfyUI's.
-        SamplerInfo("dpmpp_sde", k_steps.dpmpp_sde),
+        SamplerInfo("dpmpp_sde", sde_steps.dpmpp_sde),
         SamplerInfo("dpmpp_2m", diffusers_steps.dpmpp_2m),
-        SamplerInfo("dpmpp_2m_sde", diffusers_steps.dpmpp_2m_sde),
-        SamplerInfo("dpmpp_3m_sde", k_steps.dpmpp_3m_sde),
+        SamplerInfo("dpmpp_2m_sde", sde_steps.dpmpp_2m_sde),
+        SamplerInfo("dpmpp_3m_sde", sde_steps.dpmpp_3m_sde),
         SamplerInfo("ddpm", k_steps.ddpm),
         SamplerInfo("lcm", k_steps.lcm),
         SamplerInfo("deis", k_steps.deis),

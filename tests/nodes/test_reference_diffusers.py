@@ -92,7 +92,6 @@ EXPONENTIAL = dict(use_exponential_sigmas=True)
 DDIM_CONFIG = dict(clip_sample=False, set_alpha_to_one=True)  # alpha one: the last step lands on sigma 0, as ComfyUI's
 DDPM_CONFIG = dict(clip_sample=False)
 DPM = dict(algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint", final_sigmas_type="zero")
-DPM_SDE = {**DPM, "algorithm_type": "sde-dpmsolver++"}
 
 
 @dataclass(frozen=True)
@@ -138,8 +137,6 @@ TXT2IMG = [
     Pair("dpmpp_2m", "simple", DPMSolverMultistepScheduler, {**DPM, **TRAILING}),
     Pair("dpmpp_2m", "ddim_uniform", DPMSolverMultistepScheduler, DPM, given="timesteps"),
     Pair("dpmpp_2m", "beta", DPMSolverMultistepScheduler, DPM, given="timesteps"),
-    Pair("dpmpp_2m_sde", "normal", DPMSolverMultistepScheduler, DPM_SDE, given="timesteps"),
-    Pair("dpmpp_2m_sde", "karras", DPMSolverMultistepScheduler, {**DPM_SDE, **KARRAS}),
     # DDIM steps from t to t - 1000 // steps, so only evenly strided schedules are DDIM's.
     Pair("ddim", "simple", DDIMScheduler, {**DDIM_CONFIG, **TRAILING}),
     Pair("ddim", "ddim_uniform", DDIMScheduler, {**DDIM_CONFIG, **LEADING}),
@@ -157,7 +154,8 @@ TXT2IMG = [
 # - lms: diffusers' LMS integrates the last step to sigma 0; ComfyUI's returns the prediction there.
 # - uni_pc, uni_pc_bh2: ComfyUI stops at sigma 0.001 instead of 0 and drops the second-to-last sigma.
 # - deis: diffusers' DEISMultistepScheduler is a different DEIS variant than ComfyUI's "tab" one.
-# - dpmpp_sde: diffusers' DPMSolverSDEScheduler needs torchsde (a Brownian tree, not seeded randn).
+# - dpmpp_sde: paired with DPMSolverSDEScheduler (the same Brownian tree) in test_sde_noise.py.
+# - dpmpp_2m_sde: ComfyUI's noise is a Brownian tree; DPMSolverMultistepScheduler draws seeded randn.
 # - dpmpp_3m_sde: diffusers has no third-order SDE multistep step.
 # - dpm_2, dpm_2_ancestral: ComfyUI builds steps + 1 sigmas and drops the second-to-last, which
 #   no spacing of KDPM2(Ancestral)DiscreteScheduler reproduces ("trailing" comes closest:

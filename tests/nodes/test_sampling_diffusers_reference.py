@@ -114,8 +114,6 @@ CASES = {
     "dpm_2": lambda: KDPM2DiscreteScheduler(**SD),
     "dpm_2_ancestral": lambda: KDPM2AncestralDiscreteScheduler(**SD),
     "dpmpp_2m": lambda: DPMSolverMultistepScheduler(**SD, algorithm_type="dpmsolver++", final_sigmas_type="zero"),
-    "dpmpp_2m_sde": lambda: DPMSolverMultistepScheduler(**SD, algorithm_type="sde-dpmsolver++",
-                                                        final_sigmas_type="zero"),
     "uni_pc": lambda: UniPCMultistepScheduler(**SD, solver_order=3, solver_type="bh1", final_sigmas_type="zero"),
 }
 # The last step differs on purpose for these: ComfyUI's uni_pc stops at sigma 0.001.
