@@ -21,9 +21,8 @@ def module_nbytes(*modules: Any) -> int:
 
 
 def patch_nbytes(patches: tuple) -> int:
-    """Memory of LoRA patch tensors (their layers' down/up/mid matrices)."""
-    return sum(t.nbytes for patch in patches for layer in patch.layers.values()
-               for t in (layer.down, layer.up, getattr(layer, "mid", None)) if t is not None)
+    """Memory of LoRA patch tensors (their layers' factors)."""
+    return sum(layer.nbytes for patch in patches for layer in patch.layers.values())
 
 
 def handle_nbytes(patches: tuple, *modules: Any) -> int:

@@ -6,7 +6,7 @@ original LDM names for SDXL ones), `lora_te_<module>` (the text encoder; SDXL: `
 CLIP-L, `lora_te2_` for OpenCLIP-bigG, both in transformers names). Each layer holds
 `lora_down.weight`, `lora_up.weight`, optionally `alpha` (and `lora_mid.weight` for LyCORIS'
 Tucker-decomposed convolutions). diffusers/PEFT files (`unet.<module>.lora_A.weight`,
-`lora_B`) are read too.
+`lora_B`) are read too, and LyCORIS' LoHa, LoKr and full-diff layers (`lora_formats`).
 
 Underscored names cannot be split back into module paths reliably (`transformer_blocks`,
 `to_q`, `proj_in` all hold underscores), so the lookup goes the other way: every name each of
@@ -26,6 +26,7 @@ import torch
 
 from nodes.models.family import UNET_PREFIX, CheckpointFamily
 from nodes.models.ldm_export import unet_to_ldm
+from nodes.models.lora_formats import BIAS_LAYER_SUFFIX, FORMAT_FACTORS, FormatLayer, format_layers
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,14 @@ class LoraLayer:
         return 1.0 if self.alpha is None else self.alpha / self.rank
 
     @property
+    def out_features(self) -> int:
+        return int(self.up.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in (self.down, self.up, self.mid) if t is not None)
+
+    @property
     def numel(self) -> int:
         """How many weights the delta has (what must equal the target's size)."""
         kernel = math.prod(self.mid.shape[2:]) if self.mid is not None else 1
@@ -97,27 +106,41 @@ class LoraLayer:
         return (product * self.scale).reshape(tuple(shape))
 
 
+AnyLayer = LoraLayer | FormatLayer  # what a patch adds to one parameter: `.delta(shape, device)`
+
+
 @dataclass(frozen=True, eq=False)
 class MatchedLora:
     """A LoRA file's layers sorted onto a model's parts: part → {parameter name → layer}."""
 
     source: str
-    parts: Mapping[str, Mapping[str, LoraLayer]]
+    parts: Mapping[str, Mapping[str, AnyLayer]]
     not_loaded: tuple[str, ...] = field(default=())
 
 
-def read_layers(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, LoraLayer], list[str]]:
-    """Group a LoRA state dict into layers by name; also returns the keys that are no LoRA
-    factor we apply (DoRA scales, LoHa/LoKr factors, layers missing a factor)."""
+def read_layers(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, AnyLayer], list[str]]:
+    """Group a LoRA state dict into layers by name (LoRA/LoCon, LoHa, LoKr, full diffs); also returns
+    the keys that are no factor we apply (DoRA scales, norm diffs, layers missing a factor)."""
     factors: dict[str, dict[str, torch.Tensor]] = {}
+    lycoris: dict[str, dict[str, torch.Tensor]] = {}  # LoHa, LoKr, full-diff factors (lora_formats)
     other: list[str] = []
     for key, tensor in state.items():
         suffix = next((s for s in _FACTOR_SUFFIXES if key.endswith(s)), None)
         if suffix is None:
-            other.append(key)
+            name, _, factor = key.rpartition(".")
+            if factor in FORMAT_FACTORS:
+                lycoris.setdefault(name, {})[factor] = tensor
+            else:
+                other.append(key)
             continue
         factors.setdefault(key[:-len(suffix)], {})[_FACTOR_SUFFIXES[suffix]] = tensor
-    layers: dict[str, LoraLayer] = {}
+    for name, parts in lycoris.items():
+        if set(factors.get(name, {})) == {"alpha"}:  # a LoHa/LoKr layer's alpha
+            parts["alpha"] = factors.pop(name)["alpha"]
+    layers: dict[str, AnyLayer] = {}
+    formats, incomplete = format_layers(lycoris)
+    layers.update(formats)
+    other += incomplete
     for name, parts in factors.items():
         if "down" not in parts or "up" not in parts:
             other += [f"{name}{s}" for s, f in _FACTOR_SUFFIXES.items() if f in parts]
@@ -168,13 +191,14 @@ def text_encoder_layer_names(encoder: torch.nn.Module, kohya_prefix: str, peft_p
     return names
 
 
-def lora_family_hint(layers: Mapping[str, LoraLayer]) -> str | None:
+def lora_family_hint(layers: Mapping[str, AnyLayer]) -> str | None:
     """The family a LoRA looks made for, when its names or shapes tell (for error messages)."""
     if any(name.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for name in layers):
         return "SDXL"
     for name, layer in layers.items():
-        if name.replace(".", "_").endswith("attn2_to_k") and int(layer.down.shape[1]) in _CONTEXT_WIDTH_FAMILY:
-            return _CONTEXT_WIDTH_FAMILY[int(layer.down.shape[1])]
+        width = layer.numel // layer.out_features
+        if name.replace(".", "_").endswith("attn2_to_k") and width in _CONTEXT_WIDTH_FAMILY:
+            return _CONTEXT_WIDTH_FAMILY[width]
     if any(name.startswith("lora_te_") for name in layers):
         return "SD1.x or SD2.x"  # SDXL files name their two text encoders lora_te1_, lora_te2_
     return None
@@ -186,7 +210,7 @@ def _examples(items: Iterable[str]) -> str:
     return ", ".join(items[:_EXAMPLES]) + more
 
 
-def _family_advice(layers: Mapping[str, LoraLayer], family: CheckpointFamily) -> str:
+def _family_advice(layers: Mapping[str, AnyLayer], family: CheckpointFamily) -> str:
     label = _FAMILY_LABELS.get(family.config_dir, family.name)
     hint = lora_family_hint(layers)
     if hint and hint != label:
@@ -213,19 +237,24 @@ def match_lora(state: Mapping[str, torch.Tensor], source: str, family: Checkpoin
             targets.update({n: (part, w) for n, w in text_encoder_layer_names(encoder, kohya, peft).items()})
     shapes = {part: {n: tuple(p.shape) for n, p in m.named_parameters()} for part, m in modules.items()}
 
-    parts: dict[str, dict[str, LoraLayer]] = {}
+    parts: dict[str, dict[str, AnyLayer]] = {}
     unmatched: list[str] = []
     misfits: list[str] = []
     for name, layer in layers.items():
-        target = targets.get(name)
+        target = targets.get(name.removesuffix(BIAS_LAYER_SUFFIX))
         if target is None:
             if text_encoders is not None or not name.startswith(_ANY_TEXT_ENCODER_PREFIX):
                 unmatched.append(name)
             continue
         part, weight = target
+        if name.endswith(BIAS_LAYER_SUFFIX):
+            weight = weight[:-len("weight")] + "bias"
+            if weight not in shapes[part]:
+                unmatched.append(name)
+                continue
         shape = shapes[part][weight]
         if not layer.fits(shape):
-            misfits.append(f"{name} (LoRA {layer.up.shape[0]}×{layer.numel // layer.up.shape[0]}, "
+            misfits.append(f"{name} (LoRA {layer.out_features}×{layer.numel // layer.out_features}, "
                            f"model {'×'.join(map(str, shape))})")
             continue
         parts.setdefault(part, {})[weight] = layer
@@ -237,8 +266,8 @@ def match_lora(state: Mapping[str, torch.Tensor], source: str, family: Checkpoin
     if not layers:
         detail = f"e.g. {_examples(other)}" if other else "the file holds no tensors"
         raise LoraMismatchError(
-            f"LoRA {source!r} has no layers of a kind we apply (kohya/A1111 or diffusers LoRA, LoCon; "
-            f"LyCORIS LoHa/LoKr and DoRA are not supported): {detail}")
+            f"LoRA {source!r} has no layers of a kind we apply (kohya/A1111 or diffusers LoRA, LoCon, "
+            f"LyCORIS LoHa/LoKr and full diffs; DoRA is not supported): {detail}")
     if not parts and unmatched:
         raise LoraMismatchError(
             f"LoRA {source!r}: none of its {len(layers)} layers match this model "
