@@ -75,5 +75,6 @@ def guided_denoiser(model: ModelHandle, positive: Conditioning, negative: Condit
     negative = with_uncond_control(positive, negative)
     if _whole(positive) and _whole(negative):
         return unet_denoiser(model.unet, model.model_sampling, unet_cond(model, positive[0], *size),
-                             unet_cond(model, negative[0], *size), cfg)
+                             unet_cond(model, negative[0], *size), cfg,
+                             model.post_cfg)
     return CompositeDenoiser(model, positive, negative, cfg, size)

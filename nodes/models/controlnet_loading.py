@@ -20,6 +20,12 @@ from nodes.models.handles import ModelHandle, module_nbytes
 from nodes.models.ldm_export import unet_to_ldm
 from nodes.models.modules import assign_weights
 from nodes.models.state_dict_files import open_state_dict
+from nodes.models.t2i_adapter_loading import (
+    adapter_fits,
+    adapter_weights_and_config,
+    is_adapter,
+    is_t2i_adapter,
+)
 
 LDM_CONTROL_PREFIX = "control_model."
 LDM_HINT_KEY = "input_hint_block.0.weight"
@@ -63,6 +69,12 @@ def check_fits(net: Any, source: str, model: ModelHandle) -> None:
     """ValueError naming both when a ControlNet was made for another family than the checkpoint's."""
     unet_module: Any = model.unet
     unet, config = dict(unet_module.config), dict(net.config)
+    if is_adapter(net):
+        if not adapter_fits(net, unet):
+            raise ValueError(f"T2I-Adapter {source!r} ({config['adapter_type']}, features {list(config['channels'])})"
+                             f" does not fit checkpoint {model.source!r} ({family_label(unet)}, "
+                             f"{model.family.name}): use an adapter made for the checkpoint's family")
+        return
     if any(_normal(unet.get(f)) != _normal(config.get(f)) for f in FIT_FIELDS):
         raise ValueError(f"ControlNet {source!r} ({family_label(config)}) does not fit checkpoint "
                          f"{model.source!r} ({family_label(unet)}, {model.family.name}): use a ControlNet "
@@ -144,19 +156,25 @@ def controlnet_state_dict(state_dict: dict[str, torch.Tensor], name: str,
         return state_dict
     if LDM_CONTROL_PREFIX + LDM_HINT_KEY in state_dict or LDM_HINT_KEY in state_dict:
         return _original_layout(state_dict, base_unet)
-    raise ControlNetFileError(f"{name}: not a ControlNet (no {LDM_CONTROL_PREFIX}{LDM_HINT_KEY} or "
-                              f"{DIFFUSERS_HINT_KEY}); T2I-Adapters and other control models are not supported")
+    raise ControlNetFileError(f"{name}: not a ControlNet or T2I-Adapter (no {LDM_CONTROL_PREFIX}{LDM_HINT_KEY}, "
+                              f"{DIFFUSERS_HINT_KEY}, conv_in.weight or body.0.in_conv.weight)")
 
 
 def load_controlnet(path: Path, dtype: torch.dtype | None, device: str | torch.device,
                     base_unet: Any | None = None, name: str | None = None,
                     memory_format: torch.memory_format = torch.contiguous_format) -> ControlNetHandle:
-    """A ControlNet file as a `ControlNetModel`; a `config.json` beside a diffusers-layout file is used
-    as its config, else the config is read from the shapes."""
-    from diffusers import ControlNetModel
+    """A ControlNet file as a `ControlNetModel` (a T2I-Adapter as a `T2IAdapter`); a `config.json` beside a
+    diffusers-layout ControlNet is used as its config, else the config is read from the shapes."""
+    from diffusers import ControlNetModel, T2IAdapter
 
     name = name or path.name
     source = open_state_dict(path)
+    if is_t2i_adapter(source.tensors) and DIFFUSERS_HINT_KEY not in source.tensors:
+        weights, adapter_config = adapter_weights_and_config(dict(source.tensors), name)
+        with torch.device("meta"):
+            adapter: Any = T2IAdapter(**adapter_config)
+        return ControlNetHandle(assign_weights(adapter, weights, dtype=dtype, device=device,
+                                               component=f"{name}: t2i adapter"), name)
     tensors = controlnet_state_dict(dict(source.tensors), name, base_unet)
     beside = path.parent / "config.json"
     if DIFFUSERS_HINT_KEY in source.tensors and beside.is_file():

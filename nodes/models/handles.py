@@ -41,6 +41,8 @@ class ModelHandle:
     source: str
     latent_scale: float = 0.18215
     patches: tuple = field(default=())
+    hooks: tuple = field(default=())  # UnetHooks attached while sampling (FreeU, HyperTile...: unet_hooks)
+    post_cfg: tuple = field(default=())  # PostCfg guidance terms added after CFG (PAG: sampling.cfg)
 
     @property
     def estimated_nbytes(self) -> int:

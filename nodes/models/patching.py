@@ -19,6 +19,7 @@ import torch
 
 from nodes.models.handles import ClipHandle, ModelHandle
 from nodes.models.lora_weights import TEXT_ENCODER_PARTS, UNET_PART, LoraLayer
+from nodes.models.unet_hooks import hooks_attached
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,14 +28,33 @@ class WeightPatch:
 
     part: str
     strength: float
-    layers: Mapping[str, LoraLayer]  # parameter name → layer
+    layers: Mapping[str, LoraLayer]  # parameter name → layer (anything with `delta(shape, device)`)
     source: str = ""
+    strength_model: float = 1.0  # the weight is scaled by this before the delta is added (merges)
+
+    @property
+    def changes_weights(self) -> bool:
+        return bool(self.layers) and (self.strength != 0 or self.strength_model != 1.0)
+
+
+def patched_weight(name: str, weight: torch.Tensor, patches: Iterable[WeightPatch],
+                   dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`weight` with every patch that names it, in order, computed in float32 and cast to `dtype` (its own
+    by default): the one formula for sampling, encoding and saving, so a saved merge equals what was sampled."""
+    total = weight.to(torch.float32, copy=True)
+    for patch in patches:
+        layer = patch.layers.get(name)
+        if layer is not None:
+            if patch.strength_model != 1.0:
+                total *= patch.strength_model
+            total += layer.delta(weight.shape, weight.device) * patch.strength
+    return total.to(dtype or weight.dtype)
 
 
 @contextmanager
 def applied(module: torch.nn.Module, patches: Iterable[WeightPatch]) -> Iterator[torch.nn.Module]:
     """`module` with the patches added to its weights for the duration of the block."""
-    patches = [p for p in patches if p.strength != 0 and p.layers]
+    patches = [p for p in patches if p.changes_weights]
     names = list(dict.fromkeys(name for p in patches for name in p.layers))
     params = dict(module.named_parameters()) if names else {}
     originals: dict[str, torch.Tensor] = {}
@@ -43,22 +63,21 @@ def applied(module: torch.nn.Module, patches: Iterable[WeightPatch]) -> Iterator
             for name in names:
                 param = params[name]
                 weight = param.data
-                total = weight.to(torch.float32, copy=True)
-                for patch in patches:
-                    layer = patch.layers.get(name)
-                    if layer is not None:
-                        total += layer.delta(weight.shape, weight.device) * patch.strength
                 originals[name] = weight
-                param.data = total.to(weight.dtype)
+                param.data = patched_weight(name, weight, patches)
         yield module
     finally:
         for name, weight in originals.items():
             params[name].data = weight
 
 
-def model_patches_applied(model: ModelHandle):
-    """The model's UNet with its patches, for the duration of a `with` block (sampling)."""
-    return applied(model.unet, [p for p in model.patches if p.part == UNET_PART])
+@contextmanager
+def model_patches_applied(model: ModelHandle) -> Iterator[torch.nn.Module]:
+    """The model's UNet with its weight patches and forward hooks (`unet_hooks`), for the duration of
+    a `with` block (sampling)."""
+    with applied(model.unet, [p for p in model.patches if p.part == UNET_PART]) as unet, \
+            hooks_attached(unet, model.hooks):
+        yield unet
 
 
 @contextmanager

@@ -110,7 +110,7 @@ class _UNetDenoiser:
         return batched_residuals([
             control_residuals(c.control, x_in, timestep, sigma, embeds[i * n:(i + 1) * n],
                               {k: v[i * n:(i + 1) * n] for k, v in added.items()}, self.model_sampling)
-            for i, c in enumerate(conds)])
+            for i, c in enumerate(conds)], n)
 
     def _unet_output(self, x_in: torch.Tensor, timestep: torch.Tensor, conds: list[Cond],
                      sigma: float = 0.0) -> torch.Tensor:
@@ -120,8 +120,7 @@ class _UNetDenoiser:
         kwargs: dict = {"added_cond_kwargs": added} if added else {}
         residuals = self._control(x_in, timestep, sigma, conds, embeds, added)
         if residuals is not None:
-            kwargs["down_block_additional_residuals"] = tuple(r.to(param.dtype) for r in residuals[0])
-            kwargs["mid_block_additional_residual"] = residuals[1].to(param.dtype)
+            kwargs.update(residuals.unet_kwargs(param.dtype))
         out = self.unet(
             sample.to(param.device, param.dtype),
             timestep.to(param.device).expand(sample.shape[0]),

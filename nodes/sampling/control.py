@@ -1,23 +1,58 @@
 """ControlNet residuals for one UNet call: each applied ControlNet whose part of the schedule covers
 the current sigma runs on the same input, and their outputs are summed (ComfyUI chains them so).
 
-An applied control is any object with `net` (a diffusers ControlNetModel), `hint` [B, C, H, W]
+An applied control is any object with `net` (a diffusers ControlNetModel or T2IAdapter), `hint` [B, C, H, W]
 in 0..1, `strength`, `start_percent` and `end_percent` (nodes.conditioning.value.AppliedControl).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
+from nodes.models.t2i_adapter_loading import adapter_features, hint_size, is_adapter
 from nodes.resample import resize
 
 from .schedule import ModelSampling
 
 LATENT_TO_PIXELS = 8
-Residuals = tuple[list[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Residuals:
+    """What the controls add inside one UNet call: ControlNets' skip (`down`) and mid-block residuals,
+    T2I-Adapters' features added within the down blocks (`intrablock`), each None when absent."""
+
+    down: list[torch.Tensor] | None = None
+    mid: torch.Tensor | None = None
+    intrablock: list[torch.Tensor] | None = None
+
+    def __add__(self, other: "Residuals") -> "Residuals":
+        return Residuals(_sum_lists(self.down, other.down), _sum(self.mid, other.mid),
+                         _sum_lists(self.intrablock, other.intrablock))
+
+    def unet_kwargs(self, dtype: torch.dtype) -> dict[str, Any]:
+        """The diffusers UNet arguments; the adapter list is a fresh one, as the UNet pops from it."""
+        kwargs: dict[str, Any] = {}
+        if self.down is not None and self.mid is not None:
+            kwargs["down_block_additional_residuals"] = tuple(r.to(dtype) for r in self.down)
+            kwargs["mid_block_additional_residual"] = self.mid.to(dtype)
+        if self.intrablock is not None:
+            kwargs["down_intrablock_additional_residuals"] = [r.to(dtype) for r in self.intrablock]
+        return kwargs
+
+
+def _sum(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    return b if a is None else a if b is None else a + b
+
+
+def _sum_lists(a: list[torch.Tensor] | None, b: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return [x + y for x, y in zip(a, b)] + (a[len(b):] if len(a) > len(b) else b[len(a):])
 
 
 def percent_to_sigma(model_sampling: ModelSampling, percent: float) -> float:
@@ -34,43 +69,74 @@ def is_active(control: Any, sigma: float, model_sampling: ModelSampling) -> bool
             <= percent_to_sigma(model_sampling, control.start_percent))
 
 
-def hint_for(hint: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The hint at the latent's pixel size (nearest-exact after a centre crop, as ComfyUI resizes it)
-    and repeated to its batch."""
-    height, width = x.shape[2] * LATENT_TO_PIXELS, x.shape[3] * LATENT_TO_PIXELS
+def _to_batch(hint: torch.Tensor, batch: int) -> torch.Tensor:
+    if hint.shape[0] != batch:
+        hint = hint.repeat(math.ceil(batch / hint.shape[0]), *([1] * (hint.ndim - 1)))[:batch]
+    return hint
+
+
+def hint_for(hint: torch.Tensor, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """The hint at the latent's pixel size, or `size` (nearest-exact after a centre crop, as ComfyUI resizes
+    it) and repeated to its batch."""
+    height, width = size or (x.shape[2] * LATENT_TO_PIXELS, x.shape[3] * LATENT_TO_PIXELS)
     if tuple(hint.shape[2:]) != (height, width):
         hint = resize(hint.float(), width, height, "nearest-exact", "center")
-    if hint.shape[0] != x.shape[0]:
-        hint = hint.repeat(math.ceil(x.shape[0] / hint.shape[0]), 1, 1, 1)[:x.shape[0]]
-    return hint
+    return _to_batch(hint, x.shape[0])
+
+
+def _adapter_residuals(control: Any, x_in: torch.Tensor) -> Residuals:
+    """A T2I-Adapter's features (they depend on the hint alone), times the strength; an SDXL adapter's
+    last one goes to the mid block, which diffusers' UNet takes from the same list."""
+    net = control.net
+    hint = hint_for(control.hint, x_in[:1], hint_size(net, x_in.shape[2] * LATENT_TO_PIXELS,
+                                                       x_in.shape[3] * LATENT_TO_PIXELS))
+    features = adapter_features(net, hint)
+    return Residuals(intrablock=[_to_batch(f, x_in.shape[0]) * float(control.strength) for f in features])
 
 
 def control_residuals(controls: Sequence[Any], x_in: torch.Tensor, timestep: torch.Tensor, sigma: float,
                       embeds: torch.Tensor, added: dict[str, torch.Tensor],
                       model_sampling: ModelSampling) -> Residuals | None:
-    """The summed (down, mid) residuals of the controls active at `sigma`; None when none is."""
+    """The summed residuals of the controls active at `sigma`; None when none is."""
     total: Residuals | None = None
     for control in controls:
         if not is_active(control, sigma, model_sampling):
             continue
-        param = next(control.net.parameters())
-        kwargs = {"added_cond_kwargs": {k: v.to(param.device, param.dtype) for k, v in added.items()}} if added else {}
-        down, mid = control.net(
-            x_in.to(param.device, param.dtype), timestep.to(param.device).expand(x_in.shape[0]),
-            encoder_hidden_states=embeds.to(param.device, param.dtype),
-            controlnet_cond=hint_for(control.hint, x_in).to(param.device, param.dtype),
-            conditioning_scale=float(control.strength), return_dict=False, **kwargs)
-        total = (list(down), mid) if total is None else (
-            [a + b for a, b in zip(total[0], down)], total[1] + mid)
+        if is_adapter(control.net):
+            part = _adapter_residuals(control, x_in)
+        else:
+            param = next(control.net.parameters())
+            kwargs = {"added_cond_kwargs": {k: v.to(param.device, param.dtype) for k, v in added.items()}} \
+                if added else {}
+            down, mid = control.net(
+                x_in.to(param.device, param.dtype), timestep.to(param.device).expand(x_in.shape[0]),
+                encoder_hidden_states=embeds.to(param.device, param.dtype),
+                controlnet_cond=hint_for(control.hint, x_in).to(param.device, param.dtype),
+                conditioning_scale=float(control.strength), return_dict=False, **kwargs)
+            part = Residuals(list(down), mid)
+        total = part if total is None else total + part
     return total
 
 
-def batched_residuals(parts: list[Residuals | None]) -> Residuals | None:
-    """Per-cond residuals joined along the batch, zeros for a cond without active control."""
-    present = next((p for p in parts if p is not None), None)
-    if present is None:
+def _zeros(like: list[torch.Tensor] | None, rows: int) -> list[torch.Tensor] | None:
+    return None if like is None else [t.new_zeros((rows, *t.shape[1:])) for t in like]
+
+
+def batched_residuals(parts: list[Residuals | None], rows: int) -> Residuals | None:
+    """Per-cond residuals (each of `rows` items) joined along the batch, zeros where a cond lacks a kind."""
+    present = [p for p in parts if p is not None]
+    if not present:
         return None
-    filled = [p if p is not None else ([torch.zeros_like(t) for t in present[0]], torch.zeros_like(present[1]))
-              for p in parts]
-    down = [torch.cat([p[0][i] for p in filled]) for i in range(len(present[0]))]
-    return down, torch.cat([p[1] for p in filled])
+    down = next((p.down for p in present if p.down is not None), None)
+    mid = next((p.mid for p in present if p.mid is not None), None)
+    intrablock = next((p.intrablock for p in present if p.intrablock is not None), None)
+
+    def joined(pick, like):
+        if like is None:
+            return None
+        filled = [pick(p) if p is not None and pick(p) is not None else _zeros(like, rows) for p in parts]
+        return [torch.cat([f[i] for f in filled]) for i in range(len(like))]
+
+    mids = joined(lambda p: None if p.mid is None else [p.mid], None if mid is None else [mid])
+    return Residuals(joined(lambda p: p.down, down), None if mids is None else mids[0],
+                     joined(lambda p: p.intrablock, intrablock))
