@@ -60,6 +60,19 @@ def _stack_conds(conds: list[Cond], batch: int) -> tuple[torch.Tensor, dict[str,
     return embeds, added
 
 
+@dataclass
+class PostCfgArgs:
+    """What a term added after CFG sees (ComfyUI's post-CFG function arguments): the denoiser (to run
+    the UNet again), the input, both sides' predictions and the CFG result so far."""
+
+    denoiser: "_UNetDenoiser"
+    x: torch.Tensor
+    sigma: torch.Tensor
+    cond_denoised: torch.Tensor
+    uncond_denoised: torch.Tensor | None
+    denoised: torch.Tensor
+
+
 class _UNetDenoiser:
     """Shared call path of the epsilon and v denoisers; subclasses say how to read the output."""
 
@@ -70,8 +83,10 @@ class _UNetDenoiser:
         positive: Cond | torch.Tensor,
         negative: Cond | torch.Tensor | None = None,
         cfg: float = 1.0,
+        post_cfg: tuple = (),
     ):
         self.unet = unet
+        self.post_cfg = post_cfg  # callables PostCfgArgs → denoised, applied in order (PAG)
         self.model_sampling = model_sampling
         self.positive = _as_cond(positive)
         self.negative = None if negative is None else _as_cond(negative)
@@ -143,9 +158,22 @@ class _UNetDenoiser:
         outputs = self._unet_output(x_in, timestep, conds, s).chunk(len(conds))
         denoised = [self._denoised(x, s, out) for out in outputs]
         if self.skips_uncond:
-            return denoised[0]
+            return self._after_cfg(x, sigma, denoised[0], None, denoised[0])
         cond, uncond = denoised
-        return uncond + (cond - uncond) * self.cfg
+        return self._after_cfg(x, sigma, cond, uncond, uncond + (cond - uncond) * self.cfg)
+
+    def _after_cfg(self, x, sigma, cond, uncond, result):
+        for term in self.post_cfg:
+            result = term(PostCfgArgs(self, x, sigma, cond, uncond, result))
+        return result
+
+    @torch.no_grad()
+    def positive_denoised(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The positive side's prediction alone (a post-CFG term's extra UNet pass)."""
+        s = float(sigma)
+        timestep = self.model_sampling.timestep(torch.as_tensor(sigma, dtype=torch.float32)).float().reshape(1)
+        return self._denoised(x, s, self._unet_output(x / math.sqrt(s * s + 1.0), timestep, [self.positive], s))
+
 
 
 class EpsilonDenoiser(_UNetDenoiser):
@@ -162,10 +190,11 @@ class VDenoiser(_UNetDenoiser):
         return x / (sigma * sigma + 1.0) - output * sigma / math.sqrt(sigma * sigma + 1.0)
 
 
-def unet_denoiser(unet, model_sampling: ModelSampling, positive, negative=None, cfg: float = 1.0) -> _UNetDenoiser:
+def unet_denoiser(unet, model_sampling: ModelSampling, positive, negative=None, cfg: float = 1.0,
+                  post_cfg: tuple = ()) -> _UNetDenoiser:
     """The denoiser matching the model's prediction type."""
     cls = VDenoiser if model_sampling.prediction == "v_prediction" else EpsilonDenoiser
-    return cls(unet, model_sampling, positive, negative, cfg)
+    return cls(unet, model_sampling, positive, negative, cfg, post_cfg)
 
 
 def latent_mask(mask: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
