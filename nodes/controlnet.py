@@ -7,12 +7,14 @@ Several applied in a row are chained: their residuals add up, as in ComfyUI.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from engine.context import RunContext
 from engine.declare import Out, node
 from engine.paths import ModelFiles, Paths
-from engine.types import CONDITIONING, IMAGE, MODEL, VAE, Choice, Float, Link
+from engine.types import CONDITIONING, IMAGE, MASK, MODEL, VAE, Choice, Float, Link
 from nodes.conditioning.value import AppliedControl, Conditioning
 from nodes.loaders import file_stamp
 from nodes.models.controlnet_loading import ControlNetHandle, load_controlnet
@@ -71,7 +73,7 @@ def _hint(image: torch.Tensor) -> torch.Tensor:
 
 
 @node("ControlNetApply", display_name="Apply ControlNet (OLD)", category="conditioning/controlnet",
-      outputs=[Out(CONDITIONING, "CONDITIONING")])
+      outputs=[Out(CONDITIONING, "CONDITIONING")], deprecated=True)
 class ControlNetApply:
     """Applies a ControlNet to one conditioning (and, as ComfyUI does, to a negative without its own)."""
 
@@ -120,3 +122,45 @@ class ControlNetApplyAdvanced:
             return entry.with_(control=chains[entry.control])
 
         return (tuple(map(chained, positive)), tuple(map(chained, negative)))
+
+
+# ComfyUI's comfy/cldm/control_types.py: the control type numbers of union ControlNets.
+UNION_CONTROLNET_TYPES = {"auto": -1, "openpose": 0, "depth": 1, "hed/pidi/scribble/ted": 2,
+                          "canny/lineart/anime_lineart/mlsd": 3, "normal": 4, "segment": 5, "tile": 6, "repaint": 7}
+
+
+@node("SetUnionControlNetType", category="conditioning/controlnet", outputs=[Out(CONTROL_NET, "CONTROL_NET")])
+class SetUnionControlNetType:
+    """Says which kind of hint a union ControlNet is given ("auto": let it tell); other ControlNets ignore it."""
+
+    control_net = Link(CONTROL_NET)
+    type = Choice(list(UNION_CONTROLNET_TYPES))
+
+    def run(self, ctx: RunContext, control_net: ControlNetHandle, type: str) -> tuple:
+        number = UNION_CONTROLNET_TYPES.get(type, -1)
+        return (replace(control_net, control_type=(number,) if number >= 0 else ()),)
+
+
+@node("ControlNetInpaintingAliMamaApply", category="conditioning/controlnet",
+      outputs=[Out(CONDITIONING, "positive"), Out(CONDITIONING, "negative")])
+class ControlNetInpaintingAliMamaApply:
+    """Applies an inpainting ControlNet with the mask of the region to fill; ControlNets that take no mask
+    (every SD1.x/SDXL one) are applied to the image as "Apply ControlNet" does, as in ComfyUI."""
+
+    positive = Link(CONDITIONING)
+    negative = Link(CONDITIONING)
+    control_net = Link(CONTROL_NET)
+    vae = Link(VAE)
+    image = Link(IMAGE)
+    mask = Link(MASK)
+    strength = Float(1.0, min=0.0, max=10.0, step=0.01)
+    start_percent = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_percent = Float(1.0, min=0.0, max=1.0, step=0.001)
+
+    def run(self, ctx: RunContext, positive: Conditioning, negative: Conditioning, control_net: ControlNetHandle,
+            vae, image, mask, strength: float, start_percent: float, end_percent: float) -> tuple:
+        if getattr(control_net.config, "concat_mask", False):
+            raise ValueError(f"ControlNet {control_net.source!r} takes the inpainting mask with its hint "
+                             "(AliMama's SD3/Flux inpainting ControlNets); those models are not supported")
+        return ControlNetApplyAdvanced().run(ctx, positive, negative, control_net, image, strength, start_percent,
+                                             end_percent, vae)

@@ -40,10 +40,12 @@ class ControlNetFileError(ValueError):
 
 @dataclass(frozen=True)
 class ControlNetHandle:
-    """A loaded ControlNet: the value on a CONTROL_NET socket."""
+    """A loaded ControlNet or T2I-Adapter: the value on a CONTROL_NET socket. `control_type` is the union
+    ControlNet type SetUnionControlNetType chose (empty: auto)."""
 
     net: Any
     source: str
+    control_type: tuple[int, ...] = ()
 
     @property
     def config(self) -> Mapping[str, Any]:
