@@ -11,9 +11,11 @@ import math
 
 import torch
 
+from nodes.conditioning.regions import covers_whole, entry_weight
 from nodes.conditioning.value import CondEntry, Conditioning, with_uncond_control
 from nodes.models.controlnet_loading import check_fits
 from nodes.models.handles import ModelHandle
+from nodes.models.unclip_loading import with_image_inputs
 from nodes.sampling import Cond, unet_denoiser
 
 
@@ -21,8 +23,8 @@ def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int) -> 
     """The UNet inputs for one entry; SDXL also takes the pooled prompt and size/crop ids."""
     for control in entry.control:
         check_fits(control.net, control.source, model)
-    if not model.family.is_sdxl:
-        return Cond(entry.embeds, control=entry.control)
+    if not model.family.is_sdxl:  # unCLIP models also read an image embedding, as diffusers' class labels
+        return Cond(entry.embeds, {"class_labels": entry.adm} if entry.adm is not None else {}, entry.control)
     if entry.pooled is None:
         raise ValueError("SDXL conditioning needs a pooled prompt embedding (encode with an SDXL CLIP)")
     time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
@@ -30,7 +32,7 @@ def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int) -> 
 
 
 def _whole(entries: Conditioning) -> bool:
-    return len(entries) == 1 and entries[0].area is None and entries[0].strength == 1.0
+    return len(entries) == 1 and covers_whole(entries[0])
 
 
 class CompositeDenoiser:
@@ -48,15 +50,14 @@ class CompositeDenoiser:
         total = torch.zeros_like(x)
         weight = torch.full_like(x, 1e-37)  # ComfyUI's floor: uncovered regions predict 0
         for entry in entries:
-            h, w, y, x0 = entry.area or (x.shape[2], x.shape[3], 0, 0)
-            h, w = min(h, x.shape[2] - y), min(w, x.shape[3] - x0)
-            if h <= 0 or w <= 0:
+            placed = entry_weight(entry, x, float(sigma), self.model.model_sampling)
+            if placed is None:
                 continue
-            region = (slice(None), slice(None), slice(y, y + h), slice(x0, x0 + w))
+            region, mult = placed
             cond = unet_cond(self.model, entry, *self.size)
             denoised = unet_denoiser(self.model.unet, self.model.model_sampling, cond, None, 1.0)(x[region], sigma)
-            total[region] += denoised * entry.strength
-            weight[region] += entry.strength
+            total[region] += denoised * mult
+            weight[region] += mult
         return total / weight
 
     @torch.no_grad()
@@ -69,10 +70,12 @@ class CompositeDenoiser:
 
 
 def guided_denoiser(model: ModelHandle, positive: Conditioning, negative: Conditioning, cfg: float,
-                    latent_shape: torch.Size):
-    """The denoiser for this model, conditioning and CFG scale at this latent size."""
+                    latent_shape: torch.Size, seed: int = 0):
+    """The denoiser for this model, conditioning and CFG scale at this latent size (`seed`: the
+    sampler's, which also noises unCLIP image embeddings)."""
     size = (latent_shape[2] * 8, latent_shape[3] * 8)
     negative = with_uncond_control(positive, negative)
+    positive, negative = with_image_inputs(model, positive, seed), with_image_inputs(model, negative, seed)
     if _whole(positive) and _whole(negative):
         return unet_denoiser(model.unet, model.model_sampling, unet_cond(model, positive[0], *size),
                              unet_cond(model, negative[0], *size), cfg,

@@ -47,7 +47,7 @@ def run_sampler(ctx: RunContext, model: ModelHandle, seed: int, steps: int, cfg:
         return {**latent}
     noise = initial_noise(seed, samples.shape) if add_noise else torch.zeros_like(samples)
     x = ms.noise_scaling(float(sigmas[0]), noise, samples) if add_noise else samples
-    denoiser = guided_denoiser(model, positive, negative, cfg, samples.shape)
+    denoiser = guided_denoiser(model, positive, negative, cfg, samples.shape, seed)
     if latent.get("noise_mask") is not None:
         mask = latent_mask(latent["noise_mask"], samples.shape)
         kept_noise = inpaint_noise(seed, samples.shape) if info.random_inpaint_noise else noise

@@ -36,6 +36,19 @@ class CondEntry:
     strength: float = 1.0
     control: tuple[AppliedControl, ...] = ()
     control_to_uncond: bool = False
+    # Where and when it applies beyond `area` (nodes.conditioning.regions reads these while sampling):
+    # an area in fractions of the image (h, w, y, x), a mask [B, H, W] scaled by `mask_strength` (and
+    # optionally an area cut to its bounds), and the part of the schedule (ComfyUI's start/end percent).
+    area_fraction: tuple[float, float, float, float] | None = None
+    mask: torch.Tensor | None = None
+    mask_strength: float = 1.0
+    set_area_to_bounds: bool = False
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    # unCLIP image embeddings (nodes.unclip.UnclipImage, in order) and, once sampling starts, the
+    # unCLIP model's input made from them (its "class labels"); see nodes.unclip.
+    unclip: tuple = ()
+    adm: torch.Tensor | None = None
 
     def with_(self, **changes) -> "CondEntry":
         return replace(self, **changes)

@@ -133,6 +133,8 @@ class _UNetDenoiser:
         embeds, added = self._stacked_conds(conds, x_in.shape[0], param)
         sample = torch.cat([x_in] * len(conds)) if len(conds) > 1 else x_in  # one copy; repeat() takes ~20 ops
         kwargs: dict = {"added_cond_kwargs": added} if added else {}
+        if "class_labels" in added:  # unCLIP's image embedding input (nodes.models.unclip_loading)
+            kwargs["class_labels"] = added["class_labels"]
         residuals = self._control(x_in, timestep, sigma, conds, embeds, added)
         if residuals is not None:
             kwargs.update(residuals.unet_kwargs(param.dtype))
