@@ -42,6 +42,8 @@ async def _on_startup(app: web.Application) -> None:
     state = app[STATE]
     state.hub.attach(asyncio.get_running_loop())
     routes_frontend.attach_log_buffer(state)
+    if state.settings.front_end_dir is not None:
+        routes_frontend.prepare_user_folders(state)
     state.queue.start()
 
 
@@ -60,6 +62,7 @@ def create_app(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[error_middleware, security_middleware],
                           client_max_size=state.settings.max_body_bytes)
     app[STATE] = state
+    _add_routes(app, routes_frontend.USER_CSS_ROUTES)
     for module in (routes_prompt, routes_files, routes_info, routes_workflow, routes_userdata, routes_settings,
                    routes_ws, routes_frontend, openapi):
         _add_routes(app, module.ROUTES)

@@ -102,9 +102,12 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/extensions"): ("system", "Front-end extension scripts (none)", {}),
     ("GET", "/i18n"): ("system", "Custom node packs' translations, by locale (none)", {}),
     ("GET", "/workflow_templates"): ("system", "Custom node packs' template workflows, by pack (none)", {}),
+    ("GET", "/templates/{name}"): ("system", "The template browser's index files (no templates)", {
+        "params": [_path_param("name")], "errors": {"404": "not an index file"}}),
+    ("GET", "/global_subgraphs"): ("system", "Custom node packs' subgraph blueprints (none)", {}),
     ("GET", "/experiment/models"): ("models", "Model folders: [{name, folders}]", {
         "ok": {"type": "array", "items": OBJ}}),
-    ("GET", "/experiment/models/{folder}"): ("models", "Model files: [{name, pathIndex, modified, created, size}]", {
+    ("GET", "/experiment/models/{folder}"): ("models", "Model files: [{name, pathIndex, modified, size}]", {
         "ok": {"type": "array", "items": OBJ}, "params": [_path_param("folder")], "errors": {"404": "unknown model folder"}}),
     ("GET", "/view_metadata/{folder}"): ("models", "A model's safetensors metadata", {
         "params": [_path_param("folder"), _query("filename", "the .safetensors file", required=True)],
@@ -112,6 +115,8 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/internal/logs"): ("system", "The recent server log, as one string", {}),
     ("GET", "/internal/logs/raw"): ("system", "The recent server log: {entries: [{t, m}], size}", {}),
     ("GET", "/internal/folder_paths"): ("models", "Model folders by kind", {}),
+    ("GET", "/userdata/user.css"): ("userdata", "The user's stylesheet (empty when there is none)", {
+        "content": "text/css"}),
     ("POST", "/workflow/convert"): ("workflow", "Convert a UI-format workflow (JSON or PNG) to API format", {
         "body": OBJ, "errors": {"400": "not a convertible workflow"}}),
     ("GET", "/workflows"): ("workflow", "Names of the workflows shipped in workflows/", {

@@ -79,6 +79,26 @@ async def workflow_templates(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+async def global_subgraphs(request: web.Request) -> web.Response:
+    """Subgraph blueprints shipped by custom node packs, by id: none."""
+    return web.json_response({})
+
+
+# ComfyUI serves these from its optional `comfyui-workflow-templates` package; we ship no templates.
+TEMPLATE_INDEXES: dict[str, Any] = {"index_logo.json": {}, "fuse_options.json": None}
+
+
+async def template_index(request: web.Request) -> web.Response:
+    """The template browser's index files, empty: `index.json` (and `index.<locale>.json`) lists no
+    categories, the logos and search options are the editor's defaults."""
+    name = request.match_info["name"]
+    if name in TEMPLATE_INDEXES:
+        return web.json_response(TEMPLATE_INDEXES[name])
+    if name == "index.json" or (name.startswith("index.") and name.endswith(".json") and name.count(".") == 2):
+        return web.json_response([])
+    raise ApiError(404, "not_found", "No such template file", name)
+
+
 def _model_folders(state: ServerState) -> list[dict[str, Any]]:
     return [{"name": kind, "folders": [str(folder.resolve()) for folder in state.paths.model_dirs(kind)]}
             for kind in MODEL_KINDS]
@@ -168,14 +188,37 @@ async def logs_subscribe(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def user_css(request: web.Request) -> web.StreamResponse:
+    """The user's own stylesheet (`user.css` in their folder), which ComfyUI's editor page links
+    twice; an empty one when there is none, so the page loads without a failed request."""
+    path = request.app[STATE].settings.user_data_dir / "user.css"
+    if path.is_file() and not path.is_symlink():
+        return web.FileResponse(path, headers={"Content-Type": "text/css", "Cache-Control": "no-cache"})
+    return web.Response(text="", content_type="text/css", headers={"Cache-Control": "no-cache"})
+
+
+def prepare_user_folders(state: ServerState) -> None:
+    """The folders ComfyUI's editor lists on start (saved workflows, subgraphs) and its node templates
+    file, so a first start answers them as a used ComfyUI does rather than with a 404 each."""
+    for folder in ("workflows", "subgraphs"):
+        (state.settings.user_data_dir / folder).mkdir(parents=True, exist_ok=True)
+    templates = state.settings.user_data_dir / "comfy.templates.json"
+    if not templates.exists():
+        templates.write_text("[]")
+
+
 async def folder_paths(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return web.json_response({entry["name"]: entry["folders"] for entry in _model_folders(state)})
 
 
+# Before the user-data routes, whose `/userdata/{file}` would answer 404 for a missing user.css.
+USER_CSS_ROUTES = [("GET", "/userdata/user.css", user_css)]
 ROUTES = [
     ("GET", "/i18n", i18n),
     ("GET", "/workflow_templates", workflow_templates),
+    ("GET", "/templates/{name}", template_index),
+    ("GET", "/global_subgraphs", global_subgraphs),
     ("GET", "/experiment/models", experiment_model_folders),
     ("GET", "/experiment/models/{folder}", experiment_models),
     ("GET", "/view_metadata/{folder}", view_metadata),

@@ -75,13 +75,20 @@ def _devices(ram_total: int, ram_free: int) -> list[dict[str, Any]]:
                         "torch_vram_total": 0, "torch_vram_free": 0}]
 
 
+def _argv() -> list[str]:
+    """The command line, token hidden. ComfyUI's API nodes (its paid cloud nodes) do not exist here:
+    its editor reads `--disable-api-nodes` here to make no calls to api.comfy.org."""
+    argv = redacted_argv(sys.argv)
+    return argv if "--disable-api-nodes" in argv else [*argv, "--disable-api-nodes"]
+
+
 async def system_stats(request: web.Request) -> web.Response:
     ram_total, ram_free = _memory()
     queue = request.app[STATE].queue
     return web.json_response({
         "system": {"os": os.name, "platform": platform.platform(), "ram_total": ram_total, "ram_free": ram_free,
                    "python_version": sys.version, "pytorch_version": _version("torch"),
-                   "sdgraph_version": _version("sdgraph"), "embedded_python": False, "argv": redacted_argv(sys.argv)},
+                   "sdgraph_version": _version("sdgraph"), "embedded_python": False, "argv": _argv()},
         "devices": _devices(ram_total, ram_free),
         "workers": {"backend": queue.backend.name, "workers": queue.workers()},  # ours; ComfyUI has no such key
     })

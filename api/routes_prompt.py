@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from api import routes_comfy_jobs
 from api.responses import (
     ApiError,
     error_response,
@@ -249,6 +250,8 @@ async def get_job(request: web.Request) -> web.Response:
 async def get_jobs(request: web.Request) -> web.Response:
     state = request.app[STATE]
     wanted = request.query.get("status")
+    if routes_comfy_jobs.is_comfy_query(wanted):  # ComfyUI's editor's form of this route
+        return await routes_comfy_jobs.get_comfy_jobs(request)
     if wanted not in (None, PENDING, RUNNING, FINISHED):
         raise ApiError(400, "invalid_query", "status must be pending, running or finished", f"received {wanted!r}")
     limit = min(query_int(request, "limit", 100, minimum=1) or 100, 1000)

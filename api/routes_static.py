@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from api import routes_frontend
 from api.responses import ApiError
 from api.security import TOKEN_COOKIE, comfyui_csp, editor_csp
 from api.state import STATE
@@ -70,6 +71,11 @@ async def comfyui_file(request: web.Request) -> web.StreamResponse:
     return _file_in(request, root, comfyui_csp(request.host))
 
 
+async def no_favicon(request: web.Request) -> web.StreamResponse:
+    """ComfyUI's editor sets its icon itself; the browser's own request for one gets an empty answer."""
+    return web.Response(status=204)
+
+
 async def our_editor_redirect(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/sdgraph/" + (f"?{request.query_string}" if request.query_string else ""))
 
@@ -83,4 +89,6 @@ def add_static_routes(app: web.Application) -> None:
     app.router.add_get("/sdgraph/", index)
     app.router.add_get("/sdgraph/{name:.+}", static_file)
     app.router.add_get("/", comfyui_index)
+    app.router.add_get("/user.css", routes_frontend.user_css)  # the page links it at the root too
+    app.router.add_get("/favicon.ico", no_favicon)
     app.router.add_get("/{name:.+}", comfyui_file)

@@ -54,10 +54,12 @@ def editor_csp(host: str) -> str:
 
 
 def comfyui_csp(host: str) -> str:
-    """ComfyUI's editor's pages: as ours, plus what its build needs (web workers and fonts from blobs
-    and data URLs, WebAssembly); it still talks to this server only."""
+    """ComfyUI's editor's pages: as ours, plus what its build needs (its translations compile with
+    eval, WebAssembly loaded from data URLs, web workers and fonts from blobs); it still talks to
+    this server only."""
     return (editor_csp(host).replace("script-src 'self' 'unsafe-inline'",
-                                     "script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval' blob:")
+                                     "script-src 'self' 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval' blob:")
+            .replace("connect-src 'self'", "connect-src 'self' data: blob:")
             + "; worker-src 'self' blob:; font-src 'self' data:; media-src 'self' data: blob:")
 
 
