@@ -108,7 +108,8 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/experiment/models"): ("models", "Model folders: [{name, folders}]", {
         "ok": {"type": "array", "items": OBJ}}),
     ("GET", "/experiment/models/{folder}"): ("models", "Model files: [{name, pathIndex, modified, size}]", {
-        "ok": {"type": "array", "items": OBJ}, "params": [_path_param("folder")], "errors": {"404": "unknown model folder"}}),
+        "ok": {"type": "array", "items": OBJ}, "params": [_path_param("folder")],
+        "errors": {"404": "unknown model folder"}}),
     ("GET", "/view_metadata/{folder}"): ("models", "A model's safetensors metadata", {
         "params": [_path_param("folder"), _query("filename", "the .safetensors file", required=True)],
         "errors": {"404": "no such file, or no metadata"}}),
