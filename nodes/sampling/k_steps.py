@@ -152,3 +152,19 @@ def ddpm(denoise, x, sigmas, seed, callback):
             x = x + ((1 - alpha) * (1.0 - abar_prev) / (1.0 - abar)) ** 0.5 * noise()
             x = x * math.sqrt(1.0 + s_next * s_next)
     return x
+
+
+def euler_ancestral_with(denoise, x, sigmas, seed, callback, eta: float = 1.0, s_noise: float = 1.0):
+    """Euler ancestral with SamplerEulerAncestral's options (KSampler's euler_ancestral is eta = s_noise = 1)."""
+    noise = StepNoise(seed, x)
+    total = len(sigmas) - 1
+    for i in range(total):
+        s = float(sigmas[i])
+        denoised = denoise(x, _sig(sigmas, i))
+        sigma_down, sigma_up = ancestral_step(s, float(sigmas[i + 1]), eta)
+        callback(i, total, x, denoised)
+        if sigma_down == 0:
+            x = denoised
+            continue
+        x = x + _d(x, s, denoised) * (sigma_down - s) + noise() * s_noise * sigma_up
+    return x

@@ -1,0 +1,164 @@
+"""SamplerCustom and SamplerCustomAdvanced: KSampler taken apart into NOISE, GUIDER, SAMPLER and SIGMAS.
+
+The pieces compose to exactly what KSampler computes: the same seeded noise, the same starting point
+(`noise_scaling` at the first sigma), the same guided denoiser and the same sampler loop; SDE samplers
+get the noise seed for their Brownian tree, as in ComfyUI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.context import RunContext
+from engine.declare import Out, node
+from engine.types import CONDITIONING, LATENT, MODEL, Boolean, Float, Int, Link
+from nodes.conditioning.value import Conditioning
+from nodes.guidance import guided_denoiser
+from nodes.models.handles import ModelHandle
+from nodes.models.patching import model_patches_applied
+from nodes.previews import preview_jpeg
+from nodes.sampler_select import SAMPLER, SIGMAS, SamplerChoice
+from nodes.sampling import MaskedDenoiser, initial_noise, latent_mask
+
+NOISE = "NOISE"
+GUIDER = "GUIDER"
+SEED_MAX = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class NoiseSource:
+    """Starting noise seeded as KSampler seeds it, or zeros when disabled; the seed also seeds the SDE
+    samplers' Brownian tree either way (DisableNoise's is 0), as in ComfyUI."""
+
+    seed: int
+    enabled: bool = True
+
+    def draw(self, shape: torch.Size) -> torch.Tensor:
+        return initial_noise(self.seed, shape) if self.enabled else torch.zeros(shape)
+
+
+@dataclass(frozen=True)
+class Guider:
+    """A model with its conditioning and CFG scale; `negative` None means no unconditional pass (BasicGuider)."""
+
+    model: ModelHandle
+    positive: Conditioning
+    negative: Conditioning | None
+    cfg: float
+
+    def denoiser(self, shape: torch.Size):
+        # BasicGuider: the positive alone (cfg 1 skips the unconditional pass, so the negative is never used).
+        negative = self.positive if self.negative is None else self.negative
+        return guided_denoiser(self.model, self.positive, negative, self.cfg, shape)
+
+
+def sample_custom(ctx: RunContext, guider: Guider, noise: NoiseSource, sampler: SamplerChoice, sigmas: torch.Tensor,
+                  latent: dict) -> tuple[dict, dict]:
+    """(output, denoised_output): the sampled LATENT and the last step's prediction of the clean latent."""
+    model = guider.model
+    scale = model.latent_scale
+    samples = latent["samples"].float() * scale
+    sigmas = sigmas.detach().float().cpu()
+    if len(sigmas) <= 1:
+        return {**latent}, {**latent}
+    drawn = noise.draw(samples.shape)
+    x = model.model_sampling.noise_scaling(float(sigmas[0]), drawn, samples)
+    denoiser = guider.denoiser(samples.shape)
+    if latent.get("noise_mask") is not None:
+        denoiser = MaskedDenoiser(denoiser, samples, drawn, latent_mask(latent["noise_mask"], samples.shape))
+    total = len(sigmas) - 1
+    previews = bool(ctx.settings.get("previews"))
+    last: dict[str, torch.Tensor] = {}
+
+    def step(i: int, _total: int, _x: torch.Tensor, denoised: torch.Tensor) -> None:
+        last["x0"] = denoised
+        if previews:
+            ctx.preview("JPEG", preview_jpeg(denoised, model.family.is_sdxl))
+        ctx.progress(i + 1, total)
+
+    with model_patches_applied(model), torch.inference_mode():
+        out = sampler.loop()(denoiser, x.float(), sigmas, noise.seed, step)
+    output = {**latent, "samples": (out / scale).cpu()}
+    denoised_output = {**latent, "samples": (last["x0"] / scale).cpu()} if "x0" in last else output
+    return output, denoised_output
+
+
+@node("RandomNoise", category="sampling/noise", outputs=[Out(NOISE)])
+class RandomNoise:
+    """Seeded starting noise, drawn as KSampler draws it."""
+
+    noise_seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
+
+    def run(self, ctx: RunContext, noise_seed) -> tuple:
+        return (NoiseSource(noise_seed),)
+
+
+@node("DisableNoise", category="sampling/noise", outputs=[Out(NOISE)])
+class DisableNoise:
+    """No starting noise: sample from the latent as it is (for already-noised latents)."""
+
+    def run(self, ctx: RunContext) -> tuple:
+        return (NoiseSource(0, enabled=False),)
+
+
+@node("CFGGuider", display_name="CFG Guider", category="sampling/guiders", outputs=[Out(GUIDER)])
+class CFGGuider:
+    """Classifier-free guidance between a positive and a negative conditioning."""
+
+    model = Link(MODEL)
+    positive = Link(CONDITIONING)
+    negative = Link(CONDITIONING)
+    cfg = Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01)
+
+    def run(self, ctx: RunContext, model, positive, negative, cfg) -> tuple:
+        return (Guider(model, positive, negative, cfg),)
+
+
+@node("BasicGuider", display_name="Basic Guider", category="sampling/guiders", outputs=[Out(GUIDER)])
+class BasicGuider:
+    """The conditioning alone, no CFG (distilled and few-step models)."""
+
+    model = Link(MODEL)
+    conditioning = Link(CONDITIONING)
+
+    def run(self, ctx: RunContext, model, conditioning) -> tuple:
+        return (Guider(model, conditioning, None, 1.0),)
+
+
+@node("SamplerCustom", category="sampling/custom_sampling",
+      outputs=[Out(LATENT, "output"), Out(LATENT, "denoised_output")])
+class SamplerCustom:
+    """KSampler with the sampler and the schedule given as objects."""
+
+    model = Link(MODEL)
+    add_noise = Boolean(True)
+    noise_seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
+    cfg = Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01)
+    positive = Link(CONDITIONING)
+    negative = Link(CONDITIONING)
+    sampler = Link(SAMPLER)
+    sigmas = Link(SIGMAS)
+    latent_image = Link(LATENT)
+
+    def run(self, ctx: RunContext, model, add_noise, noise_seed, cfg, positive, negative, sampler, sigmas,
+            latent_image) -> tuple:
+        noise = NoiseSource(noise_seed, enabled=add_noise)
+        return sample_custom(ctx, Guider(model, positive, negative, cfg), noise, sampler, sigmas, latent_image)
+
+
+@node("SamplerCustomAdvanced", category="sampling/custom_sampling",
+      outputs=[Out(LATENT, "output"), Out(LATENT, "denoised_output")])
+class SamplerCustomAdvanced:
+    """Sampling from four objects: noise, guider, sampler and schedule."""
+
+    noise = Link(NOISE)
+    guider = Link(GUIDER)
+    sampler = Link(SAMPLER)
+    sigmas = Link(SIGMAS)
+    latent_image = Link(LATENT)
+
+    def run(self, ctx: RunContext, noise, guider, sampler, sigmas, latent_image) -> tuple:
+        return sample_custom(ctx, guider, noise, sampler, sigmas, latent_image)
+

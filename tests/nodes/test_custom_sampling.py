@@ -1,0 +1,150 @@
+"""Custom sampling: NOISE + GUIDER + SAMPLER + SIGMAS graphs give exactly what the equivalent KSampler gives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.config import EngineConfig, build_registry
+from engine.context import RunContext
+from engine.declare import NodeResult, node
+from engine.execute import Executor
+from engine.paths import Paths
+from engine.registry import NodeRegistry
+from engine.types import ANY, Link
+from engine.workflow import Workflow
+from nodes.sampler_select import FlipSigmas, SplitSigmas, SplitSigmasDenoise
+from nodes.sampling import ModelSampling, ksampler_sigmas
+
+SEED, STEPS, CFG = 42, 3, 5.0
+captured: dict[str, object] = {}
+
+
+@node("CaptureById", output_node=True, always_rerun=True)
+class CaptureById:
+    """Hands what reaches it to the test, keyed by node id."""
+
+    value = Link(ANY)
+
+    def run(self, ctx: RunContext, value):
+        captured[ctx.node_id] = value
+        return NodeResult(ui={})
+
+
+@pytest.fixture(scope="module")
+def executor(models_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("custom")
+    registry = NodeRegistry([CaptureById, *[d.cls for d in build_registry(EngineConfig(extension_dirs=[]))]])
+    return Executor(registry, Paths(models_dir, root / "input", root / "output", root / "temp"))
+
+
+def base_graph() -> dict:
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+    }
+
+
+def run(executor, graph: dict, *keys: str) -> list:
+    captured.clear()
+    for key in keys:
+        graph[f"c{key}"] = {"class_type": "CaptureById", "inputs": {"value": [key, 0]}}
+    result = executor.execute(Workflow.from_api(graph))
+    assert result.status == "success", result.error
+    return [captured[f"c{key}"] for key in keys]
+
+
+def ksampler(sampler: str, scheduler: str, cfg: float = CFG) -> dict:
+    return {"class_type": "KSampler", "inputs": {
+        "model": ["4", 0], "seed": SEED, "steps": STEPS, "cfg": cfg, "sampler_name": sampler, "scheduler": scheduler,
+        "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0], "denoise": 1.0}}
+
+
+@pytest.mark.parametrize("sampler, scheduler", [("euler", "normal"), ("euler_ancestral", "karras"),
+                                                ("dpmpp_2m_sde", "karras"), ("lcm", "sgm_uniform")])
+def test_sampler_custom_and_advanced_equal_ksampler(executor, sampler, scheduler):
+    graph = base_graph()
+    graph["3"] = ksampler(sampler, scheduler)
+    graph["20"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}}
+    graph["21"] = {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": scheduler,
+                                                             "steps": STEPS, "denoise": 1.0}}
+    graph["22"] = {"class_type": "SamplerCustom", "inputs": {
+        "model": ["4", 0], "add_noise": True, "noise_seed": SEED, "cfg": CFG, "positive": ["6", 0],
+        "negative": ["7", 0], "sampler": ["20", 0], "sigmas": ["21", 0], "latent_image": ["5", 0]}}
+    graph["23"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": SEED}}
+    graph["24"] = {"class_type": "CFGGuider", "inputs": {"model": ["4", 0], "positive": ["6", 0],
+                                                        "negative": ["7", 0], "cfg": CFG}}
+    graph["25"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["23", 0], "guider": ["24", 0], "sampler": ["20", 0], "sigmas": ["21", 0],
+        "latent_image": ["5", 0]}}
+    reference, custom, advanced = run(executor, graph, "3", "22", "25")
+    assert torch.equal(custom["samples"], reference["samples"])
+    assert torch.equal(advanced["samples"], reference["samples"])
+
+
+def test_sampler_nodes_with_default_options_equal_ksampler(executor):
+    graph = base_graph()
+    graph["3"] = ksampler("dpmpp_sde", "karras")
+    graph["20"] = {"class_type": "SamplerDPMPP_SDE", "inputs": {"eta": 1.0, "s_noise": 1.0, "r": 0.5,
+                                                               "noise_device": "cpu"}}
+    graph["21"] = {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "karras",
+                                                             "steps": STEPS, "denoise": 1.0}}
+    graph["22"] = {"class_type": "SamplerCustom", "inputs": {
+        "model": ["4", 0], "add_noise": True, "noise_seed": SEED, "cfg": CFG, "positive": ["6", 0],
+        "negative": ["7", 0], "sampler": ["20", 0], "sigmas": ["21", 0], "latent_image": ["5", 0]}}
+    reference, custom = run(executor, graph, "3", "22")
+    assert torch.equal(custom["samples"], reference["samples"])
+
+
+def test_karras_scheduler_defaults_are_the_sd_tables_ends_rounded():
+    from nodes.sampler_select import KarrasScheduler
+
+    (sigmas,) = KarrasScheduler().run(None, 10, 14.614642, 0.0291675, 7.0)
+    assert torch.allclose(sigmas, ksampler_sigmas(ModelSampling(), "karras", 10), rtol=1e-4)
+
+
+def test_basic_guider_is_ksampler_at_cfg_one(executor):
+    graph = base_graph()
+    graph["3"] = ksampler("euler", "sgm_uniform", cfg=1.0)
+    graph["20"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    graph["21"] = {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "sgm_uniform",
+                                                             "steps": STEPS, "denoise": 1.0}}
+    graph["23"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": SEED}}
+    graph["24"] = {"class_type": "BasicGuider", "inputs": {"model": ["4", 0], "conditioning": ["6", 0]}}
+    graph["25"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["23", 0], "guider": ["24", 0], "sampler": ["20", 0], "sigmas": ["21", 0],
+        "latent_image": ["5", 0]}}
+    reference, advanced = run(executor, graph, "3", "25")
+    assert torch.equal(advanced["samples"], reference["samples"])
+
+
+def test_split_sigmas_chain_equals_the_whole_run(executor):
+    """High sigmas with noise, then low sigmas from the leftover latent with DisableNoise: one KSampler run."""
+    graph = base_graph()
+    graph["3"] = ksampler("euler", "karras")
+    graph["20"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    graph["21"] = {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "karras",
+                                                             "steps": STEPS, "denoise": 1.0}}
+    graph["26"] = {"class_type": "SplitSigmas", "inputs": {"sigmas": ["21", 0], "step": 1}}
+    graph["23"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": SEED}}
+    graph["27"] = {"class_type": "DisableNoise", "inputs": {}}
+    graph["24"] = {"class_type": "CFGGuider", "inputs": {"model": ["4", 0], "positive": ["6", 0],
+                                                        "negative": ["7", 0], "cfg": CFG}}
+    graph["28"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["23", 0], "guider": ["24", 0], "sampler": ["20", 0], "sigmas": ["26", 0], "latent_image": ["5", 0]}}
+    graph["29"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["27", 0], "guider": ["24", 0], "sampler": ["20", 0], "sigmas": ["26", 1], "latent_image": ["28", 0]}}
+    reference, chained = run(executor, graph, "3", "29")
+    assert torch.allclose(chained["samples"], reference["samples"], atol=1e-5)
+
+
+def test_sigma_surgery_follows_comfyui():
+    sigmas = ksampler_sigmas(ModelSampling(), "normal", 4)
+    high, low = SplitSigmas().run(None, sigmas, 1)
+    assert torch.equal(high, sigmas[:2]) and torch.equal(low, sigmas[1:])
+    high, low = SplitSigmasDenoise().run(None, sigmas, 0.5)
+    assert torch.equal(high, sigmas[:3]) and torch.equal(low, sigmas[2:])
+    (flipped,) = FlipSigmas().run(None, sigmas)
+    assert float(flipped[0]) == pytest.approx(1e-4) and torch.equal(flipped[1:], sigmas.flip(0)[1:])
