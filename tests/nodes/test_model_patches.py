@@ -114,3 +114,22 @@ def test_pag_adds_the_difference_to_a_perturbed_prediction(model, inputs):
     assert torch.equal(off, plain)
     assert not torch.allclose(guided, plain, atol=1e-6)
     assert not any(m._forward_hooks for m in model.unet.modules())
+
+
+def test_object_info_of_every_patch_and_merge_node_matches_comfyui():
+    from engine.registry import NodeRegistry
+    from tests.nodes.comfy_patches_object_info import COMFY_PATCH_NODES
+    from tests.nodes.test_toolbox_object_info import comparable
+
+    registry = NodeRegistry()
+    for module in ("nodes.model_patches", "nodes.model_merging", "nodes.checkpoint_save"):
+        registry.register_module(__import__(module, fromlist=["_"]))
+    info = registry.object_info()
+    for class_type, theirs in COMFY_PATCH_NODES.items():
+        ours = info[class_type]
+        assert list(ours["input"]["required"]) == list(theirs["required"]), class_type
+        for name, entry in theirs["required"].items():
+            assert comparable(ours["input"]["required"][name]) == comparable(entry), (class_type, name)
+        assert ours["input"].get("hidden", {}) == theirs.get("hidden", {}), class_type
+        assert (ours["output"], ours["category"], ours["display_name"], ours["output_node"]) == (
+            theirs["output"], theirs["category"], theirs["display_name"], theirs.get("output_node", False)), class_type
