@@ -12,6 +12,7 @@ import math
 import torch
 
 from nodes.conditioning.regions import covers_whole, entry_weight
+from nodes.conditioning.size_ids import sdxl_time_ids
 from nodes.conditioning.value import CondEntry, Conditioning, with_uncond_control
 from nodes.models.controlnet_loading import check_fits
 from nodes.models.handles import ModelHandle
@@ -19,15 +20,16 @@ from nodes.models.unclip_loading import with_image_inputs
 from nodes.sampling import Cond, unet_denoiser
 
 
-def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int) -> Cond:
-    """The UNet inputs for one entry; SDXL also takes the pooled prompt and size/crop ids."""
+def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int, negative: bool = False) -> Cond:
+    """The UNet inputs for one entry; SDXL also takes the pooled prompt and size/crop ids (whose
+    defaults differ on the `negative` side for the refiner)."""
     for control in entry.control:
         check_fits(control.net, control.source, model)
     if not model.family.is_sdxl:  # unCLIP models also read an image embedding, as diffusers' class labels
         return Cond(entry.embeds, {"class_labels": entry.adm} if entry.adm is not None else {}, entry.control)
     if entry.pooled is None:
         raise ValueError("SDXL conditioning needs a pooled prompt embedding (encode with an SDXL CLIP)")
-    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+    time_ids = sdxl_time_ids(model.family.size_ids, entry.size, height, width, negative)
     return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids}, entry.control)
 
 
@@ -46,7 +48,8 @@ class CompositeDenoiser:
         self.cfg = float(cfg)
         self.size = size
 
-    def _side(self, x: torch.Tensor, sigma: torch.Tensor, entries: Conditioning) -> torch.Tensor:
+    def _side(self, x: torch.Tensor, sigma: torch.Tensor, entries: Conditioning,
+              negative: bool = False) -> torch.Tensor:
         total = torch.zeros_like(x)
         weight = torch.full_like(x, 1e-37)  # ComfyUI's floor: uncovered regions predict 0
         for entry in entries:
@@ -54,7 +57,7 @@ class CompositeDenoiser:
             if placed is None:
                 continue
             region, mult = placed
-            cond = unet_cond(self.model, entry, *self.size)
+            cond = unet_cond(self.model, entry, *self.size, negative=negative)
             denoised = unet_denoiser(self.model.unet, self.model.model_sampling, cond, None, 1.0)(x[region], sigma)
             total[region] += denoised * mult
             weight[region] += mult
@@ -65,7 +68,7 @@ class CompositeDenoiser:
         cond = self._side(x, sigma, self.positive)
         if math.isclose(self.cfg, 1.0):
             return cond
-        uncond = self._side(x, sigma, self.negative)
+        uncond = self._side(x, sigma, self.negative, negative=True)
         return uncond + (cond - uncond) * self.cfg
 
 
@@ -78,6 +81,6 @@ def guided_denoiser(model: ModelHandle, positive: Conditioning, negative: Condit
     positive, negative = with_image_inputs(model, positive, seed), with_image_inputs(model, negative, seed)
     if _whole(positive) and _whole(negative):
         return unet_denoiser(model.unet, model.model_sampling, unet_cond(model, positive[0], *size),
-                             unet_cond(model, negative[0], *size), cfg,
+                             unet_cond(model, negative[0], *size, negative=True), cfg,
                              model.post_cfg)
     return CompositeDenoiser(model, positive, negative, cfg, size)

@@ -1,4 +1,4 @@
-"""Loader nodes: checkpoints, VAEs and the CLIP layer choice.
+"""Loader nodes: checkpoints (single files, with an LDM config, diffusers folders), VAEs and the CLIP layer choice.
 
 Models are loaded once and reused across runs through the executor's cache: a loader's cache
 key includes its file's size and modification time and the run's device/precision settings.
@@ -13,7 +13,7 @@ from engine.declare import Out, node
 from engine.paths import ModelFiles, Paths
 from engine.types import CLIP, MODEL, VAE, Choice, Int, Link
 from nodes.models.builtin import BUILTIN_CHECKPOINTS, ensure_builtin_checkpoint
-from nodes.models.checkpoint import load_checkpoint
+from nodes.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from nodes.models.handles import ClipHandle, ModelHandle, VaeHandle
 from nodes.models.runtime import runtime_from_settings
 from nodes.sampling import ModelSampling
@@ -34,6 +34,23 @@ def checkpoint_path(paths: Paths, name: str) -> Path:
         if name not in BUILTIN_CHECKPOINTS:
             raise
         return ensure_builtin_checkpoint(paths.model_dirs("checkpoints")[0], name)
+
+
+def checkpoint_handles(loaded: LoadedCheckpoint, name: str) -> tuple:
+    """MODEL, CLIP and VAE of a loaded checkpoint, as the checkpoint loaders output them."""
+    if loaded.vae is None:
+        raise ValueError(f"checkpoint {name!r} has no VAE weights: add a VAELoader")
+    model = ModelHandle(loaded.unet, loaded.family, ModelSampling(loaded.prediction_type), name,
+                        latent_scale=loaded.vae_scaling_factor)
+    clip = ClipHandle(tuple(loaded.text_encoders), tuple(loaded.tokenizers), loaded.family, source=name)
+    vae = VaeHandle(loaded.vae, loaded.vae_scaling_factor, name)
+    return (model, clip, vae)
+
+
+def folder_stamp(folder: Path) -> str:
+    """Every file's name, size and modification time: a diffusers folder changes file by file."""
+    return "|".join(f"{p.relative_to(folder).as_posix()}:{file_stamp(p)}" for p in sorted(folder.rglob("*"))
+                    if p.is_file())
 
 
 @node("CheckpointLoaderSimple", display_name="Load Checkpoint", category="loaders",
@@ -58,13 +75,63 @@ class CheckpointLoaderSimple:
         runtime = runtime_from_settings(ctx.settings)
         loaded = load_checkpoint(checkpoint_path(ctx.paths, ckpt_name), dtype=runtime.dtype, device=runtime.device,
                                  memory_format=runtime.memory_format)
-        if loaded.vae is None:
-            raise ValueError(f"checkpoint {ckpt_name!r} has no VAE weights: add a VAELoader")
-        model = ModelHandle(loaded.unet, loaded.family, ModelSampling(loaded.prediction_type), ckpt_name,
-                            latent_scale=loaded.vae_scaling_factor)
-        clip = ClipHandle(tuple(loaded.text_encoders), tuple(loaded.tokenizers), loaded.family, source=ckpt_name)
-        vae = VaeHandle(loaded.vae, loaded.vae_scaling_factor, ckpt_name)
-        return (model, clip, vae)
+        return checkpoint_handles(loaded, ckpt_name)
+
+
+@node("CheckpointLoader", display_name="Load Checkpoint With Config (DEPRECATED)", category="advanced/loaders",
+      outputs=[Out(MODEL, "MODEL"), Out(CLIP, "CLIP"), Out(VAE, "VAE")], uses_settings=["precision", "device"],
+      deprecated=True)
+class CheckpointLoader:
+    """Loads a checkpoint with an original LDM config from models/configs, which decides the prediction
+    type (`parameterization: v`) and latent scale factor; the architecture comes from the weights."""
+
+    config_name = Choice(ModelFiles("configs", extensions=(".yaml",)))
+    ckpt_name = Choice(ModelFiles("checkpoints", builtin=list(BUILTIN_CHECKPOINTS)))
+
+    def fingerprint(self, paths: Paths, config_name: str, ckpt_name: str) -> str:
+        try:
+            config = file_stamp(paths.model_path("configs", config_name))
+        except FileNotFoundError:
+            config = "missing"
+        return f"{config}/{CheckpointLoaderSimple.fingerprint(self, paths, ckpt_name)}"
+
+    def run(self, ctx: RunContext, config_name: str, ckpt_name: str) -> tuple:
+        from nodes.models.family import SD2_EPS, SD2_V
+        from nodes.models.ldm_yaml import read_ldm_config
+
+        config = read_ldm_config(ctx.paths.model_path("configs", config_name))
+        runtime = runtime_from_settings(ctx.settings)
+        loaded = load_checkpoint(checkpoint_path(ctx.paths, ckpt_name), dtype=runtime.dtype, device=runtime.device,
+                                 memory_format=runtime.memory_format)
+        loaded.scheduler_config["prediction_type"] = config.prediction_type
+        if loaded.family.config_dir == "sd2":
+            loaded.family = SD2_V if config.prediction_type == "v_prediction" else SD2_EPS
+        if config.scale_factor is not None:
+            loaded.configs.vae["scaling_factor"] = config.scale_factor
+        return checkpoint_handles(loaded, ckpt_name)
+
+
+@node("DiffusersLoader", category="advanced/loaders/deprecated",
+      outputs=[Out(MODEL, "MODEL"), Out(CLIP, "CLIP"), Out(VAE, "VAE")], uses_settings=["precision", "device"])
+class DiffusersLoader:
+    """Loads a diffusers pipeline folder (one holding model_index.json) from models/diffusers."""
+
+    model_path = Choice(ModelFiles("diffusers", extensions=("folder",)))  # ComfyUI's "folder": only bundles
+
+    def fingerprint(self, paths: Paths, model_path: str) -> str:
+        try:
+            return folder_stamp(paths.model_path("diffusers", model_path))
+        except FileNotFoundError:
+            return "missing"
+
+    def run(self, ctx: RunContext, model_path: str) -> tuple:
+        folder = ctx.paths.model_path("diffusers", model_path)
+        if not (folder / "model_index.json").is_file():
+            raise ValueError(f"{model_path!r} in models/diffusers is not a diffusers folder (no model_index.json)")
+        runtime = runtime_from_settings(ctx.settings)
+        loaded = load_checkpoint(folder, dtype=runtime.dtype, device=runtime.device,
+                                 memory_format=runtime.memory_format)
+        return checkpoint_handles(loaded, model_path)
 
 
 @node("VAELoader", display_name="Load VAE", category="loaders", outputs=[Out(VAE, "VAE")],

@@ -58,7 +58,8 @@ SD2_CLIP_H = ClipRecipe("SD2.x OpenCLIP-H", default_layer=-2, norm_hidden=True, 
 SDXL_CLIP_L = ClipRecipe("SDXL CLIP-L", default_layer=-2, norm_hidden=False)
 SDXL_CLIP_G = ClipRecipe("SDXL OpenCLIP-bigG", default_layer=-2, norm_hidden=False, embedding_key="clip_g")
 
-RECIPES_BY_CONFIG = {"sd15": (SD1_CLIP_L,), "sd2": (SD2_CLIP_H,), "sdxl": (SDXL_CLIP_L, SDXL_CLIP_G)}
+RECIPES_BY_CONFIG = {"sd15": (SD1_CLIP_L,), "sd2": (SD2_CLIP_H,), "sdxl": (SDXL_CLIP_L, SDXL_CLIP_G),
+                     "sdxl_refiner": (SDXL_CLIP_G,)}
 
 
 def _text_transformer(encoder: Any) -> Any:

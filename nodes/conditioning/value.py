@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from nodes.conditioning.size_ids import SizeConditioning
+
 
 @dataclass(frozen=True, eq=False)
 class AppliedControl:
@@ -36,6 +38,7 @@ class CondEntry:
     strength: float = 1.0
     control: tuple[AppliedControl, ...] = ()
     control_to_uncond: bool = False
+    size: SizeConditioning | None = None  # SDXL's size/crop/aesthetic numbers; None: from the latent
     # Where and when it applies beyond `area` (nodes.conditioning.regions reads these while sampling):
     # an area in fractions of the image (h, w, y, x), a mask [B, H, W] scaled by `mask_strength` (and
     # optionally an area cut to its bounds), and the part of the schedule (ComfyUI's start/end percent).

@@ -38,8 +38,8 @@ def infer_unet_config(shapes: Mapping[str, Shape], family: CheckpointFamily,
                       base: dict[str, Any], pooled_dim: int | None = None) -> dict[str, Any]:
     """A `UNet2DConditionModel` config for the UNet tensors under `model.diffusion_model.`.
 
-    `pooled_dim` (SDXL: the second text encoder's projection width) lets the size/crop embedding
-    width be derived from the label embedding's input width.
+    `pooled_dim` (SDXL: OpenCLIP bigG's projection width) lets the size/crop embedding width be
+    derived from the label embedding's input width (pooled + `family.size_ids` embeddings).
     """
     p = re.escape(UNET_PREFIX)
     conv_in = shapes[UNET_PREFIX + "input_blocks.0.0.weight"]
@@ -76,6 +76,8 @@ def infer_unet_config(shapes: Mapping[str, Shape], family: CheckpointFamily,
     else:
         # diffusers' `attention_head_dim` holds the number of heads for these models (a known misnomer).
         config["attention_head_dim"] = [max(1, c // HEAD_CHANNELS) for c in channels]
+    if mid_depth and not attends[-1]:
+        depths[-1] = mid_depth  # the middle block reads the last level's depth (the SDXL refiner's case)
     if mid_depth and mid_depth != depths[-1]:
         raise ValueError(f"UNet middle block has {mid_depth} transformer layers but its last level "
                          f"has {depths[-1]}; diffusers cannot represent that")
@@ -85,8 +87,9 @@ def infer_unet_config(shapes: Mapping[str, Shape], family: CheckpointFamily,
     if label in shapes:
         adm = int(shapes[label][1])
         config["projection_class_embeddings_input_dim"] = adm
-        if pooled_dim is not None and (adm - pooled_dim) % 6 == 0:
-            config["addition_time_embed_dim"] = (adm - pooled_dim) // 6
+        ids = family.size_ids or 6
+        if pooled_dim is not None and (adm - pooled_dim) % ids == 0:
+            config["addition_time_embed_dim"] = (adm - pooled_dim) // ids
     return config
 
 

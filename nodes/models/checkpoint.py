@@ -19,6 +19,7 @@ from nodes.models.family import (
     SD2_V,
     SD15,
     SDXL_BASE,
+    SDXL_REFINER,
     CheckpointFamily,
     UnknownCheckpointError,
     detect_family,
@@ -114,6 +115,9 @@ def load_single_file(path: Path, dtype: torch.dtype | None, device: str | torch.
 
 def family_of_diffusers_folder(configs: FamilyConfigs) -> CheckpointFamily:
     """The family of a diffusers pipeline, from its configs."""
+    if text_encoder_names(configs.model_index) == ["text_encoder_2"] or configs.model_index.get(
+            "requires_aesthetics_score"):
+        return SDXL_REFINER
     if "text_encoder_2" in configs.model_index or configs.unet.get("addition_embed_type") == "text_time":
         return SDXL_BASE
     width = configs.unet.get("cross_attention_dim")
@@ -123,7 +127,7 @@ def family_of_diffusers_folder(configs: FamilyConfigs) -> CheckpointFamily:
         return SD2_V if configs.scheduler.get("prediction_type") == "v_prediction" else SD2_EPS
     raise UnknownCheckpointError(
         f"a {configs.model_index.get('_class_name', 'pipeline')} whose UNet attends to width {width} "
-        f"is not an SD1.x, SD2.x or SDXL base model")
+        f"is not an SD1.x, SD2.x or SDXL model")
 
 
 def _component_files(folder: Path) -> list[StateDictFile]:

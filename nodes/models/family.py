@@ -47,17 +47,21 @@ class CheckpointFamily:
     config_dir: str
     prediction_type: str
     text_encoder_prefixes: tuple[str, ...]
+    size_ids: int = 0  # SDXL's size/crop (and refiner: aesthetic score) numbers beside the pooled prompt
 
     @property
     def is_sdxl(self) -> bool:
-        return self.config_dir == "sdxl"
+        """SDXL base or refiner: a pooled prompt and size ids condition the UNet; SDXL's latent space."""
+        return self.size_ids > 0
 
 
 SD15 = CheckpointFamily("sd15", "sd15", "epsilon", (SD1_CLIP_PREFIX,))
 SD2_EPS = CheckpointFamily("sd2", "sd2", "epsilon", (SD2_OPEN_CLIP_PREFIX,))
 SD2_V = CheckpointFamily("sd2_v", "sd2", "v_prediction", (SD2_OPEN_CLIP_PREFIX,))
-SDXL_BASE = CheckpointFamily("sdxl_base", "sdxl", "epsilon", (SDXL_CLIP_L_PREFIX, SDXL_OPEN_CLIP_PREFIX))
-FAMILIES = {f.name: f for f in (SD15, SD2_EPS, SD2_V, SDXL_BASE)}
+SDXL_BASE = CheckpointFamily("sdxl_base", "sdxl", "epsilon", (SDXL_CLIP_L_PREFIX, SDXL_OPEN_CLIP_PREFIX), size_ids=6)
+# The refiner: OpenCLIP bigG alone, and an aesthetic score in place of the target size (5 ids).
+SDXL_REFINER = CheckpointFamily("sdxl_refiner", "sdxl_refiner", "epsilon", (SDXL_REFINER_PREFIX,), size_ids=5)
+FAMILIES = {f.name: f for f in (SD15, SD2_EPS, SD2_V, SDXL_BASE, SDXL_REFINER)}
 
 # Full-size UNet cross-attention widths, for files that carry no text encoder.
 _CONTEXT_DIM_FAMILY = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
@@ -155,16 +159,14 @@ def detect_family(keys_and_shapes: Mapping[str, Shape], filename: str | None = N
         layout = _CONTEXT_DIM_FAMILY.get(_unet_context_dim(shapes) or -1)
         if layout == "sdxl" and not _has_prefix(shapes, UNET_PREFIX + "label_emb."):
             layout = None
-    if layout == "sdxl_refiner":
-        raise UnknownCheckpointError(f"SDXL refiner checkpoints are not supported; {_summary(shapes)}")
     if layout is None:
         raise UnknownCheckpointError(
-            f"not an SD1.x, SD2.x or SDXL base checkpoint (no known text encoder layout and an "
+            f"not an SD1.x, SD2.x or SDXL (base or refiner) checkpoint (no known text encoder layout and an "
             f"unfamiliar UNet); {_summary(shapes)}")
     if layout == "sd2":
         family = SD2_V if sd2_prediction_type(shapes, filename, read_tensor) == "v_prediction" else SD2_EPS
     else:
-        family = FAMILIES["sdxl_base" if layout == "sdxl" else layout]
+        family = FAMILIES["sdxl_base" if layout == "sdxl" else layout]  # sd15, sdxl_refiner
     has_label_emb = _has_prefix(shapes, UNET_PREFIX + "label_emb.")
     if has_label_emb != family.is_sdxl:
         raise UnknownCheckpointError(

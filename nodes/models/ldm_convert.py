@@ -16,13 +16,14 @@ from nodes.models.family import (
     SD1_CLIP_PREFIX,
     SD2_OPEN_CLIP_PREFIX,
     SDXL_OPEN_CLIP_PREFIX,
+    SDXL_REFINER_PREFIX,
     UNET_PREFIX,
     VAE_PREFIX,
     CheckpointFamily,
 )
 from nodes.models.shipped_configs import FamilyConfigs, shipped_configs, text_encoder_names
 
-OPEN_CLIP_PREFIXES = (SD2_OPEN_CLIP_PREFIX, SDXL_OPEN_CLIP_PREFIX)
+OPEN_CLIP_PREFIXES = (SD2_OPEN_CLIP_PREFIX, SDXL_OPEN_CLIP_PREFIX, SDXL_REFINER_PREFIX)
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -52,7 +53,7 @@ def configs_for_checkpoint(shapes: Mapping[str, Any], family: CheckpointFamily) 
         configs.text_encoders[name] = infer_clip_config(
             shapes, prefix, configs.text_encoders[name], open_clip=is_open_clip,
             drop_last_layer=prefix == SD2_OPEN_CLIP_PREFIX)
-        if "projection_dim" in configs.text_encoders[name] and prefix == SDXL_OPEN_CLIP_PREFIX:
+        if "projection_dim" in configs.text_encoders[name] and prefix in (SDXL_OPEN_CLIP_PREFIX, SDXL_REFINER_PREFIX):
             pooled_dim = configs.text_encoders[name]["projection_dim"]
     configs.unet = infer_unet_config(shapes, family, configs.unet, pooled_dim=pooled_dim)
     if any(k.startswith(VAE_PREFIX) for k in shapes):

@@ -1,6 +1,6 @@
 """The model configs shipped with the project, in diffusers' folder layout, one folder per family.
 
-They are the configs of the reference releases (SD1.5, SD2.1, SDXL base 1.0), so that no config
+They are the configs of the reference releases (SD1.5, SD2.1, SDXL base and refiner 1.0), so that no config
 ever has to come from a model hub. The `tokenizer*/` folders hold only the tokenizer settings
 (which padding token); the vocabulary itself is shared, see `clip_tokenizer`.
 """
@@ -39,8 +39,10 @@ class FamilyConfigs:
 
 
 def text_encoder_names(model_index: dict[str, Any]) -> list[str]:
-    """`text_encoder`, `text_encoder_2`, … as far as the pipeline has them."""
-    return sorted((k for k in model_index if k.startswith("text_encoder")), key=lambda k: (len(k), k))
+    """`text_encoder`, `text_encoder_2`, … as far as the pipeline has them (the SDXL refiner's
+    `text_encoder` is `[null, null]`: absent)."""
+    return sorted((k for k, v in model_index.items() if k.startswith("text_encoder") and v and any(v)),
+                  key=lambda k: (len(k), k))
 
 
 def read_pipeline_configs(folder: Path) -> FamilyConfigs:

@@ -40,9 +40,16 @@ def tiny_configs(family: CheckpointFamily) -> FamilyConfigs:
         unet["attention_head_dim"] = [1, 1]
     if "transformer_layers_per_block" in unet:
         unet["transformer_layers_per_block"] = [1, 2]
+    if family.config_dir == "sdxl_refiner":
+        # Three levels, attention only in the middle one and in the middle block, as in the refiner
+        # (whose outer levels have none): the layout a two-level model could not show.
+        unet.update(block_out_channels=[*TINY_CHANNELS, TINY_CHANNELS[-1]], attention_head_dim=[1, 1, 1],
+                    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+                    transformer_layers_per_block=[1, 2, 2])
     if unet.get("addition_embed_type") == "text_time":
         unet["addition_time_embed_dim"] = TINY_TIME_EMBED
-        unet["projection_class_embeddings_input_dim"] = TINY_TEXT_WIDTH + 6 * TINY_TIME_EMBED
+        unet["projection_class_embeddings_input_dim"] = TINY_TEXT_WIDTH + family.size_ids * TINY_TIME_EMBED
     # Four VAE levels, like the real one: images are 8× the latent size.
     configs.vae.update(block_out_channels=list(TINY_VAE_CHANNELS), layers_per_block=1,
                        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)

@@ -128,8 +128,6 @@ def test_a_unet_alone_is_recognised_by_its_cross_attention_width(full_size) -> N
     ({}, "no UNet"),
     ({"encoder.layers.0.weight": (4, 4)}, "no UNet"),
     ({"model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3)}, "not an SD1.x, SD2.x or SDXL"),
-    ({"model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3),
-      "conditioner.embedders.0.model.token_embedding.weight": (49408, 1280)}, "refiner"),
 ])
 def test_unknown_checkpoints_get_an_error_saying_what_was_seen(shapes, message) -> None:
     with pytest.raises(UnknownCheckpointError, match=message) as info:
