@@ -75,20 +75,21 @@ def _devices(ram_total: int, ram_free: int) -> list[dict[str, Any]]:
                         "torch_vram_total": 0, "torch_vram_free": 0}]
 
 
-def _argv() -> list[str]:
+def _argv(serving_comfyui: bool) -> list[str]:
     """The command line, token hidden. ComfyUI's API nodes (its paid cloud nodes) do not exist here:
     its editor reads `--disable-api-nodes` here to make no calls to api.comfy.org."""
     argv = redacted_argv(sys.argv)
-    return argv if "--disable-api-nodes" in argv else [*argv, "--disable-api-nodes"]
+    return [*argv, "--disable-api-nodes"] if serving_comfyui and "--disable-api-nodes" not in argv else argv
 
 
 async def system_stats(request: web.Request) -> web.Response:
     ram_total, ram_free = _memory()
     queue = request.app[STATE].queue
+    argv = _argv(request.app[STATE].settings.front_end_dir is not None)
     return web.json_response({
         "system": {"os": os.name, "platform": platform.platform(), "ram_total": ram_total, "ram_free": ram_free,
                    "python_version": sys.version, "pytorch_version": _version("torch"),
-                   "sdgraph_version": _version("sdgraph"), "embedded_python": False, "argv": _argv()},
+                   "sdgraph_version": _version("sdgraph"), "embedded_python": False, "argv": argv},
         "devices": _devices(ram_total, ram_free),
         "workers": {"backend": queue.backend.name, "workers": queue.workers()},  # ours; ComfyUI has no such key
     })
