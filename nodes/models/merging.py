@@ -46,7 +46,8 @@ def merge_patch(part: str, module: torch.nn.Module, other: torch.nn.Module, othe
     for name, weight in other.named_parameters():
         if name in own and own[name].shape == weight.shape and not skip(name):
             by_ratio.setdefault(ratio_of(name), {})[name] = OtherWeight(weight.detach(), tuple(theirs), name)
-    patches = [WeightPatch(part, 1.0 - ratio, layers, source, strength_model=ratio) for ratio, layers in by_ratio.items()]
+    patches = [WeightPatch(part, 1.0 - ratio, layers, source, strength_model=ratio)
+               for ratio, layers in by_ratio.items()]
     return [p for p in patches if p.changes_weights]  # a ratio of 1 keeps the weights: no patch at all
 
 
