@@ -16,8 +16,8 @@ import time
 import torch
 
 from nodes.model_patches import FreeU, HyperTile, TomePatchModel
-from nodes.models.handles import ModelHandle
 from nodes.models.family import SD15
+from nodes.models.handles import ModelHandle
 from nodes.models.modules import build_unet
 from nodes.models.patching import model_patches_applied
 from nodes.models.shipped_configs import shipped_configs
