@@ -121,9 +121,11 @@ def family_of_diffusers_folder(configs: FamilyConfigs) -> CheckpointFamily:
     if "text_encoder_2" in configs.model_index or configs.unet.get("addition_embed_type") == "text_time":
         return SDXL_BASE
     width = configs.unet.get("cross_attention_dim")
-    if width == 768:
+    # OpenAI CLIP-L uses quick_gelu, OpenCLIP-H gelu: this tells SD1.x from SD2.x at any width.
+    activation = configs.text_encoders.get("text_encoder", {}).get("hidden_act")
+    if activation == "quick_gelu" or (activation is None and width == 768):
         return SD15
-    if width == 1024:
+    if activation == "gelu" or width == 1024:
         return SD2_V if configs.scheduler.get("prediction_type") == "v_prediction" else SD2_EPS
     raise UnknownCheckpointError(
         f"a {configs.model_index.get('_class_name', 'pipeline')} whose UNet attends to width {width} "
