@@ -192,10 +192,31 @@ class VDenoiser(_UNetDenoiser):
         return x / (sigma * sigma + 1.0) - output * sigma / math.sqrt(sigma * sigma + 1.0)
 
 
+class X0Denoiser(_UNetDenoiser):
+    """A UNet that predicts the clean latent itself (ModelSamplingDiscrete "x0")."""
+
+    def _denoised(self, x, sigma, output):
+        return output
+
+
+class LCMDenoiser(EpsilonDenoiser):
+    """A latent consistency model: the epsilon prediction blended with x by LCM's boundary condition
+    (sigma_data 0.5, the distilled timestep scaled by 10), as ComfyUI's "lcm" sampling type."""
+
+    def _denoised(self, x, sigma, output):
+        t = float(self.model_sampling.timestep(torch.tensor(sigma, dtype=torch.float32))) * 10.0
+        c_skip, c_out = 0.25 / (t * t + 0.25), t / math.sqrt(t * t + 0.25)
+        return c_out * super()._denoised(x, sigma, output) + c_skip * x
+
+
+DENOISERS: dict[str, type[_UNetDenoiser]] = {
+    "epsilon": EpsilonDenoiser, "v_prediction": VDenoiser, "x0": X0Denoiser, "lcm": LCMDenoiser}
+
+
 def unet_denoiser(unet, model_sampling: ModelSampling, positive, negative=None, cfg: float = 1.0,
                   post_cfg: tuple = ()) -> _UNetDenoiser:
     """The denoiser matching the model's prediction type."""
-    cls = VDenoiser if model_sampling.prediction == "v_prediction" else EpsilonDenoiser
+    cls = DENOISERS[model_sampling.prediction]
     return cls(unet, model_sampling, positive, negative, cfg, post_cfg)
 
 

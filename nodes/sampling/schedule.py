@@ -14,7 +14,9 @@ import torch
 
 from .beta_quantile import beta_quantile
 
-PREDICTIONS = ("epsilon", "v_prediction")
+PREDICTIONS = ("epsilon", "v_prediction", "x0", "lcm")
+# The last alphas_cumprod of a zero-terminal-SNR table (ComfyUI's constant: a sigma of about 4518.8, not infinity).
+ZSNR_LAST_ALPHA_BAR = 4.8973451890853435e-08
 
 
 class ModelSampling:
@@ -30,13 +32,18 @@ class ModelSampling:
         linear_start: float = 0.00085,
         linear_end: float = 0.012,
         num_timesteps: int = 1000,
+        zsnr: bool = False,
     ):
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.prediction = prediction
+        self.zsnr = zsnr
         betas = torch.linspace(linear_start**0.5, linear_end**0.5, num_timesteps, dtype=torch.float64) ** 2
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         sigmas = ((1.0 - alphas_cumprod) / alphas_cumprod) ** 0.5
+        if zsnr:
+            sigmas = zero_terminal_snr(sigmas)
+            alphas_cumprod = 1.0 / (sigmas * sigmas + 1.0)
         self.alphas_cumprod = alphas_cumprod.float()
         self.sigmas = sigmas.float()
         self.log_sigmas = sigmas.log().float()
@@ -73,6 +80,47 @@ class ModelSampling:
 
     def is_max_denoise(self, sigma: float) -> bool:
         return math.isclose(self.sigma_max, float(sigma), rel_tol=1e-5) or float(sigma) > self.sigma_max
+
+
+class DistilledModelSampling(ModelSampling):
+    """LCM's table: the 50 timesteps 19, 39, ..., 999 its distillation saw, as ComfyUI's
+    ModelSamplingDiscrete "lcm" builds it; timesteps still count in the 1000-step scale."""
+
+    ORIGINAL_TIMESTEPS = 50
+
+    def __init__(self, prediction: str = "lcm", zsnr: bool = False):
+        super().__init__(prediction, zsnr=zsnr)
+        full = len(self.sigmas)
+        self.skip_steps = full // self.ORIGINAL_TIMESTEPS
+        picked = [full - 1 - i * self.skip_steps for i in range(self.ORIGINAL_TIMESTEPS)][::-1]
+        self.sigmas = self.sigmas[picked].clone()
+        self.log_sigmas = self.sigmas.log()
+        self.alphas_cumprod = 1.0 / (self.sigmas * self.sigmas + 1.0)
+
+    def sigma(self, timestep: torch.Tensor | float) -> torch.Tensor:
+        t = (torch.as_tensor(timestep).float() - (self.skip_steps - 1)) / self.skip_steps
+        return super().sigma(t)
+
+    def timestep(self, sigma: torch.Tensor | float) -> torch.Tensor:
+        return super().timestep(sigma) * self.skip_steps + (self.skip_steps - 1)
+
+
+def zero_terminal_snr(sigmas: torch.Tensor) -> torch.Tensor:
+    """Lin et al.'s rescale: sqrt(alpha_bar) shifted to end at 0 and scaled to keep its start, as ComfyUI's
+    `rescale_zero_terminal_snr_sigmas` (whose last alpha_bar is a small constant, so the last sigma is finite)."""
+    root = (1.0 / (sigmas * sigmas + 1.0)).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * (first / (first - last))
+    alpha_bar = root**2
+    alpha_bar[-1] = ZSNR_LAST_ALPHA_BAR
+    return ((1.0 - alpha_bar) / alpha_bar) ** 0.5
+
+
+def model_sampling_for(prediction: str, zsnr: bool = False) -> ModelSampling:
+    """The table ComfyUI's ModelSamplingDiscrete gives a prediction type (the distilled one for LCM)."""
+    if prediction == "lcm":
+        return DistilledModelSampling(zsnr=zsnr)
+    return ModelSampling(prediction, zsnr=zsnr)
 
 
 def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
