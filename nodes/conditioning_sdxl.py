@@ -1,6 +1,6 @@
 """SDXL's own prompt nodes: a prompt per text encoder with the size conditioning (base), and the
-aesthetic score (refiner). Read from ComfyUI's comfy_extras/nodes_clip_sdxl.py: the same inputs,
-in its order (the base node lists `clip` after `text_g`), and the same numbers on the entries.
+aesthetic score (refiner). Read from ComfyUI's comfy_extras/nodes_clip_sdxl.py: the same inputs in
+its order (the refiner lists `clip` last), and the same numbers on the entries.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class CLIPTextEncodeSDXL:
     """SDXL base prompt: `text_g` for OpenCLIP bigG, `text_l` for CLIP-L, and the size the model is
     told the image has (original size, crop offset, target size)."""
 
+    clip = Link(CLIP)
     width = _size()
     height = _size()
     crop_w = _size(default=0)
@@ -74,15 +75,14 @@ class CLIPTextEncodeSDXL:
     target_width = _size()
     target_height = _size()
     text_g = String(NO_DEFAULT, multiline=True, dynamic_prompts=True)
-    clip = Link(CLIP)
     text_l = String(NO_DEFAULT, multiline=True, dynamic_prompts=True)
 
     def fingerprint(self, paths: Paths, text_g: str = "", text_l: str = "", **sizes: int) -> str:
         """Embedding files either prompt may read (CLIPTextEncode's rule)."""
         return CLIPTextEncode.fingerprint(self, paths, f"{text_g}\n{text_l}")
 
-    def run(self, ctx: RunContext, width: int, height: int, crop_w: int, crop_h: int, target_width: int,
-            target_height: int, text_g: str, clip: ClipHandle, text_l: str) -> tuple:
+    def run(self, ctx: RunContext, clip: ClipHandle, width: int, height: int, crop_w: int, crop_h: int,
+            target_width: int, target_height: int, text_g: str, text_l: str) -> tuple:
         with clip_patches_applied(clip), torch.inference_mode():
             cond, pooled = encode_sdxl_pair(clip, text_g, text_l, ctx.paths.model_dirs("embeddings"))
         size = SizeConditioning(width=width, height=height, crop_w=crop_w, crop_h=crop_h,

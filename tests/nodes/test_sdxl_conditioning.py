@@ -20,6 +20,7 @@ from nodes.conditioning.size_ids import SizeConditioning, sdxl_time_ids
 from nodes.models.family import SDXL_BASE
 from tests.nodes import test_reference_diffusers as reference
 from tests.nodes.checkpoints import TINY_TEXT_WIDTH, save_tiny_checkpoint
+from tests.nodes.comfy_sdxl_object_info import COMFY_SDXL_NODES, FILES
 from tests.nodes.test_reference_diffusers import (  # noqa: F401  (hub_offline: an autouse fixture)
     CFG,
     SEED,
@@ -29,6 +30,7 @@ from tests.nodes.test_reference_diffusers import (  # noqa: F401  (hub_offline: 
     comfyui_start,
     hub_offline,
 )
+from tests.nodes.test_toolbox_object_info import comparable
 
 LONG = ", ".join(["a very detailed painting of a lighthouse on a cliff"] * 12)  # two chunks
 SIZES = dict(width=832, height=1216, crop_w=16, crop_h=48, target_width=896, target_height=1152)
@@ -185,3 +187,44 @@ def test_size_conditioned_txt2img_equals_the_sdxl_pipeline_given_the_same_sizes(
     default = pipe(**run).images
     assert float((got - default).abs().max()) > 3 * TOLERANCE
     assert math.isclose(model.latent_scale, 0.13025)
+
+
+# --- /object_info ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def object_info():
+    registry = NodeRegistry()
+    for module in ("nodes.conditioning_sdxl", "nodes.loaders"):
+        registry.register_module(__import__(module, fromlist=["_"]))
+    return registry.object_info()
+
+
+@pytest.mark.parametrize("class_type", sorted(COMFY_SDXL_NODES))
+def test_object_info_matches_comfyuis_declaration(object_info, class_type):
+    ours, theirs = object_info[class_type], COMFY_SDXL_NODES[class_type]
+    assert list(ours["input"]["required"]) == list(theirs["required"])
+    assert ours["input_order"]["required"] == list(theirs["required"])
+    assert "optional" not in ours["input"] or not ours["input"]["optional"]
+    for name, entry in theirs["required"].items():
+        if entry[0] == FILES:
+            assert isinstance(ours["input"]["required"][name][0], list), name
+        else:
+            assert comparable(ours["input"]["required"][name]) == comparable(entry), name
+    assert ours["output"] == theirs["output"]
+    assert ours["category"] == theirs["category"]
+    assert ours["display_name"] == theirs["display_name"]
+    assert ours["deprecated"] == theirs.get("deprecated", False)
+    assert ours["output_node"] is False
+
+
+def test_a_ui_node_converts_its_widget_values_in_comfyuis_order():
+    from engine.ui_format import ui_to_api
+
+    registry = NodeRegistry()
+    registry.register_module(__import__("nodes.conditioning_sdxl", fromlist=["_"]))
+    ui = {"nodes": [{"id": 6, "type": "CLIPTextEncodeSDXL", "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
+                     "widgets_values": [832, 1216, 16, 48, 896, 1152, "a fox, text_g", "a fox, text_l"]}],
+          "links": []}
+    inputs = ui_to_api(ui, registry).to_api()["6"]["inputs"]
+    assert inputs == {"width": 832, "height": 1216, "crop_w": 16, "crop_h": 48, "target_width": 896,
+                      "target_height": 1152, "text_g": "a fox, text_g", "text_l": "a fox, text_l"}
