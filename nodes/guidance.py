@@ -26,11 +26,12 @@ def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int, neg
     for control in entry.control:
         check_fits(control.net, control.source, model)
     if not model.family.is_sdxl:  # unCLIP models also read an image embedding, as diffusers' class labels
-        return Cond(entry.embeds, {"class_labels": entry.adm} if entry.adm is not None else {}, entry.control)
+        return Cond(entry.embeds, {"class_labels": entry.adm} if entry.adm is not None else {}, entry.control,
+                    concat=entry.concat)
     if entry.pooled is None:
         raise ValueError("SDXL conditioning needs a pooled prompt embedding (encode with an SDXL CLIP)")
     time_ids = sdxl_time_ids(model.family.size_ids, entry.size, height, width, negative)
-    return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids}, entry.control)
+    return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids}, entry.control, concat=entry.concat)
 
 
 def _whole(entries: Conditioning) -> bool:
@@ -58,6 +59,8 @@ class CompositeDenoiser:
                 continue
             region, mult = placed
             cond = unet_cond(self.model, entry, *self.size, negative=negative)
+            if cond.concat is not None:  # an inpainting UNet's mask and image channels, cut like x
+                cond.concat = cond.concat[region]
             denoised = unet_denoiser(self.model.unet, self.model.model_sampling, cond, None, 1.0)(x[region], sigma)
             total[region] += denoised * mult
             weight[region] += mult

@@ -12,6 +12,7 @@ import torch
 from engine.context import RunContext
 from engine.declare import Out, Provenance, node
 from engine.types import CONDITIONING, LATENT, MODEL, Choice, Float, Int, Link
+from nodes.conditioning.inpaint import with_inpaint_inputs
 from nodes.guidance import guided_denoiser
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import model_patches_applied
@@ -47,6 +48,8 @@ def run_sampler(ctx: RunContext, model: ModelHandle, seed: int, steps: int, cfg:
         return {**latent}
     noise = initial_noise(seed, samples.shape) if add_noise else torch.zeros_like(samples)
     x = ms.noise_scaling(float(sigmas[0]), noise, samples) if add_noise else samples
+    positive, negative = (with_inpaint_inputs(model.unet, scale, c, samples, latent.get("noise_mask"))
+                          for c in (positive, negative))
     denoiser = guided_denoiser(model, positive, negative, cfg, samples.shape, seed)
     if latent.get("noise_mask") is not None:
         mask = latent_mask(latent["noise_mask"], samples.shape)

@@ -38,6 +38,11 @@ class CondEntry:
     strength: float = 1.0
     control: tuple[AppliedControl, ...] = ()
     control_to_uncond: bool = False
+    # Inpainting (9-channel) UNets: InpaintModelConditioning's masked-image latent (VAE space) and mask,
+    # and the UNet's extra input channels made from them when sampling starts (nodes.conditioning.inpaint).
+    concat_latent_image: torch.Tensor | None = None
+    concat_mask: torch.Tensor | None = None
+    concat: torch.Tensor | None = None
     size: SizeConditioning | None = None  # SDXL's size/crop/aesthetic numbers; None: from the latent
     # Where and when it applies beyond `area` (nodes.conditioning.regions reads these while sampling):
     # an area in fractions of the image (h, w, y, x), a mask [B, H, W] scaled by `mask_strength` (and

@@ -30,6 +30,7 @@ class Cond:
     embeds: torch.Tensor
     added: dict[str, torch.Tensor] = field(default_factory=dict)
     control: tuple = ()
+    concat: torch.Tensor | None = None  # an inpainting UNet's extra input channels (mask, masked image)
 
 
 def _as_cond(value: Cond | torch.Tensor) -> Cond:
@@ -112,6 +113,16 @@ class _UNetDenoiser:
                                   {k: v.to(param.device, param.dtype) for k, v in added.items()})
         return self._stacked[key]
 
+    def _stacked_concat(self, conds: list[Cond], batch: int, param: torch.Tensor) -> torch.Tensor:
+        """The conds' extra input channels batched like their embeddings, on the UNet's device and dtype."""
+        key = ("concat", len(conds), batch, param.device, param.dtype)
+        if key not in self._stacked:
+            if any(c.concat is None for c in conds):
+                raise ValueError("an inpainting UNet needs its mask and image channels on every conditioning")
+            concat = torch.cat([_to_batch(c.concat, batch) for c in conds])  # type: ignore[arg-type]
+            self._stacked[key] = (concat.to(param.device, param.dtype), {})
+        return self._stacked[key][0]
+
     def _control(self, x_in: torch.Tensor, timestep: torch.Tensor, sigma: float, conds: list[Cond],
                  embeds: torch.Tensor, added: dict[str, torch.Tensor]) -> Residuals | None:
         """ControlNet residuals for the batched call: one pass when every cond has the same controls
@@ -132,6 +143,9 @@ class _UNetDenoiser:
         param = self._parameter()
         embeds, added = self._stacked_conds(conds, x_in.shape[0], param)
         sample = torch.cat([x_in] * len(conds)) if len(conds) > 1 else x_in  # one copy; repeat() takes ~20 ops
+        if any(c.concat is not None for c in conds):  # inpainting UNets: mask and masked image beside x
+            sample = torch.cat([sample.to(param.device, param.dtype),
+                                self._stacked_concat(conds, x_in.shape[0], param)], dim=1)
         kwargs: dict = {"added_cond_kwargs": added} if added else {}
         if "class_labels" in added:  # unCLIP's image embedding input (nodes.models.unclip_loading)
             kwargs["class_labels"] = added["class_labels"]
