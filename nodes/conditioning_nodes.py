@@ -70,7 +70,8 @@ class ConditioningSetArea:
     def run(self, ctx: RunContext, conditioning: tuple, width: int, height: int, x: int, y: int,
             strength: float) -> tuple:
         area = (height // 8, width // 8, y // 8, x // 8)
-        return (tuple(entry.with_(area=area, strength=strength) for entry in conditioning),)
+        return (tuple(entry.with_(area=area, area_fraction=None, strength=strength, set_area_to_bounds=False)
+                      for entry in conditioning),)
 
 
 @node("ConditioningZeroOut", display_name="ConditioningZeroOut", category="advanced/conditioning",

@@ -79,7 +79,7 @@ class CLIPTextEncodeSDXL:
 
     def fingerprint(self, paths: Paths, text_g: str = "", text_l: str = "", **sizes: int) -> str:
         """Embedding files either prompt may read (CLIPTextEncode's rule)."""
-        return CLIPTextEncode.fingerprint(self, paths, f"{text_g}\n{text_l}")
+        return CLIPTextEncode().fingerprint(paths, f"{text_g}\n{text_l}")
 
     def run(self, ctx: RunContext, clip: ClipHandle, width: int, height: int, crop_w: int, crop_h: int,
             target_width: int, target_height: int, text_g: str, text_l: str) -> tuple:
@@ -102,7 +102,7 @@ class CLIPTextEncodeSDXLRefiner:
     clip = Link(CLIP)
 
     def fingerprint(self, paths: Paths, text: str = "", **numbers: float) -> str:
-        return CLIPTextEncode.fingerprint(self, paths, text)
+        return CLIPTextEncode().fingerprint(paths, text)
 
     def run(self, ctx: RunContext, ascore: float, width: int, height: int, text: str, clip: ClipHandle) -> tuple:
         with clip_patches_applied(clip), torch.inference_mode():

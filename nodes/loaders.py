@@ -93,7 +93,7 @@ class CheckpointLoader:
             config = file_stamp(paths.model_path("configs", config_name))
         except FileNotFoundError:
             config = "missing"
-        return f"{config}/{CheckpointLoaderSimple.fingerprint(self, paths, ckpt_name)}"
+        return f"{config}/{CheckpointLoaderSimple().fingerprint(paths, ckpt_name)}"
 
     def run(self, ctx: RunContext, config_name: str, ckpt_name: str) -> tuple:
         from nodes.models.family import SD2_EPS, SD2_V

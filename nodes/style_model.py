@@ -66,6 +66,10 @@ class StyleAdapter(nn.Module):
         self.ln_pre = nn.LayerNorm(width)
         self.proj = nn.Parameter(torch.zeros(width, context_dim))
 
+    @property
+    def estimated_nbytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.parameters())
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         style = self.style_embedding.expand(hidden.shape[0], -1, -1)
         x = self.ln_pre(torch.cat([hidden, style], dim=1))

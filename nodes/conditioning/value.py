@@ -65,7 +65,8 @@ class CondEntry:
     def nbytes(self) -> int:
         # ControlNet modules are counted by their loader's cache entry; the hints are this entry's own.
         return (self.embeds.nbytes + (self.pooled.nbytes if self.pooled is not None else 0)
-                + sum(c.hint.nbytes for c in self.control))
+                + sum(c.hint.nbytes for c in self.control) + (self.mask.nbytes if self.mask is not None else 0)
+                + sum(image.image_embeds.nbytes for image in self.unclip))
 
 
 Conditioning = tuple[CondEntry, ...]

@@ -206,3 +206,21 @@ def test_an_entry_outside_its_timestep_range_leaves_the_others_to_predict():
     low = percent_to_sigma(model.model_sampling, 0.9)
     assert torch.allclose(denoiser(x, torch.tensor(high)), torch.tensor(-1.0 * high), rtol=1e-4)
     assert torch.allclose(denoiser(x, torch.tensor(low)), torch.tensor(-5.0 * low), rtol=1e-4)
+
+
+def test_the_last_area_node_decides_between_pixels_and_fractions():
+    from nodes.conditioning_nodes import ConditioningSetArea
+
+    base = (entry([0.0] * 12),)
+    (fraction_then_pixels,) = ConditioningSetArea().run(
+        CTX, ConditioningSetAreaPercentage().run(CTX, base, 0.5, 0.5, 0.0, 0.0, 1.0)[0], 64, 128, 8, 16, 1.0)[0]
+    assert resolve_area(fraction_then_pixels, 32, 32) == (16, 8, 2, 1)
+    (pixels_then_fraction,) = ConditioningSetAreaPercentage().run(
+        CTX, (fraction_then_pixels,), 0.5, 0.25, 0.0, 0.5, 1.0)[0]
+    assert resolve_area(pixels_then_fraction, 32, 32) == (8, 16, 16, 0)
+
+
+def test_masks_and_image_embeddings_count_in_an_entrys_bytes():
+    plain = entry([0.0] * 12)
+    masked = plain.with_(mask=torch.zeros(1, 8, 8))
+    assert masked.nbytes == plain.nbytes + 8 * 8 * 4
