@@ -1,7 +1,9 @@
-"""ComfyUI's job list (`GET /jobs?status=in_progress,pending&limit=&offset=`), which its editor's queue
-and history panels read, answered from our job store in ComfyUI's shape.
+"""ComfyUI's job list (`GET /jobs?status=in_progress,pending&limit=&offset=`) and job detail
+(`GET /jobs/{id}`), which its editor's queue and history panels read, answered from our job store in
+ComfyUI's shape.
 
-Our own `GET /jobs` (api/routes_prompt.py) hands a request here when it names ComfyUI's statuses.
+Our own `GET /jobs` and `GET /jobs/{id}` (api/routes_prompt.py) hand a request here when it names
+ComfyUI's statuses, or when it comes from ComfyUI's editor (see `wants_comfy_shape`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,24 @@ def comfy_job(job: Job) -> dict[str, Any]:
             "outputs_count": count if job.state == FINISHED else None, "preview_output": preview,
             "execution_error": errors[-1] if errors else None,
             "workflow_id": workflow.get("id") if isinstance(workflow, dict) else None}
+
+
+def comfy_job_detail(job: Job) -> dict[str, Any]:
+    """One job with what its editor reloads from it: the outputs, the run's status and messages, and
+    the workflow as queued (`{"prompt", "extra_data"}`, whose `extra_pnginfo.workflow` it reopens)."""
+    detail = comfy_job(job)
+    if job.state == FINISHED:
+        detail["outputs"] = job.outputs
+        detail["execution_status"] = {"status_str": job.status_str, "completed": job.status_str == "success",
+                                      "messages": job.messages}
+    detail["workflow"] = {"prompt": job.prompt, "extra_data": job.extra_data}
+    return detail
+
+
+def wants_comfy_shape(request: web.Request) -> bool:
+    """Whether `GET /jobs/{id}` is asked for in ComfyUI's shape: `?shape=comfyui`, or a request from
+    ComfyUI's editor, which sends a `Comfy-User` header with every API call (our clients never do)."""
+    return request.query.get("shape") == "comfyui" or "Comfy-User" in request.headers
 
 
 def comfy_jobs(state: ServerState, wanted: set[str], limit: int, offset: int) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 `POST /prompt` compiles the whole graph before queueing (every error at once, as `node_errors`;
 the compiled prompt goes with the job to the dispatcher and the worker, so it is validated once)
 and accepts JSON whatever the Content-Type; a UI-format workflow is converted first. `GET /jobs/{id}`
-is ours: one job's status and outputs, to poll without a WebSocket.
+is ours: one job's status and outputs, to poll without a WebSocket (ComfyUI's shape for its editor).
 """
 
 from __future__ import annotations
@@ -244,6 +244,8 @@ async def get_job(request: web.Request) -> web.Response:
     job = state.store.get(request.match_info["prompt_id"])
     if job is None:
         raise ApiError(404, "job_not_found", "No job with this id", request.match_info["prompt_id"])
+    if routes_comfy_jobs.wants_comfy_shape(request):  # ComfyUI's editor reopening a job
+        return web.json_response(routes_comfy_jobs.comfy_job_detail(job))
     return web.json_response(job_summary(job, state, detail=True))
 
 
