@@ -25,8 +25,8 @@ from engine.paths import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
 # systems' advice of that name promises less, so there a loaded file's pages stay until it is unmapped.
 _DROP_PAGES = sys.platform.startswith("linux") and hasattr(mmap, "MADV_DONTNEED")
 # Wrappers that training scripts put around the state dict of a pickled checkpoint (BasicSR's, as in
-# the Real-ESRGAN releases: `params_ema`, preferred to `params`).
-_NESTED_STATE_KEYS = ("state_dict", "model", "module", "params_ema", "params")
+# the Real-ESRGAN releases: `params_ema`, preferred to `params`; TencentARC's T2I-Adapters: `adapter`).
+_NESTED_STATE_KEYS = ("state_dict", "model", "module", "params_ema", "params", "adapter")
 
 
 class CheckpointFileError(ValueError):

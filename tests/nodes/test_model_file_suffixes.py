@@ -38,3 +38,9 @@ def test_an_embedding_is_found_by_its_bare_name_and_read_for_every_listed_suffix
     vectors = torch.full((2, 768), 0.5)
     write_tensors(tmp_path / f"style{suffix}", {"emb_params": vectors})
     assert torch.equal(EmbeddingLibrary(tmp_path).vectors("style"), vectors)
+
+
+@pytest.mark.parametrize("wrapper", ["state_dict", "params_ema", "adapter"])
+def test_a_pickled_state_dict_inside_a_training_scripts_wrapper_is_unwrapped(tmp_path, wrapper):
+    torch.save({wrapper: {"w": torch.ones(2)}, "epoch": 3}, tmp_path / "wrapped.pth")
+    assert set(load_state_dict(tmp_path / "wrapped.pth")) == {"w"}
