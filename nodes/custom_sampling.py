@@ -13,14 +13,17 @@ import torch
 
 from engine.context import RunContext
 from engine.declare import Out, node
-from engine.types import CONDITIONING, LATENT, MODEL, Boolean, Float, Int, Link
-from nodes.conditioning.value import Conditioning
-from nodes.guidance import guided_denoiser
+from engine.types import CONDITIONING, LATENT, MODEL, Boolean, Choice, Float, Int, Link
+from nodes.conditioning.regions import covers_whole
+from nodes.conditioning.value import Conditioning, with_uncond_control
+from nodes.guidance import guided_denoiser, unet_cond
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import model_patches_applied
+from nodes.models.unclip_loading import with_image_inputs
 from nodes.previews import preview_jpeg
 from nodes.sampler_select import SAMPLER, SIGMAS, SamplerChoice
 from nodes.sampling import MaskedDenoiser, initial_noise, latent_mask
+from nodes.sampling.dual_cfg import DualCfgDenoiser
 
 NOISE = "NOISE"
 GUIDER = "GUIDER"
@@ -54,8 +57,38 @@ class Guider:
         return guided_denoiser(self.model, self.positive, negative, self.cfg, shape)
 
 
-def sample_custom(ctx: RunContext, guider: Guider, noise: NoiseSource, sampler: SamplerChoice, sigmas: torch.Tensor,
-                  latent: dict) -> tuple[dict, dict]:
+@dataclass(frozen=True)
+class DualGuider:
+    """Two prompts and a negative with two CFG scales (DualCFGGuider); `nested` picks ComfyUI's nested style."""
+
+    model: ModelHandle
+    cond1: Conditioning
+    cond2: Conditioning
+    negative: Conditioning
+    cfg_conds: float
+    cfg_cond2_negative: float
+    nested: bool
+
+    def denoiser(self, shape: torch.Size):
+        size = (shape[2] * 8, shape[3] * 8)
+        sides = []
+        for entries in (self.cond1, self.cond2, self.negative):
+            if len(entries) != 1 or not covers_whole(entries[0]):
+                raise ValueError("DualCFGGuider takes one whole-image conditioning per input "
+                                 "(no combined, area or masked conditioning)")
+            sides.append(with_image_inputs(self.model, entries, 0)[0])
+        positive, middle, negative = sides
+        middle = with_uncond_control((positive,), (middle,))[0]
+        negative = with_uncond_control((positive,), (negative,))[0]
+        # ComfyUI marks the middle prompt as a negative one (SDXL refiner's size ids follow).
+        return DualCfgDenoiser(self.model.unet, self.model.model_sampling, unet_cond(self.model, positive, *size),
+                               unet_cond(self.model, middle, *size, negative=True),
+                               unet_cond(self.model, negative, *size, negative=True),
+                               self.cfg_conds, self.cfg_cond2_negative, self.nested, self.model.post_cfg)
+
+
+def sample_custom(ctx: RunContext, guider: Guider | DualGuider, noise: NoiseSource, sampler: SamplerChoice,
+                  sigmas: torch.Tensor, latent: dict) -> tuple[dict, dict]:
     """(output, denoised_output): the sampled LATENT and the last step's prediction of the clean latent."""
     model = guider.model
     scale = model.latent_scale
@@ -125,6 +158,22 @@ class BasicGuider:
 
     def run(self, ctx: RunContext, model, conditioning) -> tuple:
         return (Guider(model, conditioning, None, 1.0),)
+
+
+@node("DualCFGGuider", display_name="Dual CFG Guider", category="sampling/guiders", outputs=[Out(GUIDER)])
+class DualCFGGuider:
+    """Guidance by two prompts: cond2 against the negative at one scale, cond1 beyond cond2 at another."""
+
+    model = Link(MODEL)
+    cond1 = Link(CONDITIONING)
+    cond2 = Link(CONDITIONING)
+    negative = Link(CONDITIONING)
+    cfg_conds = Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01)
+    cfg_cond2_negative = Float(8.0, min=0.0, max=100.0, step=0.1, round=0.01)
+    style = Choice(["regular", "nested"])
+
+    def run(self, ctx: RunContext, model, cond1, cond2, negative, cfg_conds, cfg_cond2_negative, style) -> tuple:
+        return (DualGuider(model, cond1, cond2, negative, cfg_conds, cfg_cond2_negative, style == "nested"),)
 
 
 @node("SamplerCustom", category="sampling/custom_sampling",

@@ -11,6 +11,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from engine.context import RunContext
@@ -18,6 +19,7 @@ from engine.declare import Out, node
 from engine.types import MODEL, Choice, Float, Int, Link
 from nodes.sampling import SAMPLER_NAMES, SCHEDULER_NAMES, ksampler_sigmas, sampler_info
 from nodes.sampling.k_steps import euler_ancestral_with, lms
+from nodes.sampling.lcm_upscale import UPSCALE_METHODS, lcm_upscale
 from nodes.sampling.samplers import SamplerFn
 from nodes.sampling.schedule import beta as beta_schedule
 
@@ -38,6 +40,8 @@ class SamplerChoice:
             return functools.partial(euler_ancestral_with, **self.options)
         if self.name == "lms" and self.options:
             return functools.partial(lms, **self.options)
+        if self.name == "lcm_upscale":
+            return functools.partial(lcm_upscale, **self.options)
         run = sampler_info(self.name).run
         return functools.partial(run, **self.options) if self.options else run
 
@@ -117,6 +121,20 @@ class SamplerDPMPP_SDE:
 
     def run(self, ctx: RunContext, eta, s_noise, r, noise_device) -> tuple:
         return (SamplerChoice("dpmpp_sde", {"eta": eta, "s_noise": s_noise, "r": r}),)
+
+
+@node("SamplerLCMUpscale", category="sampling/custom_sampling/samplers", outputs=[Out(SAMPLER)])
+class SamplerLCMUpscale:
+    """LCM that enlarges the latent by `scale_ratio` over its first `scale_steps` steps (-1: about half)."""
+
+    scale_ratio = Float(1.0, min=0.1, max=20.0, step=0.01)
+    scale_steps = Int(-1, min=-1, max=1000, step=1)
+    upscale_method = Choice(list(UPSCALE_METHODS))
+
+    def run(self, ctx: RunContext, scale_ratio, scale_steps, upscale_method) -> tuple:
+        steps = None if scale_steps < 0 else scale_steps
+        return (SamplerChoice("lcm_upscale", {"total_upscale": scale_ratio, "upscale_steps": steps,
+                                              "upscale_method": upscale_method}),)
 
 
 @node("BasicScheduler", category="sampling/schedulers", outputs=[Out(SIGMAS)])
@@ -205,6 +223,44 @@ class BetaSamplingScheduler:
 
     def run(self, ctx: RunContext, model, steps, alpha, beta) -> tuple:
         return (beta_schedule(model.model_sampling, steps, alpha, beta),)
+
+
+# Align Your Steps (Sabour et al., NVIDIA): 10-step schedules optimised per model family, from their page.
+AYS_NOISE_LEVELS = {
+    "SD1": [14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092, 0.9642583904,
+            0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582],
+    "SDXL": [14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141, 0.5550693289,
+             0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582],
+    "SVD": [700.00, 54.5, 15.886, 7.977, 4.248, 1.789, 0.981, 0.403, 0.173, 0.034, 0.002],
+}
+
+
+def loglinear_interp(levels: list[float], count: int) -> np.ndarray:
+    """`count` values through a decreasing sequence, interpolated linearly in log space."""
+    xs = np.linspace(0, 1, len(levels))
+    ys = np.log(levels[::-1])
+    return np.exp(np.interp(np.linspace(0, 1, count), xs, ys))[::-1].copy()
+
+
+@node("AlignYourStepsScheduler", category="sampling/custom_sampling/schedulers", outputs=[Out(SIGMAS)])
+class AlignYourStepsScheduler:
+    """NVIDIA's Align Your Steps schedule for a model family, stretched to `steps` (the last ones for denoise < 1)."""
+
+    model_type = Choice(list(AYS_NOISE_LEVELS))
+    steps = Int(10, min=1, max=10_000)
+    denoise = Float(1.0, min=0.0, max=1.0, step=0.01)
+
+    def run(self, ctx: RunContext, model_type, steps, denoise) -> tuple:
+        total = steps
+        if denoise < 1.0:
+            if denoise <= 0.0:
+                return (torch.zeros(0, dtype=torch.float32),)
+            total = round(steps * denoise)
+        levels = AYS_NOISE_LEVELS[model_type]
+        sigmas = list(levels) if steps + 1 == len(levels) else list(loglinear_interp(levels, steps + 1))
+        sigmas = sigmas[-(total + 1):]
+        sigmas[-1] = 0.0
+        return (torch.tensor(sigmas, dtype=torch.float32),)
 
 
 @node("SplitSigmas", category="sampling/sigmas",

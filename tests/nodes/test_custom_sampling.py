@@ -148,3 +148,97 @@ def test_sigma_surgery_follows_comfyui():
     assert torch.equal(high, sigmas[:3]) and torch.equal(low, sigmas[2:])
     (flipped,) = FlipSigmas().run(None, sigmas)
     assert float(flipped[0]) == pytest.approx(1e-4) and torch.equal(flipped[1:], sigmas.flip(0)[1:])
+
+
+@pytest.mark.parametrize("style", ["regular", "nested"])
+def test_dual_cfg_guider_with_equal_prompts_is_cfg_guider(executor, style):
+    graph = base_graph()
+    graph["20"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    graph["21"] = {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "normal",
+                                                             "steps": STEPS, "denoise": 1.0}}
+    graph["23"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": SEED}}
+    graph["24"] = {"class_type": "CFGGuider", "inputs": {"model": ["4", 0], "positive": ["6", 0],
+                                                        "negative": ["7", 0], "cfg": CFG}}
+    graph["30"] = {"class_type": "DualCFGGuider", "inputs": {
+        "model": ["4", 0], "cond1": ["6", 0], "cond2": ["6", 0], "negative": ["7", 0], "cfg_conds": 3.0,
+        "cfg_cond2_negative": CFG, "style": style}}
+    for key, guider in (("25", "24"), ("31", "30")):
+        graph[key] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+            "noise": ["23", 0], "guider": [guider, 0], "sampler": ["20", 0], "sigmas": ["21", 0],
+            "latent_image": ["5", 0]}}
+    reference, dual = run(executor, graph, "25", "31")
+    torch.testing.assert_close(dual["samples"], reference["samples"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_dual_cfg_follows_comfyuis_formulas(nested):
+    from nodes.sampling.cfg import Cond
+    from nodes.sampling.dual_cfg import DualCfgDenoiser
+    from tests.nodes.test_model_sampling import FakeUNet, embeds, eps_predictions
+
+    x, sigma, cfg1, cfg2 = torch.randn(1, 4, 8, 8), 2.0, 3.0, 6.0
+    denoiser = DualCfgDenoiser(FakeUNet(), ModelSampling(), Cond(embeds(0.4)), Cond(embeds(0.1)),
+                               Cond(embeds(-0.3)), cfg1, cfg2, nested)
+    positive, middle, negative = eps_predictions(x, sigma, 0.4, 0.1, -0.3)
+    if nested:
+        expected = negative + cfg2 * (middle + (positive - middle) * cfg1 - negative)
+    else:
+        expected = negative + (middle - negative) * cfg2 + (positive - middle) * cfg1
+    torch.testing.assert_close(denoiser(x, torch.tensor(sigma)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dual_cfg_at_scale_one_skips_the_sides_it_does_not_need():
+    from nodes.sampling.cfg import Cond
+    from nodes.sampling.dual_cfg import DualCfgDenoiser
+    from tests.nodes.test_model_sampling import FakeUNet, embeds
+
+    sides = (Cond(embeds(0.4)), Cond(embeds(0.1)), Cond(embeds(-0.3)))
+    assert DualCfgDenoiser(FakeUNet(), ModelSampling(), *sides, 3.0, 1.0, False).names == ["middle", "positive"]
+    assert DualCfgDenoiser(FakeUNet(), ModelSampling(), *sides, 1.0, 1.0, False).names == ["positive"]
+    assert len(DualCfgDenoiser(FakeUNet(), ModelSampling(), *sides, 1.0, 1.0, True).names) == 3
+
+
+def test_align_your_steps_follows_nvidias_table():
+    from nodes.sampler_select import AYS_NOISE_LEVELS, AlignYourStepsScheduler
+
+    (ten,) = AlignYourStepsScheduler().run(None, "SD1", 10, 1.0)
+    assert ten.dtype == torch.float32 and float(ten[-1]) == 0.0
+    torch.testing.assert_close(ten[:-1], torch.tensor(AYS_NOISE_LEVELS["SD1"][:-1]))
+    (twenty,) = AlignYourStepsScheduler().run(None, "SDXL", 20, 1.0)
+    assert len(twenty) == 21 and float(twenty[0]) == pytest.approx(14.6146412293)
+    # Every other point of a 20-step schedule is a table point (log-linear interpolation between them).
+    torch.testing.assert_close(twenty[2:-1:2], torch.tensor(AYS_NOISE_LEVELS["SDXL"][1:-1]))
+    assert float(twenty[1]) == pytest.approx((14.6146412293 * 6.3184485287) ** 0.5, rel=1e-5)
+    (half,) = AlignYourStepsScheduler().run(None, "SD1", 10, 0.5)
+    torch.testing.assert_close(half[:-1], ten[5:-1]) and float(half[-1]) == 0.0
+    (none,) = AlignYourStepsScheduler().run(None, "SD1", 10, 0.0)
+    assert len(none) == 0
+
+
+def test_lcm_upscale_grows_the_latent_over_the_first_steps(executor):
+    from nodes.sampling.lcm_upscale import upscale_factors
+
+    assert upscale_factors(4, 2.0, None) == [1.5, 2.0]  # ComfyUI: len(sigmas) // 2 + 1 points from 1
+    assert upscale_factors(4, 3.0, 1) == [3.0]
+    assert upscale_factors(2, 2.0, 10) == pytest.approx([4 / 3, 5 / 3, 2.0])  # at most len(sigmas) + 1 points
+    graph = base_graph()
+    graph["20"] = {"class_type": "SamplerLCMUpscale", "inputs": {"scale_ratio": 1.5, "scale_steps": -1,
+                                                                "upscale_method": "bislerp"}}
+    graph["21"] = {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "sgm_uniform",
+                                                             "steps": STEPS, "denoise": 1.0}}
+    graph["22"] = {"class_type": "SamplerCustom", "inputs": {
+        "model": ["4", 0], "add_noise": True, "noise_seed": SEED, "cfg": 1.0, "positive": ["6", 0],
+        "negative": ["7", 0], "sampler": ["20", 0], "sigmas": ["21", 0], "latent_image": ["5", 0]}}
+    (out,) = run(executor, graph, "22")
+    assert out["samples"].shape == (1, 4, 6, 6) and torch.isfinite(out["samples"]).all()
+
+
+def test_lcm_upscale_draws_comfyuis_noise_after_the_starting_noise():
+    from nodes.sampling.lcm_upscale import lcm_upscale
+
+    sigmas, x = torch.tensor([3.0, 1.0, 0.0]), torch.randn(1, 4, 4, 4)
+    generator = torch.Generator().manual_seed(7)
+    torch.randn((1, 4, 4, 4), generator=generator)
+    expected = 0.5 * (0.5 * x + 1.0 * torch.randn((1, 4, 4, 4), generator=generator))
+    out = lcm_upscale(lambda x, s: 0.5 * x, x, sigmas, 7, lambda *a: None, total_upscale=1.0)
+    torch.testing.assert_close(out, expected)
