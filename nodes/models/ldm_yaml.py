@@ -24,9 +24,10 @@ def read_ldm_config(path: Path) -> LdmConfig:
     """The settings of `model.params` in an LDM yaml (`parameterization: v` means v-prediction)."""
     with open(path, encoding="utf-8") as f:
         document = yaml.safe_load(f) or {}
-    params = (document.get("model") or {}).get("params") or {} if isinstance(document, dict) else {}
+    model = document.get("model") if isinstance(document, dict) else None
+    params = model.get("params") if isinstance(model, dict) else None
     if not isinstance(params, dict):
-        raise ValueError(f"{path}: `model.params` is not a mapping; is this an LDM model config?")
+        raise ValueError(f"{path.name}: no `model.params` mapping; is this an original LDM model config?")
     scale = params.get("scale_factor")
     return LdmConfig(prediction_type="v_prediction" if params.get("parameterization") == "v" else "epsilon",
                      scale_factor=float(scale) if scale is not None else None)

@@ -206,3 +206,13 @@ def test_the_cache_key_follows_the_folders_files(models):
         extra.unlink()
     assert DiffusersLoader().fingerprint(paths, "tiny-sd15") == before
     assert DiffusersLoader().fingerprint(paths, "absent") == "missing"
+
+
+def test_a_yaml_that_is_no_ldm_config_is_an_error_naming_it(tmp_path):
+    from nodes.models.ldm_yaml import read_ldm_config
+
+    (tmp_path / "other.yaml").write_text("checkpoints: models/Stable-diffusion\n")
+    with pytest.raises(ValueError, match="other.yaml: no `model.params` mapping"):
+        read_ldm_config(tmp_path / "other.yaml")
+    (tmp_path / "v.yaml").write_text(V2_V_YAML)
+    assert read_ldm_config(tmp_path / "v.yaml").prediction_type == "v_prediction"
