@@ -143,7 +143,7 @@ class VAEEncodeForInpaint:
             grown = F.conv2d(mask.round(), kernel, padding=grow_mask_by // 2).clamp(0, 1)
             grown = grown[:, :, :height, :width]
         else:
-            grown = mask
+            grown = mask.round()  # ComfyUI's noise mask is 0/1 whatever grow_mask_by
         keep = (1.0 - mask.round()).permute(0, 2, 3, 1)
         pixels = (pixels - 0.5) * keep + 0.5
         return ({"samples": encode(vae, pixels), "noise_mask": grown},)

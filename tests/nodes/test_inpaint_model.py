@@ -240,13 +240,19 @@ def test_inpaint_model_conditioning_on_a_9_channel_unet_equals_the_inpaint_pipel
     assert float(reference.abs().max()) > 0.1, "a latent, not nothing"
 
 
+def load(executor: Executor, ckpt: str) -> dict:
+    """The checkpoint's model and VAE, loaded through the executor (so later runs reuse them from its cache)."""
+    return run_ours(executor, Workflow.from_api({
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "capture_model": {"class_type": "CaptureInpaint", "inputs": {"value": ["4", 0]}},
+        "capture_vae": {"class_type": "CaptureInpaint", "inputs": {"value": ["4", 2]}}}))
+
+
 def conv_in_inputs(executor: Executor, ckpt: str = "tiny-sd15-inpainting.safetensors",
                    **kw) -> tuple[dict, list[torch.Tensor]]:
     """Run `graph(ckpt, steps=1, **kw)` once, recording what the UNet's first convolution sees at every call."""
     seen: list[torch.Tensor] = []
-    loaded = run_ours(executor, Workflow.from_api({  # the loader's output is cached for the run below
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
-        "capture_model": {"class_type": "CaptureInpaint", "inputs": {"value": ["4", 0]}}}))
+    loaded = load(executor, ckpt)  # the loader's output is cached for the run below
     handle = loaded["model"].unet.conv_in.register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()))
     try:
         ours = run_ours(executor, graph(ckpt, steps=1, seed=next(SEEDS), **kw))
@@ -269,6 +275,13 @@ def test_vae_encode_for_inpaint_feeds_its_noise_mask_and_latent_to_a_9_channel_u
         assert torch.equal(x[:, 4:5], expected_mask.expand(2, -1, -1, -1))
         assert torch.allclose(x[:, 5:], (init["samples"] * scale).expand(2, -1, -1, -1))
     assert expected_mask.sum() == 3 * 4, "the box, in latent pixels"
+
+
+def test_vae_encode_for_inpaint_gives_a_0_1_noise_mask_without_growing_as_comfyui(executor):
+    vae = load(executor, "tiny-sd15-inpainting.safetensors")["vae"]
+    soft = torch.linspace(0, 1, SIZE).expand(1, SIZE, SIZE)
+    (latent,) = VAEEncodeForInpaint().run(None, torch.full((1, SIZE, SIZE, 3), 0.3), vae, soft, 0)
+    assert torch.equal(latent["noise_mask"], soft.round()[:, None])
 
 
 def test_inpaint_model_conditioning_puts_the_masked_image_not_the_latent_beside_x(executor):
