@@ -41,12 +41,13 @@ def _fit(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if t.shape[-2:] == (height, width):
         return t
     h, w = t.shape[-2:]
-    if w / h > width / height:
-        keep = round(h * width / height)
-        t = t[..., :, (w - keep) // 2:(w - keep) // 2 + keep]
-    elif w / h < width / height:
-        keep = round(w * height / width)
-        t = t[..., (h - keep) // 2:(h - keep) // 2 + keep, :]
+    old_aspect, new_aspect = w / h, width / height
+    if old_aspect > new_aspect:
+        x = round((w - w * (new_aspect / old_aspect)) / 2)
+        t = t[..., :, x:w - x]
+    elif old_aspect < new_aspect:
+        y = round((h - h * (old_aspect / new_aspect)) / 2)
+        t = t[..., y:h - y, :]
     return F.interpolate(t, size=(height, width), mode="bilinear")
 
 
