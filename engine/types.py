@@ -172,9 +172,10 @@ class Int(_Number):
 
 
 class Float(_Number):
-    """A floating-point widget; `round` is the precision the UI rounds to (ComfyUI's option)."""
+    """A floating-point widget; `round` is the precision the UI rounds to (ComfyUI's option; False: no
+    rounding at all, listed as `"round": false` as ComfyUI lists it)."""
 
-    round: float | None = None
+    round: bool | float | None = None
 
     def __init__(self, default: float = 0.0, **kw: Any) -> None:
         super().__init__(type="FLOAT", default=default, **kw)
