@@ -2,9 +2,14 @@
  * The canvas view: a pannable, zoomable world holding groups, nodes (DOM, see nodeview.js) and
  * links (SVG curves). Screen = (world + offset) × scale, ComfyUI's `extra.ds` convention, so a
  * saved viewport opens where it was. Pointer gestures live in pointer.js; this module draws.
+ *
+ * Big graphs stay fast: a redraw rebuilds only the nodes whose drawn content changed (see
+ * `nodeSignature`) and rewrites only the link paths that moved; pan and zoom move one transformed
+ * container; nodes and links off screen are hidden (culled) and, zoomed out, widgets and labels are
+ * not drawn (`low-detail`).
  */
 
-import { applyStatus, renderNode } from "./nodeview.js";
+import { applyStatus, nodeSignature, renderNode } from "./nodeview.js";
 import { typeColour } from "./nodedefs.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -12,6 +17,24 @@ export const MIN_SCALE = 0.1;
 export const MAX_SCALE = 4;
 /** A node's `pos` is the top-left of its body; its title bar sits above it (ComfyUI's convention). */
 export const TITLE_HEIGHT = 30;
+const GRID_SIZE = 20;
+/** Below this zoom, nodes are drawn without widgets and labels (they are unreadable anyway). */
+export const LOW_DETAIL_SCALE = 0.45;
+/** What is drawn around the visible area, in screen pixels, so a short pan shows no gaps. */
+const CULL_MARGIN = 300;
+/** How long the world stays a composited layer after the viewport last moved. */
+const MOVING_MS = 250;
+
+/**
+ * Put a node's element at its position. Left/top, not a transform: a transform per node gives the
+ * compositor one paint chunk per node to sort through on every frame.
+ */
+function placeAt(el, node) {
+  const left = `${node.pos[0]}px`;
+  const top = `${node.pos[1] - TITLE_HEIGHT}px`;
+  if (el.style.left !== left) el.style.left = left;
+  if (el.style.top !== top) el.style.top = top;
+}
 
 export class CanvasView extends EventTarget {
   constructor(root, graph, hooks) {
@@ -25,9 +48,15 @@ export class CanvasView extends EventTarget {
     this.status = new Map();        // node id → {executing, progress, images, preview, errors}
     this.elements = new Map();      // node id → element
     this.sockets = new Map();       // node id → {in: [[x, y]], out: [[x, y]]} relative to the node
+    this.sizes = new Map();         // node id → [width, height] as last measured, world units
+    this.signatures = new Map();    // node id → nodeSignature of the element drawn
+    this.paths = new Map();         // link id → SVG path
+    this.culled = new Set();        // node ids and "link:<id>" keys hidden as off screen
+    this.builtWith = null;          // the status map the elements were drawn with (one per tab)
     this.hiddenLink = null;         // a link being dragged off its input
     root.classList.add("canvas");
     root.tabIndex = 0;
+    this.grid = this.make("div", "grid", root);
     this.world = this.make("div", "world", root);
     this.groupLayer = this.make("div", "group-layer", this.world);
     this.svg = document.createElementNS(SVG, "svg");
@@ -52,9 +81,19 @@ export class CanvasView extends EventTarget {
   applyTransform() {
     const [ox, oy] = this.offset;
     this.world.style.transform = `scale(${this.scale}) translate(${ox}px, ${oy}px)`;
-    this.root.style.setProperty("--grid-size", `${20 * this.scale}px`);
-    this.root.style.backgroundPosition = `${ox * this.scale}px ${oy * this.scale}px`;
+    // The grid is its own layer, moved (not repainted) by a pan; one cell of travel is enough.
+    const cell = GRID_SIZE * this.scale;
+    const size = `${cell}px ${cell}px`;
+    if (this.grid.style.backgroundSize !== size) this.grid.style.backgroundSize = size;
+    const shift = (value) => (((value * this.scale) % cell) + cell) % cell - cell;
+    this.grid.style.transform = `translate(${shift(ox)}px, ${shift(oy)}px)`;
+    this.root.classList.toggle("low-detail", this.scale < LOW_DETAIL_SCALE);
     this.graph.extra.ds = { scale: this.scale, offset: [...this.offset] };
+    // While the viewport moves the world is its own layer, so a pan repaints nothing.
+    this.world.classList.add("moving");
+    clearTimeout(this.movingTimer);
+    this.movingTimer = setTimeout(() => this.world.classList.remove("moving"), MOVING_MS);
+    this.scheduleCull();
   }
 
   setViewport(ds) {
@@ -112,37 +151,80 @@ export class CanvasView extends EventTarget {
 
   // --- drawing -----------------------------------------------------------------------------
 
-  render() {
-    this.nodeLayer.replaceChildren();
-    this.elements.clear();
-    this.sockets.clear();
-    for (const node of this.graph.nodes.values()) this.nodeLayer.append(this.buildNode(node));
-    for (const node of this.graph.nodes.values()) this.measure(node);
+  /**
+   * Bring the drawing up to date with the graph: build the nodes that are new or whose drawn
+   * content changed (and those in `rebuild`), remove the deleted ones, redraw links that moved.
+   */
+  render({ rebuild = [] } = {}) {
+    const forced = new Set(rebuild);
+    if (this.builtWith !== this.status) {     // another tab's run state: redraw every node
+      this.builtWith = this.status;
+      for (const id of this.elements.keys()) forced.add(id);
+    }
+    for (const [id, el] of this.elements) {
+      if (this.graph.nodes.has(id)) continue;
+      el.remove();
+      this.forget(id);
+    }
+    const built = [];
+    for (const node of this.graph.nodes.values()) {
+      if (!forced.has(node.id) && this.signatures.get(node.id) === nodeSignature(this.graph, node)) this.place(node);
+      else built.push(this.rebuild(node));
+    }
+    for (const node of built) this.measure(node);     // one layout for all of them
     for (const id of [...this.selection]) if (!this.graph.nodes.has(id)) this.selection.delete(id);
     this.renderGroups();
     this.drawLinks();
+    this.cull();
+  }
+
+  /** Draw a node afresh in place of its element (or as a new one); returns the node. */
+  rebuild(node) {
+    this.signatures.set(node.id, nodeSignature(this.graph, node));
+    const old = this.elements.get(node.id);
+    const fresh = this.buildNode(node);
+    if (old) old.replaceWith(fresh);
+    else this.nodeLayer.append(fresh);
+    return node;
+  }
+
+  forget(id) {
+    this.elements.delete(id);
+    this.sockets.delete(id);
+    this.sizes.delete(id);
+    this.signatures.delete(id);
+    this.culled.delete(id);
   }
 
   buildNode(node) {
     const el = renderNode(this.graph, node, this.status.get(node.id), this.hooks);
-    el.style.transform = `translate(${node.pos[0]}px, ${node.pos[1] - TITLE_HEIGHT}px)`;
+    placeAt(el, node);
     el.classList.toggle("selected", this.selection.has(node.id));
+    this.culled.delete(node.id);
     this.elements.set(node.id, el);
     return el;
   }
 
-  /** Redraw some nodes (after an edit that changed their sockets or widgets). */
+  /** Bring a kept element to its node's position (an undo may have moved it) and selection. */
+  place(node) {
+    const el = this.elements.get(node.id);
+    if (!el) return;
+    placeAt(el, node);
+    el.classList.toggle("selected", this.selection.has(node.id));
+  }
+
+  /** Redraw some nodes (after an edit that changed their sockets or widgets, or their errors). */
   renderNodes(ids) {
-    for (const id of ids) {
+    const built = [];
+    for (const id of ids.map(Number)) {
       const node = this.graph.nodes.get(id);
-      const old = this.elements.get(id);
-      if (!node) { old?.remove(); this.elements.delete(id); continue; }
-      const fresh = this.buildNode(node);
-      if (old) old.replaceWith(fresh);
-      else this.nodeLayer.append(fresh);
-      this.measure(node);
+      if (node) { built.push(this.rebuild(node)); continue; }
+      this.elements.get(id)?.remove();
+      this.forget(id);
     }
-    this.drawLinks();
+    for (const node of built) this.measure(node);
+    this.drawLinks(ids);
+    this.scheduleCull();
   }
 
   /**
@@ -163,6 +245,7 @@ export class CanvasView extends EventTarget {
       in: [...el.querySelectorAll(".socket.in .dot")].map((d) => centre(d, "in")),
       out: [...el.querySelectorAll(".socket.out .dot")].map((d) => centre(d, "out")),
     });
+    this.sizes.set(node.id, [box.width / this.scale, box.height / this.scale]);
   }
 
   /** [width, height] of a node as drawn (body only, ComfyUI's `size`), or its saved size. */
@@ -183,28 +266,56 @@ export class CanvasView extends EventTarget {
     return `M ${x1} ${y1} C ${x1 + d} ${y1}, ${x2 - d} ${y2}, ${x2} ${y2}`;
   }
 
-  drawLinks() {
-    const paths = [];
+  /**
+   * Draw the links: paths are kept per link and rewritten only when their curve changed; with
+   * `nodeIds`, only links touching those nodes are looked at (a drag moves a few nodes).
+   */
+  drawLinks(nodeIds = null) {
+    const touched = nodeIds ? new Set([...nodeIds].map(Number)) : null;
+    for (const [id, path] of this.paths) {
+      if (this.graph.links.has(id) && id !== this.hiddenLink) continue;
+      path.remove();
+      this.paths.delete(id);
+      this.culled.delete(`link:${id}`);
+    }
     for (const link of this.graph.links.values()) {
       if (link.id === this.hiddenLink) continue;
+      if (touched && !touched.has(link.origin_id) && !touched.has(link.target_id)) continue;
       const from = this.socketPosition(link.origin_id, "out", link.origin_slot);
       const to = this.socketPosition(link.target_id, "in", link.target_slot);
-      if (!from || !to) continue;
-      const path = document.createElementNS(SVG, "path");
-      path.classList.add("link");
-      path.dataset.linkId = String(link.id);
-      path.setAttribute("d", CanvasView.curve(from, to));
-      path.style.stroke = typeColour(link.type);
-      paths.push(path);
+      let path = this.paths.get(link.id);
+      if (!from || !to) {
+        if (path) { path.remove(); this.paths.delete(link.id); }
+        continue;
+      }
+      if (!path) {
+        path = document.createElementNS(SVG, "path");
+        path.classList.add("link");
+        path.dataset.linkId = String(link.id);
+        this.svg.insertBefore(path, this.dragPath.isConnected ? this.dragPath : null);
+        this.paths.set(link.id, path);
+      }
+      const colour = typeColour(link.type);
+      if (path.linkColour !== colour) { path.style.stroke = colour; path.linkColour = colour; }
+      const d = CanvasView.curve(from, to);
+      if (path.curve !== d) {
+        path.setAttribute("d", d);
+        path.curve = d;
+        path.bounds = CanvasView.curveBounds(from, to);
+      }
     }
-    if (this.dragPath.isConnected || this.dragging) paths.push(this.dragPath);
-    this.svg.replaceChildren(...paths);
+  }
+
+  /** [x0, y0, x1, y1] holding a link's curve (its end and control points). */
+  static curveBounds([x1, y1], [x2, y2]) {
+    const d = Math.max(40, Math.abs(x2 - x1) * 0.5);
+    return [Math.min(x1, x2 - d), Math.min(y1, y2), Math.max(x1 + d, x2), Math.max(y1, y2)];
   }
 
   /** Show the link being dragged between a socket and the pointer (null hides it). */
   showDragLink(from, to, type) {
     this.dragging = Boolean(from);
-    if (!from) { this.dragPath.remove(); this.drawLinks(); return; }
+    if (!from) { this.dragPath.remove(); this.drawLinks(); this.cull(); return; }
     this.dragPath.setAttribute("d", CanvasView.curve(from, to));
     this.dragPath.style.stroke = typeColour(type);
     if (!this.dragPath.isConnected) this.svg.append(this.dragPath);
@@ -231,9 +342,50 @@ export class CanvasView extends EventTarget {
     for (const id of ids) {
       const node = this.graph.nodes.get(id);
       const el = this.elements.get(id);
-      if (node && el) el.style.transform = `translate(${node.pos[0]}px, ${node.pos[1] - TITLE_HEIGHT}px)`;
+      if (node && el) placeAt(el, node);
     }
-    this.drawLinks();
+    this.drawLinks(ids);
+    this.scheduleCull();
+  }
+
+  // --- culling -----------------------------------------------------------------------------
+
+  /** Cull once in the next frame, however often the viewport moved before it. */
+  scheduleCull() {
+    if (this.cullFrame) return;
+    this.cullFrame = requestAnimationFrame(() => { this.cullFrame = 0; this.cull(); });
+  }
+
+  /**
+   * Hide nodes and links wholly outside the visible area (plus a margin): they keep their layout,
+   * so measuring, fitting and selecting still see them, but they cost no painting.
+   */
+  cull() {
+    const rect = this.root.getBoundingClientRect();
+    if (!rect.width) return;
+    const margin = CULL_MARGIN / this.scale;
+    const x0 = -this.offset[0] - margin;
+    const y0 = -this.offset[1] - margin;
+    const x1 = rect.width / this.scale - this.offset[0] + margin;
+    const y1 = rect.height / this.scale - this.offset[1] + margin;
+    const show = (key, el, inside) => {
+      if (inside === !this.culled.has(key)) return;
+      if (inside) this.culled.delete(key);
+      else this.culled.add(key);
+      el.classList.toggle("culled", !inside);
+    };
+    for (const [id, el] of this.elements) {
+      const node = this.graph.nodes.get(id);
+      if (!node) continue;
+      const [w, h] = this.sizes.get(id) || [node.size[0], node.size[1] + TITLE_HEIGHT];
+      const x = node.pos[0];
+      const y = node.pos[1] - TITLE_HEIGHT;
+      show(id, el, x < x1 && x + w > x0 && y < y1 && y + h > y0);
+    }
+    for (const [id, path] of this.paths) {
+      const b = path.bounds;
+      show(`link:${id}`, path, !b || (b[0] < x1 && b[2] > x0 && b[1] < y1 && b[3] > y0));
+    }
   }
 
   // --- selection and run state -------------------------------------------------------------

@@ -81,8 +81,8 @@ class Editor {
 
   snapshot() { return snapshotOf(this.graph.toJSON(), this.workflowName); }
 
-  changed({ kind }) {
-    if (kind === "structure" || kind === "mode" || kind === "load") this.view.render();
+  changed({ kind, nodes = [] }) {
+    if (kind === "structure" || kind === "mode" || kind === "load") this.view.render({ rebuild: nodes });
     this.autosave.schedule();
     if (this.restoring || kind === "load") return;
     clearTimeout(this.undoTimer);

@@ -39,6 +39,16 @@ function primitiveWidget(widget, value) {
   return widget;
 }
 
+/**
+ * Everything a node's element is drawn from, as one string: an unchanged signature means the
+ * element already on the canvas is right, so a redraw can keep it.
+ */
+export function nodeSignature(graph, node) {
+  return JSON.stringify([node.type, graph.title(node), Boolean(graph.def(node)), node.mode, Boolean(node.flags?.collapsed),
+    node.color, node.bgcolor, node.size[0], node.widgets_values,
+    node.inputs.map((i) => [i.name, i.type, i.label, i.widget?.name]), node.outputs.map((o) => [o.name, o.type, o.label])]);
+}
+
 /** Build the element for `node`. `hooks`: onWidget(node, name, value, opts), onControl, onUpload, imageUrl. */
 export function renderNode(graph, node, status, hooks) {
   const def = graph.def(node);
@@ -77,15 +87,17 @@ export function renderNode(graph, node, status, hooks) {
   if (!def) body.append(el("div", "node-warning", `Node type “${node.type}” is not available on this server.`));
 
   const widgets = el("div", "node-widgets");
+  // An undo reloads the graph and keeps unchanged elements: edits go to the node now under this id.
+  const current = () => graph.nodes.get(node.id) || node;
   for (const declared of def?.widgets || []) {
     if (graph.convertedSlot(node, declared.name) >= 0) continue;
     const widget = node.type === "PrimitiveNode" ? primitiveWidget(declared, graph.widgetValue(node, declared.name)) : declared;
     const row = createWidget(widget, {
       value: graph.widgetValue(node, widget.name),
       control: graph.seedControl(node, widget.name),
-      onChange: (value, opts) => hooks.onWidget(node, widget.name, value, opts),
-      onControl: (mode) => hooks.onControl(node, widget.name, mode),
-      onUpload: widget.options.image_upload ? (file) => hooks.onUpload(node, widget.name, file) : null,
+      onChange: (value, opts) => hooks.onWidget(current(), widget.name, value, opts),
+      onControl: (mode) => hooks.onControl(current(), widget.name, mode),
+      onUpload: widget.options.image_upload ? (file) => hooks.onUpload(current(), widget.name, file) : null,
     });
     if (erroredInputs.has(widget.name)) row.classList.add("has-error");
     widgets.append(row);
