@@ -260,3 +260,20 @@ def test_default_workflow_as_lcm_runs(tiny):
         graph[node]["inputs"]["clip"] = ["10", 1]
     images = run(tiny, Workflow.from_api(graph))
     assert np.asarray(Image.open(images[0]), dtype=np.float32).std() > 0
+
+
+@pytest.mark.slow
+def test_sdxl_revision_template_runs_with_unclip_conditioning(tiny):
+    """The package's revision template (CLIP vision image prompts through unCLIPConditioning); its
+    `dpmpp_3m_sde_gpu` sampler (KNOWN_INVALID) becomes the CPU `dpmpp_3m_sde`."""
+    from tests.nodes.vision_models import save_clip_vision
+
+    save_clip_vision(tiny.paths.models_dir / "clip_vision", "clip_vision_g.safetensors")
+    ui = json.loads((templates_folder() / "sdxl_revision_text_prompts.json").read_text())
+    graph = shrink(ui_to_api(ui, tiny.registry), tiny.registry, factor=1 / 16).to_api()
+    for node in graph.values():
+        if node["class_type"] == "KSampler":
+            node["inputs"]["sampler_name"] = "dpmpp_3m_sde"
+    workflow = Workflow.from_api(graph)
+    assert {"CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning"} <= class_types(workflow)
+    run(tiny, workflow)
