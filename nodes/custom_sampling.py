@@ -14,6 +14,7 @@ import torch
 from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import CONDITIONING, LATENT, MODEL, Boolean, Choice, Float, Int, Link
+from nodes.conditioning.inpaint import with_inpaint_guider
 from nodes.conditioning.regions import covers_whole
 from nodes.conditioning.value import Conditioning, with_uncond_control
 from nodes.guidance import guided_denoiser, unet_cond
@@ -98,6 +99,7 @@ def sample_custom(ctx: RunContext, guider: Guider | DualGuider, noise: NoiseSour
         return {**latent}, {**latent}
     drawn = noise.draw(samples.shape)
     x = model.model_sampling.noise_scaling(float(sigmas[0]), drawn, samples)
+    guider = with_inpaint_guider(guider, model.unet, scale, samples, latent.get("noise_mask"))
     denoiser = guider.denoiser(samples.shape)
     if latent.get("noise_mask") is not None:
         denoiser = MaskedDenoiser(denoiser, samples, drawn, latent_mask(latent["noise_mask"], samples.shape))

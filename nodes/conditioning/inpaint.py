@@ -11,11 +11,15 @@ all ones and the image a blank one.
 from __future__ import annotations
 
 import math
+from dataclasses import fields, replace
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from nodes.conditioning.value import CondEntry, Conditioning
+
+Holder = TypeVar("Holder")
 
 LATENT_CHANNELS = 4
 INPAINT_CHANNELS = LATENT_CHANNELS + 1 + LATENT_CHANNELS  # x, mask, masked-image latent
@@ -86,3 +90,16 @@ def with_inpaint_inputs(unet: torch.nn.Module, latent_scale: float, conditioning
         raise ValueError(f"this UNet takes {channels} input channels; supported are {LATENT_CHANNELS} "
                          f"(plain models) and {INPAINT_CHANNELS} (inpainting models)")
     return tuple(e.with_(concat=_entry_channels(e, samples, noise_mask, latent_scale)) for e in conditioning)
+
+
+def with_inpaint_guider(guider: Holder, unet: torch.nn.Module, latent_scale: float, samples: torch.Tensor,
+                        noise_mask: torch.Tensor | None) -> Holder:
+    """A guider (a frozen dataclass holding conditionings: CFGGuider's, DualCFGGuider's) whose every
+    conditioning has its inpainting channels (`with_inpaint_inputs`); the guider itself for a plain UNet."""
+    if unet_in_channels(unet) == LATENT_CHANNELS:
+        return guider
+    changes = {f.name: with_inpaint_inputs(unet, latent_scale, value, samples, noise_mask)
+               for f in fields(guider)  # type: ignore[arg-type]
+               if isinstance(value := getattr(guider, f.name), tuple) and value
+               and all(isinstance(e, CondEntry) for e in value)}
+    return replace(guider, **changes)  # type: ignore[type-var]

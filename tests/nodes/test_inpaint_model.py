@@ -25,6 +25,7 @@ from engine.types import ANY, IMAGE, MASK, Link  # noqa: E402
 from engine.workflow import Workflow  # noqa: E402
 from nodes.conditioning.inpaint import BLANK_IMAGE_LATENT, inpaint_channels  # noqa: E402
 from nodes.conditioning_nodes import CLIPTextEncode  # noqa: E402
+from nodes.custom_sampling import SamplerCustom  # noqa: E402
 from nodes.inpaint_nodes import InpaintModelConditioning  # noqa: E402
 from nodes.latent import EmptyLatentImage  # noqa: E402
 from nodes.loaders import CheckpointLoaderSimple  # noqa: E402
@@ -33,6 +34,7 @@ from nodes.models.ldm_convert import configs_for_checkpoint  # noqa: E402
 from nodes.models.modules import assign_weights, build_text_encoder, build_unet, build_vae  # noqa: E402
 from nodes.models.shipped_configs import text_encoder_names  # noqa: E402
 from nodes.sampler_nodes import KSampler  # noqa: E402
+from nodes.sampler_select import BasicScheduler, KSamplerSelect  # noqa: E402
 from nodes.vae_nodes import VAEEncodeForInpaint  # noqa: E402
 from tests.nodes.checkpoints import full_size_ldm_shapes, ldm_state_dict, tiny_configs  # noqa: E402
 from tests.nodes.comfy_inpaint_object_info import COMFY_INPAINT_NODES, NOISE_MASK_TOOLTIP  # noqa: E402
@@ -120,7 +122,8 @@ def executor(tmp_path_factory):
     save_inpaint_checkpoint(checkpoints, SD15, "tiny-sd15-inpainting")
     save_inpaint_checkpoint(checkpoints, SDXL_BASE, "tiny-sdxl-inpainting")
     registry = NodeRegistry([CaptureInpaint, TestInpaintImage, TestBoxMask, CheckpointLoaderSimple, CLIPTextEncode,
-                             EmptyLatentImage, KSampler, InpaintModelConditioning, VAEEncodeForInpaint])
+                             EmptyLatentImage, KSampler, InpaintModelConditioning, VAEEncodeForInpaint,
+                             SamplerCustom, KSamplerSelect, BasicScheduler])
     return Executor(registry, Paths(root / "models", root / "input", root / "output", root / "temp"))
 
 
@@ -301,6 +304,21 @@ def test_noise_mask_keeps_the_unmasked_latent_as_it_was(executor):
     outside[top:bottom, left:right] = False
     torch.testing.assert_close(ours["latent"]["samples"][..., outside], ours["init"]["samples"][..., outside])
     assert not torch.allclose(ours["latent"]["samples"][..., ~outside], ours["init"]["samples"][..., ~outside])
+
+
+def test_sampler_custom_feeds_a_9_channel_unet_as_ksampler_does(executor):
+    ksampler = run_ours(executor, graph())["latent"]["samples"]
+    api = {k: {"class_type": n["class_type"], "inputs": n["inputs"]} for k, n in graph().to_api().items()}
+    inputs = api.pop("3")["inputs"]
+    api["s"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    api["b"] = {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "normal", "steps": STEPS,
+                                                          "denoise": 1.0}}
+    api["3"] = {"class_type": "SamplerCustom", "inputs": {
+        "model": ["4", 0], "add_noise": True, "noise_seed": SEED, "cfg": CFG, "positive": inputs["positive"],
+        "negative": inputs["negative"], "sampler": ["s", 0], "sigmas": ["b", 0],
+        "latent_image": inputs["latent_image"]}}
+    custom = run_ours(executor, Workflow.from_api(api))["latent"]["samples"]
+    assert torch.equal(custom, ksampler)
 
 
 def test_an_sdxl_inpainting_unet_samples_with_the_extra_channels(executor):
