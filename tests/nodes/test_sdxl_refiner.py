@@ -211,7 +211,8 @@ def handover_workflow(refiner_prompts: str) -> dict:
 
 @pytest.mark.parametrize("refiner_prompts, time_ids", [
     ("refiner", [[1024, 1024, 0, 0, 6.0], [1024, 1024, 0, 0, 2.5]]),
-    ("plain", [[SIZE, SIZE, 0, 0, 6.0], [SIZE, SIZE, 0, 0, 2.5]]),  # ComfyUI's defaults: latent size, 6 / 2.5
+    pytest.param("plain", [[SIZE, SIZE, 0, 0, 6.0], [SIZE, SIZE, 0, 0, 2.5]],  # defaults: latent size, 6 / 2.5
+                 marks=pytest.mark.slow),
 ])
 def test_base_hands_over_to_the_refiner(executor, refiner_prompts, time_ids):
     """The refiner runs the last step only, from the base's noisy latent, with its own size ids."""
