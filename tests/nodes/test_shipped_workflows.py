@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.name for p in (ROOT / "workflows").glob("*.json"))
 # Passed on so that a loaded CI machine can limit torch's threads (oversubscribed OpenMP crawls).
 THREAD_SETTINGS = {k: v for k, v in os.environ.items() if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-EXPECTED = {"txt2img.json", "img2img.json", "inpaint.json", "hires_fix.json", "lora.json", "sdxl.json"}
+EXPECTED = {"txt2img.json", "img2img.json", "inpaint.json", "hires_fix.json", "lora.json", "sdxl.json",
+            "lcm_lora.json", "turbo.json", "lightning_lora.json"}
 
 
 @pytest.fixture(scope="module")
