@@ -86,7 +86,7 @@ class ControlNetApply:
             strength: float) -> tuple:
         if strength == 0:
             return (conditioning,)
-        applied = AppliedControl(control_net.net, control_net.source, _hint(image), strength)
+        applied = AppliedControl(control_net.applied_net, control_net.source, _hint(image), strength)
         return (tuple(e.with_(control=e.control + (applied,), control_to_uncond=True) for e in conditioning),)
 
 
@@ -116,7 +116,7 @@ class ControlNetApplyAdvanced:
 
         def chained(entry):
             if entry.control not in chains:
-                applied = AppliedControl(control_net.net, control_net.source, hint, strength, start_percent,
+                applied = AppliedControl(control_net.applied_net, control_net.source, hint, strength, start_percent,
                                          end_percent)
                 chains[entry.control] = entry.control + (applied,)
             return entry.with_(control=chains[entry.control])

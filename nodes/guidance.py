@@ -14,7 +14,7 @@ import torch
 from nodes.conditioning.regions import covers_whole, entry_weight
 from nodes.conditioning.size_ids import sdxl_time_ids
 from nodes.conditioning.value import CondEntry, Conditioning, with_uncond_control
-from nodes.models.controlnet_loading import check_fits
+from nodes.models.controlnet_loading import controls_for_model
 from nodes.models.handles import ModelHandle
 from nodes.models.unclip_loading import with_image_inputs
 from nodes.sampling import Cond, unet_denoiser
@@ -23,15 +23,14 @@ from nodes.sampling import Cond, unet_denoiser
 def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int, negative: bool = False) -> Cond:
     """The UNet inputs for one entry; SDXL also takes the pooled prompt and size/crop ids (whose
     defaults differ on the `negative` side for the refiner)."""
-    for control in entry.control:
-        check_fits(control.net, control.source, model)
+    controls = controls_for_model(entry.control, model)
     if not model.family.is_sdxl:  # unCLIP models also read an image embedding, as diffusers' class labels
-        return Cond(entry.embeds, {"class_labels": entry.adm} if entry.adm is not None else {}, entry.control,
+        return Cond(entry.embeds, {"class_labels": entry.adm} if entry.adm is not None else {}, controls,
                     concat=entry.concat)
     if entry.pooled is None:
         raise ValueError("SDXL conditioning needs a pooled prompt embedding (encode with an SDXL CLIP)")
     time_ids = sdxl_time_ids(model.family.size_ids, entry.size, height, width, negative)
-    return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids}, entry.control, concat=entry.concat)
+    return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids}, controls, concat=entry.concat)
 
 
 def _whole(entries: Conditioning) -> bool:

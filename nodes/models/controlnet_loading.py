@@ -4,6 +4,9 @@ Two layouts, told apart by their keys as ComfyUI does: the original single files
 (`control_v11p_sd15_*`: `control_model.input_hint_block…`, `zero_convs`, `middle_block_out`; some
 ship without the `control_model.` prefix) and diffusers' own (`controlnet_cond_embedding…`). The
 original layout is renamed by diffusers' single-file converter; nothing is ever fetched from a hub.
+SD1.x, SD2.x and SDXL ControlNets load alike; a diffusers-layout file with `control_add_embedding` is
+a union ControlNet (`ControlNetUnionModel`), one with `lora_controlnet` a Control-LoRA
+(nodes.models.control_lora), built on the sampled model's UNet when sampling starts.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
+from nodes.models.controlnet_union import UnionControl, is_union
 from nodes.models.handles import ModelHandle, module_nbytes
 from nodes.models.ldm_export import unet_to_ldm
 from nodes.models.modules import assign_weights
@@ -32,6 +36,12 @@ LDM_HINT_KEY = "input_hint_block.0.weight"
 DIFFUSERS_HINT_KEY = "controlnet_cond_embedding.conv_in.weight"
 SD1_HEADS = 8  # SD1.x attention has 8 heads at every level; later families use heads of 64 channels
 HEAD_CHANNELS = 64
+UNION_KEY = "control_add_embedding.linear_1.weight"
+LORA_KEY = "lora_controlnet"
+UNION_HEADS = 8  # the union type transformer's heads: not in the shapes; ComfyUI and xinsir's config use 8
+LABEL_EMB_TO_ADD_EMBEDDING = (("label_emb.0.0.", "add_embedding.linear_1."),
+                              ("label_emb.0.2.", "add_embedding.linear_2."))
+SDXL_TIME_EMBED = 256  # width of each SDXL size id's embedding; it has no weights, so files do not say it
 
 
 class ControlNetFileError(ValueError):
@@ -53,7 +63,13 @@ class ControlNetHandle:
 
     @property
     def estimated_nbytes(self) -> int:
-        return module_nbytes(self.net)
+        nbytes = getattr(self.net, "nbytes", None)  # a Control-LoRA: its file's tensors until it is built
+        return module_nbytes(self.net) if nbytes is None else int(nbytes)
+
+    @property
+    def applied_net(self) -> Any:
+        """What an Apply node records: the net, or for a union ControlNet the net with its chosen type."""
+        return UnionControl(self.net, self.control_type) if is_union(self.net) else self.net
 
 
 def family_label(config: Mapping[str, Any]) -> str:
@@ -67,8 +83,23 @@ def family_label(config: Mapping[str, Any]) -> str:
 FIT_FIELDS = ("in_channels", "cross_attention_dim", "block_out_channels", "addition_embed_type")
 
 
+def controls_for_model(controls: tuple, model: ModelHandle) -> tuple:
+    """The applied controls as `model` samples with them, each checked to fit it: Control-LoRAs built on its
+    UNet (the same built control for the same applied one, so positive and negative still share a pass)."""
+    if not any(hasattr(c.net, "for_model") for c in controls):
+        for control in controls:
+            check_fits(control.net, control.source, model)
+        return controls
+    ready = tuple(c.net.for_model(c, model) if hasattr(c.net, "for_model") else c for c in controls)
+    for control in ready:
+        check_fits(control.net, control.source, model)
+    return ready
+
+
 def check_fits(net: Any, source: str, model: ModelHandle) -> None:
-    """ValueError naming both when a ControlNet was made for another family than the checkpoint's."""
+    """ValueError naming both when a ControlNet was made for another family than the checkpoint's; an SDXL
+    ControlNet takes the width of the size ids' embedding from the UNet (no file records it)."""
+    net = net.net if isinstance(net, UnionControl) else net
     unet_module: Any = model.unet
     unet, config = dict(unet_module.config), dict(net.config)
     if is_adapter(net):
@@ -81,6 +112,17 @@ def check_fits(net: Any, source: str, model: ModelHandle) -> None:
         raise ValueError(f"ControlNet {source!r} ({family_label(config)}) does not fit checkpoint "
                          f"{model.source!r} ({family_label(unet)}, {model.family.name}): use a ControlNet "
                          f"made for the checkpoint's family")
+    _adopt_time_embedding(net, unet)
+
+
+def _adopt_time_embedding(net: Any, unet: Mapping[str, Any]) -> None:
+    width = unet.get("addition_time_embed_dim")
+    if width is None or net.config.get("addition_time_embed_dim") == width or is_union(net):
+        return
+    from diffusers.models.embeddings import Timesteps
+
+    net.add_time_proj = Timesteps(width, net.config["flip_sin_to_cos"], net.config["freq_shift"])
+    net.register_to_config(addition_time_embed_dim=width)
 
 
 def _normal(value: Any) -> Any:
@@ -109,9 +151,7 @@ def infer_controlnet_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, 
     to_k = next(k for k in shapes if k.endswith("attn2.to_k.weight"))
     proj_in = next(k for k in shapes if k.endswith(".proj_in.weight"))
     linear = len(shapes[proj_in]) == 2
-    embedding = [int(shapes[DIFFUSERS_HINT_KEY][0])] + [
-        int(shapes[f"controlnet_cond_embedding.blocks.{2 * i + 1}.weight"][0])
-        for i in range(_count(shapes, r"controlnet_cond_embedding\.blocks\.(\d+)\.") // 2)]
+    embedding = hint_embedding_channels(shapes)
     config: dict[str, Any] = dict(
         in_channels=int(shapes["conv_in.weight"][1]),
         conditioning_channels=int(shapes[DIFFUSERS_HINT_KEY][1]),
@@ -127,16 +167,27 @@ def infer_controlnet_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, 
         transformer_layers_per_block=depths,
     )
     if "add_embedding.linear_1.weight" in shapes:
-        config.update(addition_embed_type="text_time",
+        config.update(addition_embed_type="text_time", addition_time_embed_dim=SDXL_TIME_EMBED,
                       projection_class_embeddings_input_dim=int(shapes["add_embedding.linear_1.weight"][1]))
+    if UNION_KEY in shapes:
+        types, trans_channels = (int(n) for n in shapes["task_embedding"])
+        config.update(num_control_type=types, num_trans_channel=trans_channels, num_trans_head=UNION_HEADS,
+                      num_trans_layer=_count(shapes, r"transformer_layes\.(\d+)\."),
+                      num_proj_channel=int(shapes["spatial_ch_projs.weight"][0]),
+                      addition_time_embed_dim=int(shapes[UNION_KEY][1]) // types)
     return config
+
+
+def hint_embedding_channels(shapes: Mapping[str, tuple[int, ...]]) -> list[int]:
+    """The widths of the hint embedding's convolutions, from the weights in diffusers' layout."""
+    return [int(shapes[DIFFUSERS_HINT_KEY][0])] + [
+        int(shapes[f"controlnet_cond_embedding.blocks.{2 * i + 1}.weight"][0])
+        for i in range(_count(shapes, r"controlnet_cond_embedding\.blocks\.(\d+)\.") // 2)]
 
 
 def _original_layout(state_dict: dict[str, torch.Tensor], base_unet: Any | None) -> dict[str, torch.Tensor]:
     """`control_model.*` (or unprefixed) original keys → diffusers' keys; a "difference" file gets the
     base model's weights added first, as ComfyUI's DiffControlNetLoader does."""
-    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
-
     control = {k.removeprefix(LDM_CONTROL_PREFIX): v for k, v in state_dict.items()
                if k.startswith(LDM_CONTROL_PREFIX) or LDM_HINT_KEY in state_dict}
     if "difference" in state_dict:
@@ -147,7 +198,19 @@ def _original_layout(state_dict: dict[str, torch.Tensor], base_unet: Any | None)
                 for k, v in unet_to_ldm(base_unet.state_dict(), base_unet.config["layers_per_block"]).items()}
         control = {k: v + base[k].to(v.dtype) if k in base and base[k].shape == v.shape else v
                    for k, v in control.items()}
-    converted = convert_controlnet_checkpoint(control, {"layers_per_block": _ldm_layers_per_block(control)})
+    return ldm_controlnet_to_diffusers(control)
+
+
+def ldm_controlnet_to_diffusers(control: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Unprefixed original keys → diffusers' keys; SDXL's `label_emb` (which diffusers' converter drops)
+    becomes `add_embedding`."""
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+
+    converted = convert_controlnet_checkpoint(dict(control), {"layers_per_block": _ldm_layers_per_block(control)})
+    for ldm, diffusers in LABEL_EMB_TO_ADD_EMBEDDING:
+        for part in ("weight", "bias"):
+            if ldm + part in control:
+                converted[diffusers + part] = control[ldm + part]
     return {k: v for k, v in converted.items() if v is not None}
 
 
@@ -167,10 +230,14 @@ def load_controlnet(path: Path, dtype: torch.dtype | None, device: str | torch.d
                     memory_format: torch.memory_format = torch.contiguous_format) -> ControlNetHandle:
     """A ControlNet file as a `ControlNetModel` (a T2I-Adapter as a `T2IAdapter`); a `config.json` beside a
     diffusers-layout ControlNet is used as its config, else the config is read from the shapes."""
-    from diffusers import ControlNetModel, T2IAdapter
+    from diffusers import ControlNetModel, ControlNetUnionModel, T2IAdapter
 
     name = name or path.name
     source = open_state_dict(path)
+    if LORA_KEY in source.tensors:
+        from nodes.models.control_lora import ControlLora
+
+        return ControlNetHandle(ControlLora(dict(source.tensors), name), name)
     if is_t2i_adapter(source.tensors) and DIFFUSERS_HINT_KEY not in source.tensors:
         weights, adapter_config = adapter_weights_and_config(dict(source.tensors), name)
         with torch.device("meta"):
@@ -184,7 +251,7 @@ def load_controlnet(path: Path, dtype: torch.dtype | None, device: str | torch.d
     else:
         config = infer_controlnet_config({k: tuple(v.shape) for k, v in tensors.items()})
     with torch.device("meta"):
-        net = ControlNetModel.from_config(config)
+        net = (ControlNetUnionModel if UNION_KEY in tensors else ControlNetModel).from_config(config)
     net = assign_weights(net, tensors, dtype=dtype, device=device, component=f"{name}: controlnet",
                          memory_format=memory_format)
     return ControlNetHandle(net, name)

@@ -1,7 +1,8 @@
 """ControlNet residuals for one UNet call: each applied ControlNet whose part of the schedule covers
 the current sigma runs on the same input, and their outputs are summed (ComfyUI chains them so).
 
-An applied control is any object with `net` (a diffusers ControlNetModel or T2IAdapter), `hint` [B, C, H, W]
+An applied control is any object with `net` (a diffusers ControlNetModel or T2IAdapter, or a UnionControl:
+a ControlNetUnionModel with its type), `hint` [B, C, H, W]
 in 0..1, `strength`, `start_percent` and `end_percent` (nodes.conditioning.value.AppliedControl).
 """
 
@@ -13,6 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
+from nodes.models.controlnet_union import UnionControl
 from nodes.models.t2i_adapter_loading import adapter_features, hint_size, is_adapter
 from nodes.resample import resize
 
@@ -102,20 +104,65 @@ def control_residuals(controls: Sequence[Any], x_in: torch.Tensor, timestep: tor
     for control in controls:
         if not is_active(control, sigma, model_sampling):
             continue
-        if is_adapter(control.net):
+        if isinstance(control.net, UnionControl):
+            part = _union_residuals(control, x_in, timestep, embeds, added)
+        elif is_adapter(control.net):
             part = _adapter_residuals(control, x_in)
         else:
-            param = next(control.net.parameters())
-            kwargs = {"added_cond_kwargs": {k: v.to(param.device, param.dtype) for k, v in added.items()}} \
-                if added else {}
-            down, mid = control.net(
-                x_in.to(param.device, param.dtype), timestep.to(param.device).expand(x_in.shape[0]),
-                encoder_hidden_states=embeds.to(param.device, param.dtype),
-                controlnet_cond=hint_for(control.hint, x_in).to(param.device, param.dtype),
-                conditioning_scale=float(control.strength), return_dict=False, **kwargs)
-            part = Residuals(list(down), mid)
+            part = _controlnet_residuals(control.net, hint_for(control.hint, x_in), float(control.strength), x_in,
+                                         timestep, embeds, added)
         total = part if total is None else total + part
     return total
+
+
+def _controlnet_residuals(net: Any, hint: torch.Tensor, strength: float, x_in: torch.Tensor, timestep: torch.Tensor,
+                          embeds: torch.Tensor, added: dict[str, torch.Tensor], **union: Any) -> Residuals:
+    param = next(net.parameters())
+    kwargs = {"added_cond_kwargs": {k: v.to(param.device, param.dtype) for k, v in added.items()}} if added else {}
+    cond = hint.to(param.device, param.dtype)
+    down, mid = net(x_in.to(param.device, param.dtype), timestep.to(param.device).expand(x_in.shape[0]),
+                    encoder_hidden_states=embeds.to(param.device, param.dtype),
+                    # a union ControlNet takes lists: one hint and one scale per control type
+                    controlnet_cond=[cond] if union else cond, conditioning_scale=[strength] if union else strength,
+                    return_dict=False, **kwargs, **union)
+    return Residuals(list(down), mid)
+
+
+def _union_residuals(control: Any, x_in: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor,
+                     added: dict[str, torch.Tensor]) -> Residuals:
+    """A union ControlNet as ComfyUI runs it: the type's one-hot (all zeros for auto) joins the time embedding;
+    with a type, the hint's features get that type's alpha from the type transformer, for auto they go in bare.
+
+    diffusers' type transformer attends across the batch (nn.MultiheadAttention, not batch-first), ComfyUI's
+    over one image's tokens: the same when every image has the same hint, so differing hints run one by one."""
+    net, types = control.net.net, control.net.control_type
+    hint = hint_for(control.hint, x_in)
+    if len(types) > 1:
+        raise ValueError(f"ControlNet {control.source!r}: one union control type at a time, got {list(types)}")
+    if any(t >= net.config.num_control_type for t in types):
+        raise ValueError(f"ControlNet {control.source!r} knows {net.config.num_control_type} control types; "
+                         f"type {types[0]} is not one of them")
+    if hint.shape[0] > 1 and not bool((hint == hint[:1]).all()):
+        parts = [_union_residuals_of(net, types, hint[i:i + 1], float(control.strength), x_in[i:i + 1],
+                                     timestep, embeds[i:i + 1], {k: v[i:i + 1] for k, v in added.items()})
+                 for i in range(hint.shape[0])]
+        return Residuals([torch.cat(d) for d in zip(*(p.down for p in parts))],
+                         torch.cat([p.mid for p in parts]))  # type: ignore[misc]
+    return _union_residuals_of(net, types, hint, float(control.strength), x_in, timestep, embeds, added)
+
+
+def _union_residuals_of(net: Any, types: tuple[int, ...], hint: torch.Tensor, strength: float, x_in: torch.Tensor,
+                        timestep: torch.Tensor, embeds: torch.Tensor, added: dict[str, torch.Tensor]) -> Residuals:
+    one_hot = torch.zeros((x_in.shape[0], net.config.num_control_type))
+    one_hot[:, list(types)] = 1.0
+    union = dict(control_type=one_hot.to(x_in.device), control_type_idx=list(types) or [0])
+    if types:
+        return _controlnet_residuals(net, hint, strength, x_in, timestep, embeds, added, **union)
+    handle = net.spatial_ch_projs.register_forward_hook(lambda module, args, out: torch.zeros_like(out))
+    try:
+        return _controlnet_residuals(net, hint, strength, x_in, timestep, embeds, added, **union)
+    finally:
+        handle.remove()
 
 
 def _zeros(like: list[torch.Tensor] | None, rows: int) -> list[torch.Tensor] | None:
