@@ -53,10 +53,15 @@ SAMPLERS: dict[str, SamplerInfo] = {
         SamplerInfo("dpm_2", k_steps.dpm_2, discard_penultimate_sigma=True),
         SamplerInfo("dpm_2_ancestral", k_steps.dpm_2_ancestral, discard_penultimate_sigma=True),
         SamplerInfo("lms", k_steps.lms),
+        # ComfyUI's *_gpu variants grow the Brownian tree on the latent's device instead of the CPU:
+        # the same numbers when the latent is on the CPU; our tree always lives there.
         SamplerInfo("dpmpp_sde", sde_steps.dpmpp_sde),
+        SamplerInfo("dpmpp_sde_gpu", sde_steps.dpmpp_sde),
         SamplerInfo("dpmpp_2m", diffusers_steps.dpmpp_2m),
         SamplerInfo("dpmpp_2m_sde", sde_steps.dpmpp_2m_sde),
+        SamplerInfo("dpmpp_2m_sde_gpu", sde_steps.dpmpp_2m_sde),
         SamplerInfo("dpmpp_3m_sde", sde_steps.dpmpp_3m_sde),
+        SamplerInfo("dpmpp_3m_sde_gpu", sde_steps.dpmpp_3m_sde),
         SamplerInfo("ddpm", k_steps.ddpm),
         SamplerInfo("lcm", k_steps.lcm),
         SamplerInfo("deis", k_steps.deis),

@@ -12,7 +12,8 @@ from nodes.sampling.schedule import ModelSampling, ksampler_sigmas
 MS = ModelSampling()
 MU, S0 = 0.4, 0.5
 DETERMINISTIC = ["euler", "heun", "dpm_2", "lms", "dpmpp_2m", "deis", "ddim", "uni_pc", "uni_pc_bh2"]
-STOCHASTIC = ["euler_ancestral", "dpm_2_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddpm", "lcm"]
+STOCHASTIC = ["euler_ancestral", "dpm_2_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddpm", "lcm",
+              "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde_gpu"]
 
 
 def gaussian_denoiser(x, sigma):
@@ -145,3 +146,10 @@ def test_partial_denoise_starts_from_the_noised_latent():
 def test_unknown_sampler_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="euler_ancestral"):
         sample("nope", gaussian_denoiser, torch.zeros(1), torch.tensor([1.0, 0.0]), seed=0)
+
+
+@pytest.mark.parametrize("name", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"])
+def test_comfyuis_gpu_variants_of_the_sde_samplers_are_the_same_on_the_cpu(name):
+    x, sigmas = start(name, steps=6)
+    assert torch.equal(sampler_info(name).run(gaussian_denoiser, x, sigmas, 3, lambda *a: None),
+                       sampler_info(name + "_gpu").run(gaussian_denoiser, x, sigmas, 3, lambda *a: None))
