@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from engine.declare import NodeDeclaration, declaration_of
 
@@ -32,6 +32,8 @@ class NodeRegistry:
     def __init__(self, classes: Iterable[type] = ()) -> None:
         self._declarations: dict[str, NodeDeclaration] = {}
         self.failures: list[ExtensionFailure] = []
+        # Say why a class name is missing (e.g. "a pack this engine does not build"); None: no idea.
+        self.missing_explainers: list[Callable[[str], str | None]] = []
         for cls in classes:
             self.register(cls)
 
@@ -51,15 +53,36 @@ class NodeRegistry:
                                      or obj.__module__.startswith(module.__name__ + ".")):
                 self.register(obj)
                 added.append(decl.class_type)
+        explain = getattr(module, "explain_missing_node", None)
+        if callable(explain) and getattr(explain, "__module__", None) == module.__name__ \
+                and explain not in self.missing_explainers:
+            self.missing_explainers.append(explain)
         return added
 
+    def explain_missing(self, class_type: str) -> str | None:
+        """Why `class_type` is not available, from the loaded modules' `explain_missing_node`, if any knows."""
+        for explain in self.missing_explainers:
+            reason = explain(class_type)
+            if reason:
+                return reason
+        return None
+
     def load_package(self, package: str) -> list[str]:
-        """Import `package` and each of its submodules, registering their nodes."""
+        """Import `package` and each of its submodules, registering their nodes.
+
+        Subpackages that say `NODE_PACKAGE = True` in their `__init__` are loaded the same way;
+        others hold helpers (model code) and are imported only by the modules that use them."""
         root = importlib.import_module(package)
         added = self.register_module(root)
-        for path in sorted(Path(str(root.__file__)).parent.glob("*.py")):
+        folder = Path(str(root.__file__)).parent
+        for path in sorted(folder.glob("*.py")):
             if path.stem != "__init__" and not path.stem.startswith("_"):
                 added += self.register_module(importlib.import_module(f"{package}.{path.stem}"))
+        for sub in sorted(p for p in folder.iterdir() if (p / "__init__.py").is_file()):
+            if sub.name.startswith(("_", ".")):
+                continue
+            if getattr(importlib.import_module(f"{package}.{sub.name}"), "NODE_PACKAGE", False):
+                added += self.load_package(f"{package}.{sub.name}")
         return added
 
     def load_extensions(self, folder: Path) -> list[str]:

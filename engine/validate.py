@@ -250,8 +250,9 @@ def validate(workflow: Workflow, registry: NodeRegistry, paths: Any = None,
     for node_id, spec in workflow.nodes.items():
         if spec.class_type not in registry:
             missing_types.append(node_id)
+            reason = registry.explain_missing(spec.class_type)   # e.g. a known pack we do not build
             validator.fail(node_id, input_error(
-                "missing_node_type", f"Node type {spec.class_type!r} not found", None,
+                "missing_node_type", reason or f"Node type {spec.class_type!r} not found", None,
                 f"Node {node_id!r} has class_type {spec.class_type!r}, which no loaded node pack declares",
                 class_type=spec.class_type, node_title=spec.title))
 
@@ -296,7 +297,9 @@ def validate(workflow: Workflow, registry: NodeRegistry, paths: Any = None,
     if validator.node_errors:
         error_type = "missing_node_type" if missing_types else "prompt_outputs_failed_validation"
         first = missing_types[0] if missing_types else None
-        details = (f"Node {first!r}: type {workflow.nodes[first].class_type!r} is not installed" if first
+        reason = registry.explain_missing(workflow.nodes[first].class_type) if first else None
+        details = (f"Node {first!r}: {reason}" if reason
+                   else f"Node {first!r}: type {workflow.nodes[first].class_type!r} is not installed" if first
                    else f"{len(validator.node_errors)} node(s) have invalid inputs")
         return ValidationResult(error=prompt_error(error_type, details),
                                 node_errors=_entries(validator, workflow, predecessors, outputs))
