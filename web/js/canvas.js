@@ -89,8 +89,9 @@ export class CanvasView extends EventTarget {
     this.grid.style.transform = `translate(${shift(ox)}px, ${shift(oy)}px)`;
     this.root.classList.toggle("low-detail", this.scale < LOW_DETAIL_SCALE);
     this.graph.extra.ds = { scale: this.scale, offset: [...this.offset] };
-    // While the viewport moves the world is its own layer, so a pan repaints nothing.
-    this.world.classList.add("moving");
+    // While the viewport moves the world is its own layer, so a pan repaints little. Not when zoomed
+    // out: the whole world is in view then, and rastering it all as one layer costs more than it saves.
+    this.world.classList.toggle("moving", this.scale >= LOW_DETAIL_SCALE);
     clearTimeout(this.movingTimer);
     this.movingTimer = setTimeout(() => this.world.classList.remove("moving"), MOVING_MS);
     this.scheduleCull();
