@@ -242,3 +242,36 @@ def test_lcm_upscale_draws_comfyuis_noise_after_the_starting_noise():
     expected = 0.5 * (0.5 * x + 1.0 * torch.randn((1, 4, 4, 4), generator=generator))
     out = lcm_upscale(lambda x, s: 0.5 * x, x, sigmas, 7, lambda *a: None, total_upscale=1.0)
     torch.testing.assert_close(out, expected)
+
+
+def with_model_patch(graph: dict, class_type: str, **inputs) -> dict:
+    """The graph's KSampler ("3") sampling through a MODEL node ("40") on the checkpoint's model."""
+    graph["40"] = {"class_type": class_type, "inputs": {"model": ["4", 0], **inputs}}
+    graph["3"]["inputs"]["model"] = ["40", 0]
+    return graph
+
+
+def test_lcm_sampling_runs_the_distilled_schedule_with_the_lcm_denoiser(executor):
+    graph = base_graph()
+    graph["3"] = ksampler("lcm", "sgm_uniform", cfg=1.5)
+    graph["41"] = ksampler("lcm", "sgm_uniform", cfg=1.5)
+    graph["42"] = {"class_type": "BasicScheduler", "inputs": {"model": ["40", 0], "scheduler": "sgm_uniform",
+                                                             "steps": 4, "denoise": 1.0}}
+    (lcm, eps, sigmas) = run(executor, with_model_patch(graph, "ModelSamplingDiscrete", sampling="lcm", zsnr=False),
+                             "3", "41", "42")
+    assert torch.isfinite(lcm["samples"]).all() and not torch.allclose(lcm["samples"], eps["samples"])
+    from nodes.sampling.schedule import model_sampling_for
+
+    assert torch.equal(sigmas, ksampler_sigmas(model_sampling_for("lcm"), "sgm_uniform", 4))
+    assert not torch.allclose(sigmas, ksampler_sigmas(ModelSampling(), "sgm_uniform", 4))
+
+
+def test_rescale_cfg_at_multiplier_zero_is_plain_cfg_and_cfg_zero_star_changes_the_image(executor):
+    graph = base_graph()
+    graph["41"] = ksampler("euler", "normal")
+    graph["3"] = ksampler("euler", "normal")
+    plain, rescaled = run(executor, with_model_patch(graph, "RescaleCFG", multiplier=0.0), "41", "3")
+    torch.testing.assert_close(rescaled["samples"], plain["samples"], rtol=1e-4, atol=1e-4)
+    graph["3"] = ksampler("euler", "normal")
+    (zero_star,) = run(executor, with_model_patch(graph, "CFGZeroStar"), "3")
+    assert torch.isfinite(zero_star["samples"]).all() and not torch.allclose(zero_star["samples"], plain["samples"])

@@ -152,3 +152,4 @@ def test_nodes_give_new_handles_and_keep_the_cfg_function_first():
     (again,) = RescaleCFG().run(None, first, 0.7)
     assert again.post_cfg == (RescaledCfg(0.7), "pag", CfgZeroStar())
     assert model.post_cfg == ("pag",)
+
