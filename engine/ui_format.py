@@ -9,7 +9,8 @@ the node declarations, so it works for any registered node type:
 - A link is followed through `Reroute`s, bypassed nodes (to their first input of the output's
   type, the same slot preferred) and subgraph boundaries to the node that really produces it.
   A `PrimitiveNode` becomes the constant it holds. Links from muted nodes are dropped.
-- Legacy group nodes (`workflow>NAME`) are first replaced by their inner nodes (`engine.ui_group_nodes`).
+- Legacy group nodes (`workflow>NAME`) are first replaced by their inner nodes (`engine.ui_group_nodes`);
+  Use Everywhere's broadcasts first become links (`engine.ui_use_everywhere`).
 - Front-end-only nodes (notes, reroutes, primitives) are not emitted; unknown node types are,
   with their links, so that validation reports them as missing node types.
 """
@@ -24,16 +25,17 @@ from engine.registry import NodeRegistry
 from engine.types import ANY, Choice
 from engine.ui_group_nodes import expand_group_nodes
 from engine.ui_subgraph import BOUNDARY, BYPASSED, INSTANCE, MUTED, Edge, UIFormatError, UIInput, UINode, flatten
+from engine.ui_use_everywhere import UE_CONSTANT_TYPES, UE_VIRTUAL_TYPES, resolve_use_everywhere
 from engine.workflow import LinkRef, NodeSpec, Workflow
 
 __all__ = ["UIFormatError", "is_ui_format", "ui_to_api", "FRONTEND_ONLY_TYPES"]
 
 REROUTE_TYPES = frozenset({"Reroute"})
-PRIMITIVE_TYPES = frozenset({"PrimitiveNode"})
+PRIMITIVE_TYPES = frozenset({"PrimitiveNode"}) | UE_CONSTANT_TYPES   # Seed Everywhere holds a seed
 # Nodes that only exist in the editor and feed nothing: notes and labels (core and popular packs).
 IGNORED_TYPES = frozenset({"Note", "MarkdownNote", "Label (rgthree)", "Bookmark (rgthree)",
                            "Fast Groups Bypasser (rgthree)", "Fast Groups Muter (rgthree)",
-                           "Fast Bypasser (rgthree)", "Fast Muter (rgthree)", "Note Plus (mtb)"})
+                           "Fast Bypasser (rgthree)", "Fast Muter (rgthree)", "Note Plus (mtb)"}) | UE_VIRTUAL_TYPES
 FRONTEND_ONLY_TYPES = REROUTE_TYPES | PRIMITIVE_TYPES | IGNORED_TYPES
 
 # How an input resolved.
@@ -68,6 +70,7 @@ def ui_to_api(ui: dict, registry: NodeRegistry) -> Workflow:
         raise UIFormatError(f"a UI-format workflow must be a JSON object, got {type(ui).__name__}")
     if not isinstance(ui.get("nodes"), list):
         raise UIFormatError("not a UI-format workflow: 'nodes' must be a list")
+    ui = resolve_use_everywhere(ui)   # Use Everywhere's broadcasts become links first
     nodes = flatten(expand_group_nodes(ui, registry, IGNORED_TYPES))
     resolver = _Resolver(nodes, registry)
     workflow = Workflow()
