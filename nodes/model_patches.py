@@ -19,6 +19,7 @@ from engine.types import MODEL, Boolean, Float, Int, Link
 from nodes.models.attention_patches import HyperTileHook, IdentityAttentionHook, TokenMergingHook
 from nodes.models.freeu import FreeUHook
 from nodes.models.handles import ModelHandle
+from nodes.models.sag import MiddleAttentionRecorder, SelfAttentionGuidanceTerm
 from nodes.models.unet_hooks import hooks_attached
 from nodes.sampling.cfg import PostCfgArgs
 
@@ -110,3 +111,19 @@ class PerturbedAttentionGuidance:
 
     def run(self, ctx: RunContext, model: ModelHandle, scale: float) -> tuple:
         return (replace(model, post_cfg=model.post_cfg + (PerturbedAttentionTerm(scale),)),)
+
+
+@node("SelfAttentionGuidance", display_name="Self-Attention Guidance", category="_for_testing",
+      outputs=[Out(MODEL, "MODEL")])
+class SelfAttentionGuidance:
+    """Self-Attention Guidance: steers away from what the model predicts from its negative prediction
+    blurred where the middle block attends most (one more UNet pass per step; nodes.models.sag)."""
+
+    model = Link(MODEL)
+    scale = Float(0.5, min=-2.0, max=5.0, step=0.01)
+    blur_sigma = Float(2.0, min=0.0, max=10.0, step=0.1)
+
+    def run(self, ctx: RunContext, model: ModelHandle, scale: float, blur_sigma: float) -> tuple:
+        recorder = MiddleAttentionRecorder()
+        term = SelfAttentionGuidanceTerm(scale, blur_sigma, recorder)
+        return (replace(model, hooks=model.hooks + (recorder,), post_cfg=model.post_cfg + (term,)),)

@@ -190,6 +190,15 @@ class _UNetDenoiser:
         timestep = self.model_sampling.timestep(torch.as_tensor(sigma, dtype=torch.float32)).float().reshape(1)
         return self._denoised(x, s, self._unet_output(x / math.sqrt(s * s + 1.0), timestep, [self.positive], s))
 
+    @torch.no_grad()
+    def negative_denoised(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The negative side's prediction alone (SAG's pass on its blurred prediction)."""
+        if self.negative is None:
+            raise ValueError("no negative conditioning to predict from")
+        s = float(sigma)
+        timestep = self.model_sampling.timestep(torch.as_tensor(sigma, dtype=torch.float32)).float().reshape(1)
+        return self._denoised(x, s, self._unet_output(x / math.sqrt(s * s + 1.0), timestep, [self.negative], s))
+
 
 
 class EpsilonDenoiser(_UNetDenoiser):
