@@ -30,7 +30,7 @@ def nearest_multiple_of_8(side: float) -> float:
 class TextO:
     """The text with one space appended (as the pack does, so joined prompts stay apart)."""
 
-    text = String("", multiline=True)
+    text = String(None, multiline=True)   # type: ignore[arg-type]  # the pack declares no default
 
     def run(self, ctx: RunContext, text: str) -> tuple:
         return (text + " ",)

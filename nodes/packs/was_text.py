@@ -31,6 +31,7 @@ from nodes.pixel_cap import check_image_size
 PACK = "WAS Suite"
 CUSTOM_TOKENS_FILE = "was_custom_tokens.json"
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
+NO_DEFAULT: Any = None   # link-only text inputs (forceInput) declare no default, as in WAS
 
 
 def custom_tokens(paths: Paths) -> dict[str, str]:
@@ -103,10 +104,10 @@ class TextConcatenate:
 
     delimiter = String(", ")
     clean_whitespace = Choice(["true", "false"])
-    text_a = String("", optional=True, force_input=True)
-    text_b = String("", optional=True, force_input=True)
-    text_c = String("", optional=True, force_input=True)
-    text_d = String("", optional=True, force_input=True)
+    text_a = String(NO_DEFAULT, optional=True, force_input=True)
+    text_b = String(NO_DEFAULT, optional=True, force_input=True)
+    text_c = String(NO_DEFAULT, optional=True, force_input=True)
+    text_d = String(NO_DEFAULT, optional=True, force_input=True)
 
     def run(self, ctx: RunContext, delimiter: str, clean_whitespace: str, text_a: str | None, text_b: str | None,
             text_c: str | None, text_d: str | None) -> tuple:
@@ -126,7 +127,7 @@ class TextToConditioning:
     """CLIPTextEncode with the inputs in WAS's order (clip, then text as a link)."""
 
     clip = Link(CLIP)
-    text = String("", force_input=True)
+    text = String(NO_DEFAULT, force_input=True)
 
     def run(self, ctx: RunContext, clip: Any, text: str) -> tuple:
         return CLIPTextEncode().run(ctx, text=text, clip=clip)
@@ -136,7 +137,7 @@ class TextToConditioning:
 class TextToConsole:
     """Prints the text under its label and passes it on."""
 
-    text = String("", force_input=True)
+    text = String(NO_DEFAULT, force_input=True)
     label = String("Text Output")
 
     def run(self, ctx: RunContext, text: str, label: str) -> tuple:
@@ -148,7 +149,7 @@ class TextToConsole:
 class TextRandomLine:
     """One line of the text, chosen by Python's `random` seeded with `seed` (the line WAS picks)."""
 
-    text = String("", force_input=True)
+    text = String(NO_DEFAULT, force_input=True)
     seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
 
     def run(self, ctx: RunContext, text: str, seed: int) -> tuple:
@@ -159,8 +160,8 @@ class TextRandomLine:
 class TextAddTokenByInput:
     """Adds (or replaces) a custom token that later token expansion substitutes."""
 
-    token_name = String("", force_input=True)
-    token_value = String("", force_input=True)
+    token_name = String(NO_DEFAULT, force_input=True)
+    token_value = String(NO_DEFAULT, force_input=True)
     print_current_tokens = Choice(["false", "true"])
 
     def run(self, ctx: RunContext, token_name: str, token_value: str, print_current_tokens: str) -> NodeResult:
@@ -179,7 +180,7 @@ class TextAddTokenByInput:
 class TextParseTokens:
     """The text with its tokens expanded (re-run every time: [time] changes)."""
 
-    text = String("", force_input=True)
+    text = String(NO_DEFAULT, force_input=True)
 
     def run(self, ctx: RunContext, text: str) -> tuple:
         return (parse_tokens(text, ctx.paths),)
@@ -191,9 +192,9 @@ class TextParseTokens:
 class TextFindAndReplaceInput:
     """Replaces the first occurrence of `find` until none is left, counting replacements (WAS's loop)."""
 
-    text = String("", force_input=True)
-    find = String("", force_input=True)
-    replace = String("", force_input=True)
+    text = String(NO_DEFAULT, force_input=True)
+    find = String(NO_DEFAULT, force_input=True)
+    replace = String(NO_DEFAULT, force_input=True)
 
     def run(self, ctx: RunContext, text: str, find: str, replace: str) -> tuple:
         if find == "" or find in replace:   # WAS's loop never ends on these; say so instead
