@@ -41,7 +41,8 @@ def _fingerprint(paths: Paths, name: str) -> str:
 @node("ControlNetLoader", display_name="Load ControlNet Model", category="loaders",
       outputs=[Out(CONTROL_NET, "CONTROL_NET")], uses_settings=["precision", "device"])
 class ControlNetLoader:
-    """Loads a ControlNet from models/controlnet (original single-file or diffusers layout)."""
+    """Loads a ControlNet from models/controlnet (original single-file or diffusers layout; SD1.x, SD2.x, SDXL,
+    union ControlNets, Control-LoRAs, T2I-Adapters), told apart by its keys as ComfyUI does."""
 
     control_net_name = Choice(ModelFiles("controlnet"))
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .control import Residuals, batched_residuals, control_residuals
 from .schedule import ModelSampling
+from .unet_call import UnetCall, unet_call_scope
 
 
 class Denoiser(Protocol):
@@ -152,12 +153,13 @@ class _UNetDenoiser:
         residuals = self._control(x_in, timestep, sigma, conds, embeds, added)
         if residuals is not None:
             kwargs.update(residuals.unet_kwargs(param.dtype))
-        out = self.unet(
-            sample.to(param.device, param.dtype),
-            timestep.to(param.device).expand(sample.shape[0]),
-            encoder_hidden_states=embeds,
-            **kwargs,
-        ).sample
+        with unet_call_scope(UnetCall(sigma, tuple(int(c is self.negative) for c in conds))):  # IP-Adapter
+            out = self.unet(
+                sample.to(param.device, param.dtype),
+                timestep.to(param.device).expand(sample.shape[0]),
+                encoder_hidden_states=embeds,
+                **kwargs,
+            ).sample
         return out.to(x_in.device, torch.float32)
 
     def _denoised(self, x: torch.Tensor, sigma: float, output: torch.Tensor) -> torch.Tensor:

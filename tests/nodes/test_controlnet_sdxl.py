@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import EulerDiscreteScheduler, StableDiffusionXLControlNetPipeline
+from diffusers import ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLControlNetPipeline
 from safetensors.torch import save_file
 
 from engine.config import EngineConfig, build_registry
 from engine.execute import Executor
 from engine.paths import Paths
 from engine.registry import NodeRegistry
-from nodes.models.controlnet_loading import load_controlnet
+from nodes.models.controlnet_loading import controlnet_state_dict, infer_controlnet_config, load_controlnet
 from nodes.models.family import SDXL_BASE
 from nodes.sampling import ksampler_sigmas
-from tests.nodes.checkpoints import save_tiny_checkpoint
+from tests.nodes.checkpoints import meta_modules, save_tiny_checkpoint
 from tests.nodes.test_controlnet import (
     STEPS,
     TestHintImage,
@@ -118,8 +118,6 @@ def test_ksampler_with_an_sdxl_controlnet_equals_the_sdxl_controlnet_pipeline(se
 
 
 def test_an_sd1_controlnet_on_sdxl_fails_naming_both(setup):
-    from diffusers import ControlNetModel
-
     executor, _, folder = setup
     sd1 = ControlNetModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
                           attention_head_dim=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"))
@@ -131,3 +129,18 @@ def test_an_sd1_controlnet_on_sdxl_fails_naming_both(setup):
     assert result.status == "error"
     message = str(result.error.data())
     assert "sd1-canny.safetensors" in message and "SDXL" in message and "tiny-sdxl.safetensors" in message
+
+
+def test_a_full_size_sdxl_original_file_converts_to_the_config_it_was_made_with():
+    """Shapes only (meta tensors): three levels, the first without attention, transformer depths 2 and 10,
+    the pooled prompt and size ids' embedding (2816 = 1280 + 6 × 256) as `label_emb`."""
+    with torch.device("meta"):
+        net = ControlNetModel.from_unet(meta_modules(SDXL_BASE)["unet"], load_weights_from_unet=False)
+    state = controlnet_state_dict(original_layout(net), "controlnet-sdxl.safetensors")
+    assert set(state) == set(net.state_dict())
+    config = infer_controlnet_config({k: tuple(v.shape) for k, v in state.items()})
+    for field in ("block_out_channels", "down_block_types", "transformer_layers_per_block", "attention_head_dim",
+                  "cross_attention_dim", "use_linear_projection", "addition_embed_type", "addition_time_embed_dim",
+                  "projection_class_embeddings_input_dim", "layers_per_block"):
+        want = net.config[field]
+        assert config[field] == (list(want) if isinstance(want, tuple) else want), field
