@@ -128,9 +128,25 @@ class ComfyEditor:
         assert response.status == 200 and response.headers["content-type"] == "image/png"
         return dict(re.findall(r"(\w+)=([^&]*)", response.url.split("?", 1)[1]))
 
-    def messages(self, kind: str) -> list[dict]:
-        return [m["data"] for m in map(json.loads, (f for f in self.socket_frames if isinstance(f, str)))
-                if m["type"] == kind]
+    def frames_from(self, start: int) -> list[dict]:
+        """The JSON WebSocket messages received since `start` frames, as `{"type", "data"}`."""
+        return [json.loads(f) for f in self.socket_frames[start:] if isinstance(f, str)]
+
+    def queue_expecting_rejection(self) -> None:
+        with self.page.expect_response(lambda r: r.url.endswith("/api/prompt")) as queued:
+            self.page.get_by_test_id("queue-button").click()
+        assert queued.value.status == 400
+
+    def drop_file(self, name: str, text: str) -> None:
+        """Drop a file on the canvas as a user does from a file manager."""
+        self.page.evaluate("""([name, text]) => {
+            const data = new DataTransfer();
+            data.items.add(new File([text], name, {type: 'application/json'}));
+            const canvas = document.querySelector('#graph-canvas');
+            for (const type of ['dragenter', 'dragover', 'drop'])
+              canvas.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true,
+                                                        clientX: 700, clientY: 500}));
+        }""", [name, text])
 
     def seen(self) -> dict:
         return self.page.evaluate("() => window.__seen")
@@ -164,4 +180,42 @@ def test_the_editor_loads_and_runs_its_default_workflow(comfy_editor: ComfyEdito
     assert any(re.match(r"\[\d+%\]", title) for title in seen["titles"]), seen["titles"]
     assert any(re.search(r"Current node:.*[1-9]\d*%", text) for text in seen["progress"]), seen["progress"]
     assert seen["previews"] > 0 and any(isinstance(f, bytes) for f in editor.socket_frames)
+    assert editor.take_problems() == []
+
+    # A validation error is shown on the node whose input is wrong, and nowhere else.
+    editor.set_widget(4, "ckpt_name", "missing.safetensors")
+    editor.queue_expecting_rejection()
+    page.get_by_test_id("error-overlay").wait_for()
+    assert "Value not in list" in page.get_by_test_id("error-overlay-messages").text_content()
+    flagged = page.evaluate("() => window.app.graph.nodes.filter(n => n.has_errors).map(n => n.id)")
+    assert flagged == [4]
+    problems = editor.take_problems()  # the rejected prompt's 400, which the editor logs as errors
+    assert problems[0] == f"400 POST {editor.url}/api/prompt" and all(
+        "status of 400" in p or p.startswith("PromptExecutionError") for p in problems[1:]), problems
+    page.get_by_test_id("error-overlay-dismiss").click()
+    editor.set_widget(4, "ckpt_name", "v1-5-pruned-emaonly-fp16.safetensors")
+
+    # A node added from its search box (double click on the canvas) runs.
+    page.mouse.dblclick(720, 760)
+    page.get_by_placeholder("Add a node...").press_sequentially("Invert Image")
+    page.get_by_text("Invert Image Colors").first.wait_for()
+    page.keyboard.press("Enter")
+    added = [node_id for node_id, kind in editor.nodes().items() if kind == "ImageInvert"]
+    assert len(added) == 1
+    page.evaluate("""id => { const graph = window.app.graph, invert = graph.getNodeById(id);
+        graph.getNodeById(8).connect(0, invert, 0); invert.connect(0, graph.getNodeById(9), 0); }""",
+                  int(added[0]))
+    start = len(editor.socket_frames)
+    editor.run_and_wait_for_image()
+    ran = [m["data"]["node"] for m in editor.frames_from(start) if m["type"] == "executing"]
+    assert added[0] in ran
+
+    # One of ComfyUI's shared workflows, dropped on the canvas, runs on the built-in models.
+    editor.drop_file("image2image.json", (FIXTURES / "image2image.json").read_text())
+    page.wait_for_function("() => window.app.graph.nodes.some(n => n.type === 'LoadImage')")
+    editor.set_widget(18, "megapixels", 0.01)
+    start = len(editor.socket_frames)
+    editor.run_and_wait_for_image()
+    ran = {m["data"]["node"] for m in editor.frames_from(start) if m["type"] == "executing"}
+    assert {"10", "18", "12", "3", "9"} <= ran
     assert editor.take_problems() == []
