@@ -70,8 +70,8 @@ class ControlLora:
 
     @staticmethod
     def _model_key(model: ModelHandle) -> tuple:
-        unet_patches = tuple(id(p) for p in model.patches if p.part == UNET_PART)
-        return (id(model.unet), unet_patches)
+        """Equal for the same live UNet and patches; weak, so a cached build never keeps a model alive."""
+        return (weakref.ref(model.unet), tuple(weakref.ref(p) for p in model.patches if p.part == UNET_PART))
 
     def _build(self, model: ModelHandle) -> Any:
         from diffusers import ControlNetModel
