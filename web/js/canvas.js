@@ -5,8 +5,8 @@
  *
  * Big graphs stay fast: a redraw rebuilds only the nodes whose drawn content changed (see
  * `nodeSignature`) and rewrites only the link paths that moved; pan and zoom move one transformed
- * container; nodes and links off screen are hidden (culled) and, zoomed out, widgets and labels are
- * not drawn (`low-detail`).
+ * container; nodes and links off screen are hidden (culled) and, zoomed out, widgets, labels and
+ * titles are not drawn (`low-detail`).
  */
 
 import { applyStatus, nodeSignature, renderNode } from "./nodeview.js";
@@ -18,7 +18,7 @@ export const MAX_SCALE = 4;
 /** A node's `pos` is the top-left of its body; its title bar sits above it (ComfyUI's convention). */
 export const TITLE_HEIGHT = 30;
 const GRID_SIZE = 20;
-/** Below this zoom, nodes are drawn without widgets and labels (they are unreadable anyway). */
+/** Below this zoom, nodes are drawn without widgets, labels and titles (they are unreadable anyway). */
 export const LOW_DETAIL_SCALE = 0.45;
 /** What is drawn around the visible area, in screen pixels, so a short pan shows no gaps. */
 const CULL_MARGIN = 300;
