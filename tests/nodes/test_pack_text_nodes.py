@@ -164,3 +164,21 @@ def test_cr_load_lora_passes_through_when_off_or_none():
 
 def test_preset_text_gives_the_default_preset():
     assert PresetText().run(None, "default negative") == ("worst quality",)
+
+
+def test_cr_load_lora_when_on_patches_as_lora_loader_does(models_dir, tmp_path):
+    from nodes.loaders import CheckpointLoaderSimple
+    from nodes.lora import LoraLoader
+    from nodes.models.builtin import BUILTIN_LORA
+
+    paths = Paths(models_dir, tmp_path / "input", tmp_path / "output", tmp_path / "temp")
+    run_ctx = RunContext(node_id="1", prompt_id="test", paths=paths, interrupt=InterruptHandle(),
+                         emit=lambda event, data: None, settings={})
+    model, clip, _ = CheckpointLoaderSimple().run(run_ctx, "tiny-sd15.safetensors")
+    ours = CRLoadLoRA().run(run_ctx, model, clip, "On", BUILTIN_LORA, 0.7, 0.3)
+    reference = LoraLoader().run(run_ctx, model, clip, BUILTIN_LORA, 0.7, 0.3)
+    assert ours[2] == HELP_URL
+    for got, want, original in zip(ours[:2], reference, (model, clip)):
+        assert got.patches and [(p.part, p.strength, p.source) for p in got.patches] == \
+            [(p.part, p.strength, p.source) for p in want.patches]
+        assert got is not original
