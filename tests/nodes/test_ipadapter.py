@@ -105,6 +105,16 @@ def setup(tmp_path_factory):
     return root, model
 
 
+@pytest.fixture(scope="module")
+def loaded(setup):
+    """The two adapters (through the loader node) and the CLIP vision tower, loaded once."""
+    root, _ = setup
+    ctx = context(root)
+    adapters = {name: pack.IPAdapterModelLoader().run(ctx, name)[0]
+                for name in ("ip-adapter_sd15.safetensors", "ip-adapter-plus_sd15.bin")}
+    return adapters, pack.load_clip_vision(root / "clip_vision" / VISION_NAME)
+
+
 # --- files --------------------------------------------------------------------------------------------
 
 def test_both_file_layouts_load_and_are_told_apart(setup):
@@ -146,6 +156,13 @@ def test_layer_selecting_weight_types_pick_the_packs_transformers():
     assert layer_weights(0.6, "linear", is_sdxl=False) == 0.6
 
 
+def test_cross_attentions_are_numbered_as_the_files_and_indexed_as_comfyuis_transformers(setup):
+    _, model = setup
+    sites = [(s.number, s.t_idx, s.block_type) for s in cross_attention_sites(model.unet)]
+    # files: diffusers' module order (down, up, mid); t_idx: forward order (input, middle, output)
+    assert sites == [(0, 0, "input"), (1, 2, "output"), (2, 3, "output"), (3, 1, "middle")]
+
+
 def test_start_and_end_are_comfyuis_percent_to_sigma():
     ms = ModelSampling("epsilon")
     assert percent_to_sigma(ms, 0.0) > 1e8 and percent_to_sigma(ms, 1.0) == 0.0
@@ -154,15 +171,13 @@ def test_start_and_end_are_comfyuis_percent_to_sigma():
 
 # --- the hook -----------------------------------------------------------------------------------------
 
-def _apply(setup, name="ip-adapter_sd15.safetensors", **options):
+def _apply(setup, loaded, name="ip-adapter_sd15.safetensors", **options):
     root, model = setup
-    ctx = context(root)
-    ipadapter = pack.IPAdapterModelLoader().run(ctx, name)[0]
-    vision = pack.load_clip_vision(root / "clip_vision" / VISION_NAME)
+    adapters, vision = loaded
     args = dict(weight=1.0, weight_type="linear", combine_embeds="concat", start_at=0.0, end_at=1.0,
                 embeds_scaling="V only", image_negative=None, attn_mask=None, clip_vision=vision)
     args.update(options)
-    return pack.IPAdapterAdvanced().run(ctx, model, ipadapter, tiny_image(), **args)[0]
+    return pack.IPAdapterAdvanced().run(context(root), model, adapters[name], tiny_image(), **args)[0]
 
 
 def _denoise(model, sigma=3.0):
@@ -173,29 +188,29 @@ def _denoise(model, sigma=3.0):
         return unet_denoiser(unet, model.model_sampling, pos, neg, 4.0)(x, torch.tensor(sigma))
 
 
-def test_the_adapter_acts_only_while_sampling_and_leaves_the_unet_as_it_was(setup):
+def test_the_adapter_acts_only_while_sampling_and_leaves_the_unet_as_it_was(setup, loaded):
     _, model = setup
     before = {k: v.clone() for k, v in model.unet.state_dict().items()}
     plain = _denoise(model)
-    patched = _apply(setup)
+    patched = _apply(setup, loaded)
     assert isinstance(patched.hooks[-1], IPAdapterHook) and patched.unet is model.unet
     assert (_denoise(patched) - plain).abs().max() > 1e-3
     assert torch.equal(_denoise(model), plain)
     assert all(torch.equal(v, before[k]) for k, v in model.unet.state_dict().items())
 
 
-def test_weight_zero_and_a_window_that_excludes_the_sigma_change_nothing(setup):
+def test_weight_zero_and_a_window_that_excludes_the_sigma_change_nothing(setup, loaded):
     _, model = setup
     plain = _denoise(model, sigma=3.0)
-    assert torch.equal(_denoise(_apply(setup, weight=0.0)), plain)
+    assert torch.equal(_denoise(_apply(setup, loaded, weight=0.0)), plain)
     # start 0.9 → sigma ≈ 0.1·999 steps from the end: far below 3, so the adapter is off at sigma 3
-    assert torch.equal(_denoise(_apply(setup, start_at=0.9), sigma=3.0), plain)
-    assert not torch.equal(_denoise(_apply(setup, start_at=0.0, end_at=0.5), sigma=3.0), plain)
+    assert torch.equal(_denoise(_apply(setup, loaded, start_at=0.9), sigma=3.0), plain)
+    assert not torch.equal(_denoise(_apply(setup, loaded, start_at=0.0, end_at=0.5), sigma=3.0), plain)
 
 
-def test_embeds_scaling_follows_the_pack(setup):
+def test_embeds_scaling_follows_the_pack(setup, loaded):
     _, model = setup
-    hook = _apply(setup).hooks[-1]
+    hook = _apply(setup, loaded).hooks[-1]
     site = cross_attention_sites(model.unet)[0]
     k_ip, v_ip = hook.weights.kv(site.number)
     hidden = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(2)).repeat(2, 1, 1)
@@ -214,16 +229,16 @@ def test_embeds_scaling_follows_the_pack(setup):
         assert not torch.allclose(cond_only[:1], cond_only[1:], atol=1e-4)  # the negative chunk: uncond tokens
 
 
-def test_plus_and_the_embeds_path_give_the_same_model_as_the_advanced_node(setup):
+def test_plus_and_the_embeds_path_give_the_same_model_as_the_advanced_node(setup, loaded):
     root, model = setup
     ctx = context(root)
-    ipadapter = pack.IPAdapterModelLoader().run(ctx, "ip-adapter-plus_sd15.bin")[0]
-    vision = pack.load_clip_vision(root / "clip_vision" / VISION_NAME)
+    adapters, vision = loaded
+    ipadapter = adapters["ip-adapter-plus_sd15.bin"]
     pos, neg = pack.IPAdapterEncoder().run(ctx, ipadapter, tiny_image(), 1.0, None, vision)
     assert pos.shape[1:] == (17, VISION_WIDTH)  # penultimate hidden states
     via_embeds = pack.IPAdapterEmbeds().run(ctx, model, ipadapter, pos, 1.0, "linear", 0.0, 1.0, "V only", neg, None,
                                             vision)[0]
-    direct = _apply(setup, name="ip-adapter-plus_sd15.bin")
+    direct = _apply(setup, loaded, name="ip-adapter-plus_sd15.bin")
     assert torch.allclose(_denoise(via_embeds), _denoise(direct), atol=1e-6)
 
 
@@ -239,8 +254,10 @@ def test_unified_loader_finds_the_preset_files_by_the_packs_patterns(setup):
         pack.IPAdapterUnifiedLoader().run(ctx, model, "PLUS FACE (portraits)", None)
     with pytest.raises(ValueError, match="not supported for SDXL"):
         pack.ipadapter_pattern("FULL FACE - SD1.5 only (portraits stronger)", True, [])
-    simple = pack.IPAdapter().run(ctx, model, pipeline, tiny_image(), 1.0, 0.0, 1.0, "standard", None)[0]
-    assert (_denoise(simple) - _denoise(model)).abs().max() > 1e-3
+    simple = pack.IPAdapter().run(ctx, model, pipeline, tiny_image(), 0.7, 0.0, 1.0, "prompt is more important",
+                                  None)[0]
+    hook = simple.hooks[-1]
+    assert hook.weights is pipeline.weights and (hook.weight, hook.weight_type) == (0.7, "ease out")
 
 
 def test_prep_image_crops_at_the_named_side_and_resizes_to_224():

@@ -91,9 +91,9 @@ def test_sampling_with_ipadapter_equals_diffusers_load_ip_adapter(setup, kind, f
         ours = euler(unet_denoiser(unet, ms, positive, negative, CFG), start.clone(), sigmas)
 
     pipe = StableDiffusionPipeline(vae=modules["vae"], text_encoder=modules["text_encoder"], tokenizer=None,
-                                   unet=copy.deepcopy(modules["unet"]), scheduler=EulerDiscreteScheduler(steps_offset=1),
-                                   safety_checker=None, feature_extractor=None, image_encoder=vision_module,
-                                   requires_safety_checker=False)
+                                   unet=copy.deepcopy(modules["unet"]),
+                                   scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None,
+                                   feature_extractor=None, image_encoder=vision_module, requires_safety_checker=False)
     pipe.load_ip_adapter(str(root / "ipadapter"), subfolder="", weight_name=file_name, image_encoder_folder=None)
     pipe.set_ip_adapter_scale(0.8)
     pixels = preprocess(image, vision.image_size, crop=True)
