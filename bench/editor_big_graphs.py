@@ -68,7 +68,9 @@ MEASURE_JS = """
 async ([ui, frames]) => {
   const editor = window.sdgraph, view = editor.view;
   const settle = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
-  const timed = async (edit) => { const t0 = performance.now(); edit(); await settle(); return performance.now() - t0; };
+  const timed = async (edit) => {
+    const t0 = performance.now(); edit(); await settle(); return performance.now() - t0;
+  };
   const rect = view.root.getBoundingClientRect();
   const cx = rect.left + rect.width / 2, cy = rect.top + rect.height / 2;
   const animate = (step) => new Promise((resolve) => {
