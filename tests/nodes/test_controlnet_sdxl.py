@@ -70,23 +70,25 @@ def sdxl_graph() -> dict:
     return graph
 
 
-def reference(ours: dict, controlnet, image, scale: float) -> torch.Tensor:
+def reference(ours: dict, controlnet, image, scale: float, pipeline=StableDiffusionXLControlNetPipeline,
+              **hints) -> torch.Tensor:
     """The SDXL ControlNet pipeline's final latent (model space) from the same start, prompts and size ids
-    (CLIPTextEncode's: the latent's size, no crop, which are also the pipeline's defaults)."""
+    (CLIPTextEncode's: the latent's size, no crop, which are also the pipeline's defaults). `hints` replace
+    `image=image` for pipelines that name the hint otherwise."""
     model, clip = ours["model"], ours["clip"]
     sigmas = ksampler_sigmas(model.model_sampling, "normal", STEPS)
     noise = torch.randn((1, 4, SIZE // 8, SIZE // 8), generator=torch.Generator().manual_seed(SEED))
     start = comfyui_start(noise, float(sigmas[0]), model.model_sampling.sigma_max)
     scheduler = EulerDiscreteScheduler(**SD_SCHEDULE, **LINSPACE)
-    pipe = StableDiffusionXLControlNetPipeline(
+    pipe = pipeline(
         vae=ours["vae"].vae, text_encoder=clip.text_encoders[0], text_encoder_2=clip.text_encoders[1],
         tokenizer=clip.tokenizers[0], tokenizer_2=clip.tokenizers[1], unet=model.unet, controlnet=controlnet,
         scheduler=scheduler, add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
     pos, neg = ours["positive"][0], ours["negative"][0]
     return pipe(prompt_embeds=pos.embeds, negative_prompt_embeds=neg.embeds, pooled_prompt_embeds=pos.pooled,
-                negative_pooled_prompt_embeds=neg.pooled, image=image, height=SIZE, width=SIZE, guidance_scale=CFG,
-                num_inference_steps=STEPS, latents=start / scheduler.init_noise_sigma,
+                negative_pooled_prompt_embeds=neg.pooled, **(hints or {"image": image}), height=SIZE, width=SIZE,
+                guidance_scale=CFG, num_inference_steps=STEPS, latents=start / scheduler.init_noise_sigma,
                 controlnet_conditioning_scale=scale, output_type="latent").images
 
 

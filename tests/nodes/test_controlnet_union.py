@@ -12,16 +12,23 @@ import inspect
 
 import pytest
 import torch
-from diffusers import ControlNetModel, ControlNetUnionModel
+from diffusers import ControlNetModel, ControlNetUnionModel, StableDiffusionXLControlNetUnionPipeline
 from safetensors.torch import save_file
 
+from engine.config import EngineConfig, build_registry
+from engine.execute import Executor
+from engine.paths import Paths
+from engine.registry import NodeRegistry
 from nodes.conditioning.value import CondEntry
 from nodes.controlnet import UNION_CONTROLNET_TYPES, ControlNetApplyAdvanced, SetUnionControlNetType
 from nodes.models.controlnet_loading import load_controlnet
 from nodes.models.family import SDXL_BASE
 from nodes.sampling import ModelSampling
 from nodes.sampling.control import control_residuals
-from tests.nodes.checkpoints import tiny_modules
+from tests.nodes.checkpoints import save_tiny_checkpoint, tiny_modules
+from tests.nodes.test_controlnet import TestHintImage, hint, run_ours
+from tests.nodes.test_controlnet_sdxl import difference, reference, sdxl_graph
+from tests.nodes.test_reference_diffusers import TOLERANCE, CaptureValue
 
 CANNY = UNION_CONTROLNET_TYPES["canny/lineart/anime_lineart/mlsd"]
 STRENGTH = 0.7
@@ -145,3 +152,32 @@ def test_a_type_the_net_was_not_trained_on_is_refused(tmp_path):
     handle = load_controlnet(tmp_path / "union-6.safetensors", torch.float32, "cpu")
     with pytest.raises(ValueError, match="union-6.safetensors.*6 control types.*type 7"):
         ours(handle, "repaint")
+
+
+@pytest.mark.slow  # three SDXL samplings: ~35 s on a shared 2-core machine
+def test_ksampler_with_a_typed_union_controlnet_equals_the_union_pipeline(tmp_path):
+    """ControlNetLoader → SetUnionControlNetType → Apply ControlNet, against StableDiffusionXLControlNetUnionPipeline
+    given the same type (its control_mode numbers are ComfyUI's)."""
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "models" / "controlnet").mkdir()
+    _, modules = save_tiny_checkpoint(tmp_path / "models" / "checkpoints", SDXL_BASE, seed=3, name="tiny-sdxl")
+    made = tiny_union(modules["unet"], 1)
+    save_file({k: v.contiguous() for k, v in made.state_dict().items()},
+              str(tmp_path / "models" / "controlnet" / "union.safetensors"))
+    registry = NodeRegistry([CaptureValue, TestHintImage,
+                             *[d.cls for d in build_registry(EngineConfig(extension_dirs=[]))]])
+    executor = Executor(registry, Paths(tmp_path / "models", tmp_path / "in", tmp_path / "out", tmp_path / "tmp"))
+    graph = sdxl_graph()
+    graph["cn"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "union.safetensors"}}
+    graph["type"] = {"class_type": "SetUnionControlNetType", "inputs": {
+        "control_net": ["cn", 0], "type": "canny/lineart/anime_lineart/mlsd"}}
+    graph["hint"] = {"class_type": "TestHintImage", "inputs": {"seed": 5}}
+    graph["apply"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
+        "positive": ["6", 0], "negative": ["7", 0], "control_net": ["type", 0], "image": ["hint", 0],
+        "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}}
+    graph["3"]["inputs"].update(positive=["apply", 0], negative=["apply", 1])
+    ours = run_ours(executor, graph)
+    expected = reference(ours, made, None, 0.8, StableDiffusionXLControlNetUnionPipeline,
+                         control_image=[hint(5)], control_mode=[CANNY])
+    assert difference(ours, expected) < TOLERANCE
+    assert difference(run_ours(executor, sdxl_graph()), expected) > 100 * TOLERANCE, "the ControlNet must matter"
