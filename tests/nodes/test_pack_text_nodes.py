@@ -182,3 +182,17 @@ def test_cr_load_lora_when_on_patches_as_lora_loader_does(models_dir, tmp_path):
         assert got.patches and [(p.part, p.strength, p.source) for p in got.patches] == \
             [(p.part, p.strength, p.source) for p in want.patches]
         assert got is not original
+
+
+def test_text_to_conditioning_is_clip_text_encode(models_dir, tmp_path):
+    from nodes.conditioning_nodes import CLIPTextEncode
+    from nodes.loaders import CheckpointLoaderSimple
+    from nodes.packs.was_text import TextToConditioning
+
+    paths = Paths(models_dir, tmp_path / "input", tmp_path / "output", tmp_path / "temp")
+    run_ctx = RunContext(node_id="1", prompt_id="test", paths=paths, interrupt=InterruptHandle(),
+                         emit=lambda event, data: None, settings={})
+    _, clip, _ = CheckpointLoaderSimple().run(run_ctx, "tiny-sd15.safetensors")
+    (ours,) = TextToConditioning().run(run_ctx, clip, "a (red:1.2) circle")
+    (reference,) = CLIPTextEncode().run(run_ctx, "a (red:1.2) circle", clip)
+    assert torch.equal(ours[0].embeds, reference[0].embeds)
