@@ -41,6 +41,8 @@ MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
     ModelKind("controlnet", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES, also=("t2i_adapter",)),
     ModelKind("clip_vision", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("style_models", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
+    ModelKind("hypernetworks", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
+    ModelKind("gligen", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("ipadapter", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
 )}
 

@@ -10,15 +10,19 @@ what it did before. HyperTile and ToMe trade a little fidelity for speed on larg
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
 from engine.context import RunContext
-from engine.declare import Out, node
-from engine.types import MODEL, Boolean, Float, Int, Link
+from engine.declare import Out, Provenance, node
+from engine.paths import ModelFiles, Paths
+from engine.types import MODEL, Boolean, Choice, Float, Int, Link
+from nodes.loaders import file_stamp
 from nodes.models.attention_patches import HyperTileHook, IdentityAttentionHook, TokenMergingHook
 from nodes.models.freeu import FreeUHook
 from nodes.models.handles import ModelHandle
+from nodes.models.hypernetwork import HypernetworkHook, read_hypernetwork
 from nodes.models.sag import MiddleAttentionRecorder, SelfAttentionGuidanceTerm
 from nodes.models.unet_hooks import hooks_attached
 from nodes.sampling.cfg import PostCfgArgs
@@ -127,3 +131,24 @@ class SelfAttentionGuidance:
         recorder = MiddleAttentionRecorder()
         term = SelfAttentionGuidanceTerm(scale, blur_sigma, recorder)
         return (replace(model, hooks=model.hooks + (recorder,), post_cfg=model.post_cfg + (term,)),)
+
+
+@node("HypernetworkLoader", category="loaders", outputs=[Out(MODEL, "MODEL")],
+      provenance=Provenance("hypernetworks", ("strength",)))
+class HypernetworkLoader:
+    """An A1111 hypernetwork from models/hypernetworks: small MLPs that change every attention's key and
+    value inputs, at `strength` (nodes.models.hypernetwork)."""
+
+    model = Link(MODEL)
+    hypernetwork_name = Choice(ModelFiles("hypernetworks"))
+    strength = Float(1.0, min=-10.0, max=10.0, step=0.01)
+
+    def fingerprint(self, paths: Paths, hypernetwork_name: str, **_: Any) -> str:
+        try:
+            return file_stamp(paths.model_path("hypernetworks", hypernetwork_name))
+        except FileNotFoundError:
+            return "missing"
+
+    def run(self, ctx: RunContext, model: ModelHandle, hypernetwork_name: str, strength: float) -> tuple:
+        hypernetwork = read_hypernetwork(ctx.paths.model_path("hypernetworks", hypernetwork_name))
+        return (with_hook(model, HypernetworkHook(hypernetwork, strength)),)

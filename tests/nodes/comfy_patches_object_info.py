@@ -1,8 +1,8 @@
 """ComfyUI's declarations of the model patch and merging nodes, written out by hand as data.
 
 Read from comfyanonymous/ComfyUI: comfy_extras/nodes_freelunch.py (FreeU, FreeU_V2), nodes_hypertile.py,
-nodes_tomesd.py, nodes_pag.py and nodes_model_merging.py (with its display-name map). Same shape as
-comfy_object_info_table: input name → (TYPE, options) in ComfyUI's order, outputs, category, display name.
+nodes_tomesd.py, nodes_pag.py, nodes_sag.py, nodes_hypernetwork.py and nodes_model_merging.py (with its
+display-name map). Same shape as comfy_object_info_table: input name → (TYPE, options) in ComfyUI's order, outputs, category, display name.
 """
 
 
@@ -60,3 +60,12 @@ COMFY_PATCH_NODES = {
         "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         "output": [], "category": MERGING, "display_name": "Save Checkpoint", "output_node": True},
 }
+
+COMFY_PATCH_NODES.update({
+    "SelfAttentionGuidance": {
+        "required": {"model": MODEL, "scale": _float(0.5, -2.0, 5.0, 0.01), "blur_sigma": _float(2.0, 0.0, 10.0, 0.1)},
+        "output": ["MODEL"], "category": "_for_testing", "display_name": "Self-Attention Guidance"},
+    "HypernetworkLoader": {
+        "required": {"model": MODEL, "hypernetwork_name": ([],), "strength": _float(1.0, -10.0, 10.0, 0.01)},
+        "output": ["MODEL"], "category": "loaders", "display_name": "HypernetworkLoader"},
+})
