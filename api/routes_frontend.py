@@ -197,14 +197,20 @@ async def user_css(request: web.Request) -> web.StreamResponse:
     return web.Response(text="", content_type="text/css", headers={"Cache-Control": "no-cache"})
 
 
+# The files ComfyUI's editor reads on start or from its panels, as a used ComfyUI has them: its node
+# templates and its saved workflows' bookmarks (a hidden file, left out of the workflow listings).
+STARTING_USER_FILES = {"comfy.templates.json": "[]", "workflows/.index.json": '{"favorites": []}'}
+
+
 def prepare_user_folders(state: ServerState) -> None:
-    """The folders ComfyUI's editor lists on start (saved workflows, subgraphs) and its node templates
-    file, so a first start answers them as a used ComfyUI does rather than with a 404 each."""
+    """The folders ComfyUI's editor lists on start (saved workflows, subgraphs) and the files it reads,
+    so a first start answers them as a used ComfyUI does rather than with a 404 each."""
     for folder in ("workflows", "subgraphs"):
         (state.settings.user_data_dir / folder).mkdir(parents=True, exist_ok=True)
-    templates = state.settings.user_data_dir / "comfy.templates.json"
-    if not templates.exists():
-        templates.write_text("[]")
+    for name, text in STARTING_USER_FILES.items():
+        path = state.settings.user_data_dir / name
+        if not path.exists():
+            path.write_text(text)
 
 
 async def folder_paths(request: web.Request) -> web.Response:

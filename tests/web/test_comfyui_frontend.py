@@ -222,3 +222,51 @@ def test_the_editor_loads_and_runs_its_default_workflow(comfy_editor: ComfyEdito
     ran = {m["data"]["node"] for m in editor.frames_from(start) if m["type"] == "executing"}
     assert {"10", "18", "12", "3", "9"} <= ran
     assert editor.take_problems() == []
+
+
+def saved_workflows(editor: ComfyEditor) -> list[str]:
+    return editor.page.request.get(editor.url + "/api/userdata?dir=workflows").json()
+
+
+def test_saved_workflows_and_settings_survive_a_server_restart(browser, tmp_path):
+    home = comfy_home(tmp_path / "home")
+    server = ServerProcess(home, "--front-end", "comfyui")
+    try:
+        editor = ComfyEditor(browser, server.url)
+        page = editor.page
+        editor.open()
+        page.keyboard.press("Escape")
+        editor.command("Comfy.LoadDefaultWorkflow")
+        editor.set_widget(6, "text", "kept across a restart")
+        page.keyboard.press("Control+s")
+        page.locator("[role=dialog] input").fill("kept")
+        page.get_by_role("button", name="Confirm").click()
+        page.wait_for_function("() => document.title.includes('kept')")
+        assert saved_workflows(editor) == ["kept.json"]
+
+        page.keyboard.press("Control+,")
+        page.get_by_placeholder("Search Settings...").fill("Always snap to grid")
+        page.get_by_test_id("settings-dialog").get_by_role("switch", name="Always snap to grid").click()
+        page.wait_for_function("() => window.app.extensionManager.setting.get('pysssss.SnapToGrid') === true")
+        page.wait_for_load_state("networkidle")
+        assert editor.take_problems() == []
+        editor.close()
+    finally:
+        server.stop()
+
+    server = ServerProcess(home, "--front-end", "comfyui")
+    try:
+        editor = ComfyEditor(browser, server.url)  # a new origin: nothing kept in the browser
+        page = editor.page
+        editor.open()
+        assert page.evaluate("() => window.app.extensionManager.setting.get('pysssss.SnapToGrid')") is True
+        assert saved_workflows(editor) == ["kept.json"]
+        page.keyboard.press("w")  # its workflows panel
+        page.get_by_test_id("workflows-sidebar").get_by_text("kept").first.click()
+        page.wait_for_function("() => document.title.includes('kept')")
+        text = page.evaluate("() => window.app.graph.getNodeById(6).widgets.find(w => w.name === 'text').value")
+        assert text == "kept across a restart"
+        assert editor.take_problems() == []
+        editor.close()
+    finally:
+        server.stop()
