@@ -16,10 +16,6 @@ import torch
 from diffusers import ControlNetModel
 from safetensors.torch import save_file
 
-from engine.config import EngineConfig, build_registry
-from engine.execute import Executor
-from engine.paths import Paths
-from engine.registry import NodeRegistry
 from nodes.conditioning.value import AppliedControl
 from nodes.models.control_lora import ControlLora
 from nodes.models.controlnet_loading import controls_for_model, load_controlnet
@@ -28,9 +24,7 @@ from nodes.models.handles import ModelHandle
 from nodes.models.lora_weights import UNET_PART
 from nodes.models.patching import WeightPatch
 from nodes.sampling import ModelSampling
-from tests.nodes.checkpoints import save_tiny_checkpoint
 from tests.nodes.test_controlnet import (
-    TestHintImage,
     apply_advanced,
     base_graph,
     hint,
@@ -39,7 +33,8 @@ from tests.nodes.test_controlnet import (
     run_ours,
     tiny_controlnet,
 )
-from tests.nodes.test_reference_diffusers import TOLERANCE, CaptureValue
+from tests.nodes.test_controlnet_sdxl import executor_with_checkpoint
+from tests.nodes.test_reference_diffusers import TOLERANCE
 
 RANK = 2
 LEFT_OUT = "time_embedding.linear_1.bias"  # not in the file: the UNet's is used
@@ -92,16 +87,9 @@ def trained_controlnet(unet) -> ControlNetModel:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("control_lora")
-    (root / "models" / "checkpoints").mkdir(parents=True)
-    folder = root / "models" / "controlnet"
-    folder.mkdir()
-    _, modules = save_tiny_checkpoint(root / "models" / "checkpoints", SD15, seed=3, name="tiny-sd15")
+    executor, modules, folder = executor_with_checkpoint(tmp_path_factory.mktemp("control_lora"), SD15, "tiny-sd15")
     tensors, expected = control_lora_file(modules["unet"], trained_controlnet(modules["unet"]))
     save_file(tensors, str(folder / "control-lora-canny-rank2.safetensors"))
-    registry = NodeRegistry([CaptureValue, TestHintImage,
-                             *[d.cls for d in build_registry(EngineConfig(extension_dirs=[]))]])
-    executor = Executor(registry, Paths(root / "models", root / "input", root / "output", root / "temp"))
     return executor, modules, folder / "control-lora-canny-rank2.safetensors", expected
 
 

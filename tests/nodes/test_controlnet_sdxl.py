@@ -9,6 +9,8 @@ assumes SDXL's 256 and takes the UNet's width when sampling starts.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from diffusers import ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLControlNetPipeline
@@ -19,7 +21,7 @@ from engine.execute import Executor
 from engine.paths import Paths
 from engine.registry import NodeRegistry
 from nodes.models.controlnet_loading import controlnet_state_dict, infer_controlnet_config, load_controlnet
-from nodes.models.family import SDXL_BASE
+from nodes.models.family import SDXL_BASE, CheckpointFamily
 from nodes.sampling import ksampler_sigmas
 from tests.nodes.checkpoints import meta_modules, save_tiny_checkpoint
 from tests.nodes.test_controlnet import (
@@ -46,21 +48,27 @@ from tests.nodes.test_reference_diffusers import (  # noqa: F401  (hub_offline: 
 )
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("controlnet_sdxl")
+def executor_with_checkpoint(root: Path, family: CheckpointFamily, name: str) -> tuple[Executor, dict, Path]:
+    """A tiny checkpoint (seed 3) as models/checkpoints/<name>.safetensors and an empty models/controlnet under
+    `root`, and an Executor on them with the test nodes: (executor, the checkpoint's modules, that folder)."""
     (root / "models" / "checkpoints").mkdir(parents=True)
     folder = root / "models" / "controlnet"
     folder.mkdir()
-    _, modules = save_tiny_checkpoint(root / "models" / "checkpoints", SDXL_BASE, seed=3, name="tiny-sdxl")
+    _, modules = save_tiny_checkpoint(root / "models" / "checkpoints", family, seed=3, name=name)
+    registry = NodeRegistry([CaptureValue, TestHintImage,
+                             *[d.cls for d in build_registry(EngineConfig(extension_dirs=[]))]])
+    return Executor(registry, Paths(root / "models", root / "input", root / "output", root / "temp")), modules, folder
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    executor, modules, folder = executor_with_checkpoint(tmp_path_factory.mktemp("controlnet_sdxl"), SDXL_BASE,
+                                                         "tiny-sdxl")
     nets = {"sdxl-original.safetensors": tiny_controlnet(modules["unet"], 1),
             "sdxl-diffusers.safetensors": tiny_controlnet(modules["unet"], 2)}
     save_file(original_layout(nets["sdxl-original.safetensors"]), str(folder / "sdxl-original.safetensors"))
     save_file({k: v.contiguous() for k, v in nets["sdxl-diffusers.safetensors"].state_dict().items()},
               str(folder / "sdxl-diffusers.safetensors"))
-    registry = NodeRegistry([CaptureValue, TestHintImage,
-                             *[d.cls for d in build_registry(EngineConfig(extension_dirs=[]))]])
-    executor = Executor(registry, Paths(root / "models", root / "input", root / "output", root / "temp"))
     return executor, nets, folder
 
 

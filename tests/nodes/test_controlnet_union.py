@@ -15,20 +15,16 @@ import torch
 from diffusers import ControlNetModel, ControlNetUnionModel, StableDiffusionXLControlNetUnionPipeline
 from safetensors.torch import save_file
 
-from engine.config import EngineConfig, build_registry
-from engine.execute import Executor
-from engine.paths import Paths
-from engine.registry import NodeRegistry
 from nodes.conditioning.value import CondEntry
 from nodes.controlnet import UNION_CONTROLNET_TYPES, ControlNetApplyAdvanced, SetUnionControlNetType
 from nodes.models.controlnet_loading import load_controlnet
 from nodes.models.family import SDXL_BASE
 from nodes.sampling import ModelSampling
 from nodes.sampling.control import control_residuals
-from tests.nodes.checkpoints import save_tiny_checkpoint, tiny_modules
-from tests.nodes.test_controlnet import TestHintImage, hint, run_ours
-from tests.nodes.test_controlnet_sdxl import difference, reference, sdxl_graph
-from tests.nodes.test_reference_diffusers import TOLERANCE, CaptureValue
+from tests.nodes.checkpoints import tiny_modules
+from tests.nodes.test_controlnet import hint, run_ours
+from tests.nodes.test_controlnet_sdxl import difference, executor_with_checkpoint, reference, sdxl_graph
+from tests.nodes.test_reference_diffusers import TOLERANCE
 
 CANNY = UNION_CONTROLNET_TYPES["canny/lineart/anime_lineart/mlsd"]
 STRENGTH = 0.7
@@ -158,15 +154,9 @@ def test_a_type_the_net_was_not_trained_on_is_refused(tmp_path):
 def test_ksampler_with_a_typed_union_controlnet_equals_the_union_pipeline(tmp_path):
     """ControlNetLoader → SetUnionControlNetType → Apply ControlNet, against StableDiffusionXLControlNetUnionPipeline
     given the same type (its control_mode numbers are ComfyUI's)."""
-    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "models" / "controlnet").mkdir()
-    _, modules = save_tiny_checkpoint(tmp_path / "models" / "checkpoints", SDXL_BASE, seed=3, name="tiny-sdxl")
+    executor, modules, folder = executor_with_checkpoint(tmp_path, SDXL_BASE, "tiny-sdxl")
     made = tiny_union(modules["unet"], 1)
-    save_file({k: v.contiguous() for k, v in made.state_dict().items()},
-              str(tmp_path / "models" / "controlnet" / "union.safetensors"))
-    registry = NodeRegistry([CaptureValue, TestHintImage,
-                             *[d.cls for d in build_registry(EngineConfig(extension_dirs=[]))]])
-    executor = Executor(registry, Paths(tmp_path / "models", tmp_path / "in", tmp_path / "out", tmp_path / "tmp"))
+    save_file({k: v.contiguous() for k, v in made.state_dict().items()}, str(folder / "union.safetensors"))
     graph = sdxl_graph()
     graph["cn"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "union.safetensors"}}
     graph["type"] = {"class_type": "SetUnionControlNetType", "inputs": {
