@@ -10,8 +10,8 @@ from engine.paths import MODEL_KINDS, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, Mod
 
 def test_the_kinds_and_their_names():
     assert list(MODEL_KINDS) == ["checkpoints", "vae", "loras", "embeddings", "upscale_models", "controlnet",
-                                 "clip_vision", "style_models"]
-    assert "vae" in MODEL_KINDS and "gligen" not in MODEL_KINDS
+                                 "clip_vision", "style_models", "hypernetworks", "gligen", "ipadapter"]
+    assert "vae" in MODEL_KINDS and "diffusion_models" not in MODEL_KINDS
     assert all(kind.name == name for name, kind in MODEL_KINDS.items())
 
 
@@ -34,10 +34,10 @@ def test_list_models_and_choices_default_to_the_kinds_suffixes(tmp_path, kind):
 
 
 def test_a_kind_outside_the_table_lists_every_file(tmp_path):
-    (tmp_path / "gligen").mkdir()
-    (tmp_path / "gligen" / "4x.pth").write_bytes(b"x")
-    (tmp_path / "gligen" / "readme.md").write_text("x")
-    assert ModelFiles("gligen").choices(Paths(models_dir=tmp_path)) == ["4x.pth", "readme.md"]
+    (tmp_path / "diffusion_models").mkdir()
+    (tmp_path / "diffusion_models" / "4x.pth").write_bytes(b"x")
+    (tmp_path / "diffusion_models" / "readme.md").write_text("x")
+    assert ModelFiles("diffusion_models").choices(Paths(models_dir=tmp_path)) == ["4x.pth", "readme.md"]
 
 
 @pytest.mark.parametrize("suffix", MODEL_KINDS["checkpoints"].extensions)
