@@ -19,15 +19,15 @@ import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing is downloaded: everything is built here
 
-from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline  # noqa: E402
+from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline  # noqa: E402
 
 from nodes.models.clip_vision_loading import load_clip_vision, preprocess  # noqa: E402
-from nodes.models.family import SD15  # noqa: E402
+from nodes.models.family import SD15, SDXL_BASE  # noqa: E402
 from nodes.models.handles import ModelHandle  # noqa: E402
 from nodes.models.patching import model_patches_applied  # noqa: E402
 from nodes.models.tiny import tiny_modules  # noqa: E402
 from nodes.packs.ipadapter_plus import IPAdapterAdvanced, IPAdapterModelLoader, uncond_embeds  # noqa: E402
-from nodes.sampling import ModelSampling, ksampler_sigmas, unet_denoiser  # noqa: E402
+from nodes.sampling import Cond, ModelSampling, ksampler_sigmas, unet_denoiser  # noqa: E402
 from tests.nodes.test_ipadapter import VISION_NAME, context, save_ipadapter, tiny_image  # noqa: E402
 from tests.nodes.vision_models import save_clip_vision  # noqa: E402
 
@@ -44,10 +44,10 @@ def euler(denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
 class DiffusersDenoiser:
     """The pipeline's UNet call with CFG (negative first, as the pipeline batches), k-diffusion form."""
 
-    def __init__(self, pipe, ms: ModelSampling, positive, negative, image_embeds):
+    def __init__(self, pipe, ms: ModelSampling, positive, negative, image_embeds, added=None):
         self.pipe, self.ms = pipe, ms
         self.text = torch.cat([negative, positive])
-        self.image_embeds = image_embeds
+        self.added = {"image_embeds": image_embeds, **(added or {})}
 
     @torch.no_grad()
     def __call__(self, x, sigma):
@@ -55,7 +55,7 @@ class DiffusersDenoiser:
         x_in = torch.cat([x, x]) / (s * s + 1.0) ** 0.5
         t = self.ms.timestep(torch.tensor(s)).float().expand(2)
         eps = self.pipe.unet(x_in, t, encoder_hidden_states=self.text,
-                             added_cond_kwargs={"image_embeds": self.image_embeds}).sample
+                             added_cond_kwargs=self.added).sample
         uncond, cond = (x - e * s for e in eps.chunk(2))
         return uncond + (cond - uncond) * CFG
 
@@ -104,4 +104,48 @@ def test_sampling_with_ipadapter_equals_diffusers_load_ip_adapter(setup, kind, f
 
     without = euler(unet_denoiser(modules["unet"], ms, positive, negative, CFG), start.clone(), sigmas)
     assert (ours - without).abs().max() > 1e-2, "the adapter must change the result"
+    assert (ours - theirs).abs().max() < TOLERANCE
+
+
+@pytest.mark.slow  # a second family; ~10 s on a busy 2-core machine
+def test_sdxl_unet_with_ipadapter_equals_diffusers_load_ip_adapter(tmp_path):
+    """The tiny SDXL UNet (two transformer layers per block, pooled text and size inputs), base adapter."""
+    modules = tiny_modules(SDXL_BASE, 4)
+    unet = modules["unet"]
+    _, vision_module = save_clip_vision(tmp_path / "clip_vision", VISION_NAME)
+    save_ipadapter(tmp_path / "ipadapter", "ip-adapter_sdxl_vit-h.safetensors", unet, "base", seed=7)
+    ctx = context(tmp_path)
+    ms = ModelSampling("epsilon", 0.00085, 0.012)
+    model = ModelHandle(unet, SDXL_BASE, ms, "tiny")
+    ipadapter = IPAdapterModelLoader().run(ctx, "ip-adapter_sdxl_vit-h.safetensors")[0]
+    vision = load_clip_vision(tmp_path / "clip_vision" / VISION_NAME)
+    image = tiny_image(2)
+    patched = IPAdapterAdvanced().run(ctx, model, ipadapter, image, 1.0, "linear", "concat", 0.0, 1.0, "V only",
+                                      None, None, vision)[0]
+
+    g = torch.Generator().manual_seed(3)
+    width = unet.config.cross_attention_dim
+    pooled = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
+    texts = [torch.randn(1, 77, width, generator=g) for _ in range(2)]
+    pools = [torch.randn(1, pooled, generator=g) for _ in range(2)]
+    time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]])
+    positive, negative = (Cond(t, {"text_embeds": p, "time_ids": time_ids}) for t, p in zip(texts, pools))
+    sigmas = ksampler_sigmas(ms, "karras", 3)
+    start = torch.randn(1, 4, 8, 8, generator=g) * sigmas[0]
+    with model_patches_applied(patched) as patched_unet:
+        ours = euler(unet_denoiser(patched_unet, ms, positive, negative, CFG), start.clone(), sigmas)
+
+    pipe = StableDiffusionXLPipeline(vae=modules["vae"], text_encoder=None, text_encoder_2=None, tokenizer=None,
+                                     tokenizer_2=None, unet=copy.deepcopy(unet),
+                                     scheduler=EulerDiscreteScheduler(steps_offset=1), image_encoder=vision_module,
+                                     feature_extractor=None)
+    pipe.load_ip_adapter(str(tmp_path / "ipadapter"), subfolder="", weight_name="ip-adapter_sdxl_vit-h.safetensors",
+                         image_encoder_folder=None)
+    positive_image, _ = pipe.encode_image(preprocess(image, vision.image_size, crop=True), "cpu", 1)
+    image_embeds = [torch.cat([torch.zeros_like(positive_image), positive_image])[:, None]]
+    added = {"text_embeds": torch.cat([pools[1], pools[0]]), "time_ids": time_ids.repeat(2, 1)}
+    theirs = euler(DiffusersDenoiser(pipe, ms, texts[0], texts[1], image_embeds, added), start.clone(), sigmas)
+
+    without = euler(unet_denoiser(unet, ms, positive, negative, CFG), start.clone(), sigmas)
+    assert (ours - without).abs().max() > 1e-2
     assert (ours - theirs).abs().max() < TOLERANCE
