@@ -23,7 +23,7 @@ from engine.paths import ModelFiles, Paths
 from engine.types import IMAGE, MASK, MODEL, Boolean, Choice, Float, Link
 from nodes.clip_vision import CLIP_VISION
 from nodes.loaders import file_stamp
-from nodes.models.clip_vision_loading import ClipVisionModel, load_clip_vision
+from nodes.models.clip_vision_loading import ClipVisionModel, load_clip_vision, preprocess
 from nodes.models.handles import ModelHandle
 from nodes.models.ipadapter_attention import (
     EMBEDS_SCALING,
@@ -110,10 +110,30 @@ def preset_files(paths: Paths, preset: str, is_sdxl: bool) -> tuple[str, str]:
 
 # --- encoding -----------------------------------------------------------------------------------------
 
-def encode_for(weights: IPAdapterWeights, clip_vision: ClipVisionModel, image: torch.Tensor) -> torch.Tensor:
-    """The CLIP embeddings an adapter reads: penultimate hidden states (plus, full) or the image embedding."""
-    out = clip_vision.encode(image, crop=True)
-    return out.penultimate_hidden_states if weights.is_plus else out.image_embeds
+def encode_for(weights: IPAdapterWeights, clip_vision: ClipVisionModel, image: torch.Tensor,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The CLIP embeddings an adapter reads: penultimate hidden states (plus, full) or the image embedding.
+    A mask multiplies the normalised pixels (the pack's encode_image_masked)."""
+    if mask is None:
+        out = clip_vision.encode(image, crop=True)
+        return out.penultimate_hidden_states if weights.is_plus else out.image_embeds
+    size = clip_vision.image_size
+    pixels = preprocess(image.cpu(), size, crop=True) * clip_mask(mask, size)[:, None]
+    param = next(clip_vision.model.parameters())
+    with torch.inference_mode():
+        out = clip_vision.model(pixel_values=pixels.to(param.device, param.dtype), output_hidden_states=True)
+    return (out.hidden_states[-2] if weights.is_plus else out.image_embeds).float().cpu()
+
+
+def clip_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """A MASK centre-cropped to a square and resized (bicubic, antialiased) to the encoder's size."""
+    mask = mask.reshape(-1, mask.shape[-2], mask.shape[-1]).float()
+    if mask.shape[1:] == (size, size):
+        return mask
+    side = min(mask.shape[1], mask.shape[2])
+    top, left = (mask.shape[1] - side) // 2, (mask.shape[2] - side) // 2
+    square_mask = mask[:, top:top + side, left:left + side].unsqueeze(1)
+    return F.interpolate(square_mask, size=(size, size), mode="bicubic", antialias=True).squeeze(1)
 
 
 def uncond_embeds(weights: IPAdapterWeights, clip_vision: ClipVisionModel | None, like: torch.Tensor) -> torch.Tensor:
@@ -300,9 +320,7 @@ class IPAdapterEncoder:
         weights, vision = _unpack(ipadapter, clip_vision)
         if vision is None:
             raise ValueError("Missing CLIPVision model.")
-        if mask is not None:
-            raise ValueError("IPAdapterEncoder: masks are not supported yet")
-        cond = encode_for(weights, vision, image)
+        cond = encode_for(weights, vision, image, mask)
         uncond = uncond_embeds(weights, vision, cond)
         return (cond * weight if weight != 1 else cond, uncond)
 

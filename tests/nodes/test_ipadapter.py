@@ -208,6 +208,30 @@ def test_weight_zero_and_a_window_that_excludes_the_sigma_change_nothing(setup, 
     assert not torch.equal(_denoise(_apply(setup, loaded, start_at=0.0, end_at=0.5), sigma=3.0), plain)
 
 
+def test_an_attention_mask_limits_where_the_adapter_acts(setup, loaded):
+    _, model = setup
+    plain, unmasked = _denoise(model), _denoise(_apply(setup, loaded))
+    assert torch.equal(_denoise(_apply(setup, loaded, attn_mask=torch.zeros(1, 64, 64))), plain)
+    assert torch.allclose(_denoise(_apply(setup, loaded, attn_mask=torch.ones(1, 64, 64))), unmasked, atol=1e-6)
+    half = torch.zeros(1, 64, 64)
+    half[:, :, :32] = 1.0
+    assert not torch.allclose(_denoise(_apply(setup, loaded, attn_mask=half)), unmasked, atol=1e-4)
+
+
+def test_the_encoders_mask_multiplies_the_clip_pixels(setup, loaded):
+    root, _ = setup
+    adapters, vision = loaded
+    ipadapter = adapters["ip-adapter_sd15.safetensors"]
+    encode = pack.IPAdapterEncoder().run
+    full = encode(context(root), ipadapter, tiny_image(), 1.0, None, vision)[0]
+    assert torch.allclose(encode(context(root), ipadapter, tiny_image(), 1.0, torch.ones(1, 48, 48), vision)[0], full,
+                          atol=1e-5)
+    black = pack.encode_for(ipadapter.weights, vision, torch.zeros(1, 32, 32, 3))
+    masked_out = encode(context(root), ipadapter, tiny_image(), 0.5, torch.zeros(1, 32, 32), vision)[0]
+    assert not torch.allclose(masked_out, black * 0.5, atol=1e-4)  # zero normalised pixels, not a black image
+    assert torch.allclose(encode(context(root), ipadapter, tiny_image(), 0.5, None, vision)[0], full * 0.5)
+
+
 def test_embeds_scaling_follows_the_pack(setup, loaded):
     _, model = setup
     hook = _apply(setup, loaded).hooks[-1]
