@@ -19,11 +19,12 @@ from safetensors.torch import save_file
 from nodes.conditioning.value import AppliedControl
 from nodes.models.control_lora import ControlLora
 from nodes.models.controlnet_loading import controls_for_model, load_controlnet
-from nodes.models.family import SD15
+from nodes.models.family import SD15, SDXL_BASE
 from nodes.models.handles import ModelHandle
 from nodes.models.lora_weights import UNET_PART
 from nodes.models.patching import WeightPatch
 from nodes.sampling import ModelSampling
+from tests.nodes.checkpoints import tiny_modules
 from tests.nodes.test_controlnet import (
     apply_advanced,
     base_graph,
@@ -106,6 +107,18 @@ def test_the_built_controlnet_has_the_unets_weights_plus_the_low_rank_products_a
     assert set(got) == set(expected)
     for key, want in expected.items():
         assert torch.allclose(got[key], want, atol=1e-6), key
+
+
+def test_an_sdxl_control_lora_builds_on_the_sdxl_unet_with_its_pooled_and_size_embedding(tmp_path):
+    """Stability's Control-LoRAs are SDXL ones: `label_emb` and depth-2 transformers go through the same path."""
+    unet = tiny_modules(SDXL_BASE, seed=3)["unet"]
+    tensors, expected = control_lora_file(unet, trained_controlnet(unet))
+    assert any(k.startswith("label_emb.") and k.endswith(".up") for k in tensors)
+    save_file(tensors, str(tmp_path / "control-lora-sdxl.safetensors"))
+    lora = load_controlnet(tmp_path / "control-lora-sdxl.safetensors", torch.float32, "cpu").net
+    built = lora.controlnet_for(ModelHandle(unet, SDXL_BASE, ModelSampling(), "tiny-sdxl.safetensors")).state_dict()
+    assert set(built) == set(expected)
+    assert all(torch.allclose(built[k], want, atol=1e-6) for k, want in expected.items())
 
 
 @dataclass
