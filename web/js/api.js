@@ -64,16 +64,32 @@ export class ApiClient extends EventTarget {
   workflow(name) { return this.request("GET", `/workflows/${encodeURIComponent(name)}`); }
   queueStatus() { return this.request("GET", "/prompt"); }
   history(maxItems = 32) { return this.request("GET", `/history?max_items=${maxItems}`); }
-  interrupt() { return this.request("POST", "/interrupt", {}); }
+  /** Interrupt the running prompt; with `promptId`, only if that one is running. */
+  interrupt(promptId) { return this.request("POST", "/interrupt", promptId ? { prompt_id: promptId } : {}); }
   clearQueue() { return this.request("POST", "/queue", { clear: true }); }
+  queue() { return this.request("GET", "/queue"); }
+  deleteFromQueue(promptIds) { return this.request("POST", "/queue", { delete: promptIds }); }
+
+  /** The user's files on the server (ComfyUI's user-data API); `file` is relative to the user's folder. */
+  userDataPath(file) { return `/userdata/${encodeURIComponent(file)}`; }
+  /** Everything in the user's folder: `[{name, path, type: "file"|"directory", size?, modified?}]`. */
+  listUserDataTree() { return this.request("GET", "/v2/userdata"); }
+  readUserData(file) { return this.request("GET", this.userDataPath(file)); }
+  writeUserData(file, body, { overwrite = true } = {}) {
+    return this.request("POST", `${this.userDataPath(file)}?overwrite=${overwrite}`, new Blob([body]));
+  }
+  deleteUserData(file) { return this.request("DELETE", this.userDataPath(file)); }
+  moveUserData(file, dest, { overwrite = false } = {}) {
+    return this.request("POST", `${this.userDataPath(file)}/move/${encodeURIComponent(dest)}?overwrite=${overwrite}`);
+  }
 
   /** UI format (object) or PNG bytes (Blob) → API format, converted by the server. */
   convert(workflowOrBlob) { return this.request("POST", "/workflow/convert", workflowOrBlob); }
 
-  /** POST /prompt; resolves to the server's answer, rejects with an ApiError carrying `node_errors`. */
-  queuePrompt(prompt, workflow) {
+  /** POST /prompt (`front`: ahead of the waiting ones); resolves to the server's answer, rejects with an ApiError carrying `node_errors`. */
+  queuePrompt(prompt, workflow, { front = false } = {}) {
     return this.request("POST", "/prompt", {
-      prompt, client_id: this.clientId, extra_data: { extra_pnginfo: { workflow } },
+      prompt, client_id: this.clientId, extra_data: { extra_pnginfo: { workflow } }, ...(front ? { front } : {}),
     });
   }
 

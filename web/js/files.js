@@ -1,14 +1,16 @@
 /**
  * Files: open (JSON in either format, or a PNG carrying a workflow: ours, ComfyUI's or
- * Automatic1111's), save our UI format, export the API format, open a shipped workflow, drag
- * and drop onto the page, and upload an image for LoadImage (from its button, or dropped on it).
+ * Automatic1111's), save our UI format (as JSON or in a PNG), export the API format, open a shipped
+ * workflow, drag and drop onto the page, and upload an image for LoadImage (from its button, or dropped on it).
  */
 
 import { workflowFromJson } from "./formats.js";
+import { workflowPng } from "./png_save.js";
 import { isPng, readPngText } from "./pngmeta.js";
 
+/** Download `text` (JSON) or a Blob as a file named `name`. */
 function download(name, text) {
-  const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+  const url = URL.createObjectURL(text instanceof Blob ? text : new Blob([text], { type: "application/json" }));
   const a = Object.assign(document.createElement("a"), { href: url, download: name });
   document.body.append(a);
   a.click();
@@ -92,16 +94,31 @@ export class Files {
     }
   }
 
-  /** Download the UI format, each node with the size it is drawn at (as ComfyUI saves it; the view keeps it, not the graph). */
-  save() {
+  /** The UI format, each node with the size it is drawn at (as ComfyUI saves it; the view keeps it, not the graph). */
+  uiForSaving() {
     const { graph, view } = this.editor;
     const ui = graph.toJSON();
     for (const node of ui.nodes) {
       const shown = graph.nodes.get(node.id);
       if (shown && !shown.flags?.collapsed) node.size = view.drawnSize(shown);
     }
-    download(`${this.editor.name()}.json`, JSON.stringify(ui, null, 2));
+    return ui;
+  }
+
+  save() {
+    download(`${this.editor.name()}.json`, JSON.stringify(this.uiForSaving(), null, 2));
     this.editor.markSaved();
+  }
+
+  /** Download a PNG carrying the workflow (see png_save.js). */
+  async savePng() {
+    const { api, graph, view } = this.editor;
+    try {
+      download(`${this.editor.name()}.png`, await workflowPng({ api, graph, view, ui: this.uiForSaving() }));
+      this.editor.markSaved();
+    } catch (error) {
+      this.editor.toast(`Save as PNG failed: ${error.message}`, "error");
+    }
   }
 
   async exportApi() {

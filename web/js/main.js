@@ -11,16 +11,24 @@ import { copyNodes, hasClipboard, pasteNodes } from "./clipboard.js";
 import { ask } from "./dialog.js";
 import { Files } from "./files.js";
 import { Graph, MODE_BYPASSED, MODE_MUTED } from "./graph.js";
+import { GroupEditor } from "./groups.js";
+import { installLinkMenu } from "./link_menu.js";
+import { MaskEditor } from "./mask_editor.js";
 import { closeMenu, showMenu } from "./menu.js";
+import { Minimap } from "./minimap.js";
+import { applyModelDefaults } from "./model_defaults.js";
 import { NodeDefs } from "./nodedefs.js";
 import { Palette } from "./palette.js";
 import { Panels } from "./panels.js";
 import { PointerController } from "./pointer.js";
+import { installRerouteTyping } from "./reroutes.js";
+import { QueuePanel } from "./queue_panel.js";
 import { Runner } from "./run.js";
 import { installShortcuts } from "./shortcuts.js";
 import { AutoSave, SessionStore } from "./storage.js";
 import { TabStrip, WorkflowTab } from "./tabs.js";
 import { parseSnapshot, snapshotOf } from "./undo.js";
+import { WorkflowBrowser } from "./workflow_browser.js";
 
 const DEFAULT_WORKFLOW = "txt2img.json";
 const EMPTY_WORKFLOW = { nodes: [], links: [] };
@@ -52,6 +60,8 @@ class Editor {
     });
     this.files = new Files(this);
     this.runner = new Runner({ api, graph: this.graph, view: this.view, ui: this.panels });
+    this.queuePanel = new QueuePanel(api, this.runner, (text, kind) => this.toast(text, kind));
+    this.savedWorkflows = new WorkflowBrowser(this);
     this.palette = new Palette(defs, (type, world, link) => this.addNode(type, world, link));
     this.pointer = new PointerController(this.view, this.graph, {
       refused: (reason) => this.toast(reason, "warn"),
@@ -65,6 +75,11 @@ class Editor {
     this.graph.addEventListener("change", (e) => this.changed(e.detail));
     this.view.root.addEventListener("pointerup", () => this.autosave.schedule());
     this.view.root.addEventListener("wheel", () => this.autosave.schedule(), { passive: true });
+    this.groups = new GroupEditor(this);
+    this.maskEditor = new MaskEditor(this);
+    this.minimap = new Minimap(this.view, this.graph);
+    installRerouteTyping(this.graph, this.view);
+    installLinkMenu(this);
   }
 
   toast(text, kind) { return this.panels.toast(text, kind); }
@@ -249,6 +264,7 @@ class Editor {
   addNode(type, world, link = null) {
     const node = this.graph.batch(() => {
       const added = this.graph.addNode(type, world);
+      applyModelDefaults(this.graph, added);
       if (link) this.connectNew(added, link);
       return added;
     });
@@ -337,6 +353,7 @@ class Editor {
       showMenu([
         { label: "Add node…", hint: "double-click", action: () => this.palette.open(world, { x: event.clientX, y: event.clientY }) },
         { label: "Paste", hint: "Ctrl+V", disabled: !hasClipboard(), action: () => this.paste(world) },
+        ...this.groups.menuItems(world),
         { separator: true },
         { label: "Select all", hint: "Ctrl+A", action: () => this.view.select([...this.graph.nodes.keys()]) },
         { label: "Fit view", hint: ".", action: () => this.view.fit() },
@@ -353,6 +370,8 @@ class Editor {
       { label: "Bypass", hint: "Ctrl+B", checked: node.mode === MODE_BYPASSED, action: () => this.setMode(MODE_BYPASSED) },
       { label: "Mute", hint: "Ctrl+M", checked: node.mode === MODE_MUTED, action: () => this.setMode(MODE_MUTED) },
       { label: node.flags?.collapsed ? "Expand" : "Collapse", action: () => this.toggleCollapse(ids) },
+      ...(this.maskEditor.uploadWidget(node) ? [{ label: "Open in mask editor", action: () => this.maskEditor.open(node) }] : []),
+      ...this.groups.menuItems(world),
       ...(asWidgets.length ? [{ label: "Convert widget to input", items: asWidgets.map((w) => ({
         label: w.name, action: () => this.graph.convertWidgetToInput(node, w.name) })) }] : []),
       ...(asInputs.length ? [{ label: "Convert input to widget", items: asInputs.map((w) => ({
@@ -376,7 +395,10 @@ class Editor {
         items: shipped.map((name) => ({ label: name, action: () => this.files.openShipped(name) })) },
       { separator: true },
       { label: "Save", hint: "Ctrl+S", action: () => this.files.save() },
+      { label: "Save as PNG", action: () => this.files.savePng() },
       { label: "Export API format", action: () => this.files.exportApi() },
+      { separator: true },
+      { label: "Saved on the server…", action: () => this.savedWorkflows.toggle(true) },
     ], rect.left, rect.bottom + 4);
   }
 }
@@ -396,7 +418,7 @@ async function start() {
   const editor = new Editor(api, new NodeDefs(info), store);
   window.sdgraph = editor;
   installShortcuts(editor);
-  $("#btn-queue").addEventListener("click", () => editor.runner.queue());
+  $("#btn-queue").addEventListener("click", () => editor.queuePanel.queueBatch());
   $("#btn-interrupt").addEventListener("click", () => editor.runner.interrupt());
   $("#btn-undo").addEventListener("click", () => editor.undoStep());
   $("#btn-redo").addEventListener("click", () => editor.redoStep());

@@ -38,8 +38,8 @@ export class Runner extends EventTarget {
     on("execution_interrupted", () => { this.ui.toast("Interrupted.", "warn"); this.ui.setRunStatus("Interrupted", null); });
   }
 
-  /** Validate and queue the current graph; returns the prompt id, or null when refused. */
-  async queue() {
+  /** Validate and queue the current graph (`front`: first in line); returns the prompt id, or null when refused. */
+  async queue({ front = false } = {}) {
     const workflow = this.graph.toJSON();
     let prompt;
     try {
@@ -49,7 +49,7 @@ export class Runner extends EventTarget {
       return null;
     }
     try {
-      const answer = await this.api.queuePrompt(prompt, workflow);
+      const answer = await this.api.queuePrompt(prompt, workflow, { front });
       this.mine.add(answer.prompt_id);
       this.view.clearStatus("errors");
       this.advanceSeeds();

@@ -17,7 +17,7 @@ export function installShortcuts(editor) {
     const key = e.key.toLowerCase();
     if (ctrl && key === "enter") {   // works while typing a prompt, as in ComfyUI
       e.preventDefault();
-      editor.runner.queue();
+      editor.queuePanel.queueBatch();
       return;
     }
     if (ctrl && key === "s") { e.preventDefault(); editor.files.save(); return; }
