@@ -36,8 +36,9 @@ SEED_MAX = 2**64 - 1
 def run_sampler(ctx: RunContext, model: ModelHandle, seed: int, steps: int, cfg: float, sampler_name: str,
                 scheduler: str, positive, negative, latent: dict, denoise: float = 1.0, add_noise: bool = True,
                 start_step: int | None = None, last_step: int | None = None,
-                force_full_denoise: bool = False) -> dict:
-    """The shared body of both KSamplers; returns the new LATENT dict."""
+                force_full_denoise: bool = False, noise: torch.Tensor | None = None) -> dict:
+    """The shared body of both KSamplers; returns the new LATENT dict. `noise` replaces the seed's
+    initial noise (node packs with noise of their own); the seed still drives the per-step noise."""
     info = sampler_info(sampler_name)
     ms = model.model_sampling
     scale = model.latent_scale
@@ -46,7 +47,8 @@ def run_sampler(ctx: RunContext, model: ModelHandle, seed: int, steps: int, cfg:
     sigmas = slice_steps(schedule, start_step, last_step, force_full_denoise)
     if sigmas is None or len(sigmas) <= 1:
         return {**latent}
-    noise = initial_noise(seed, samples.shape) if add_noise else torch.zeros_like(samples)
+    if noise is None:
+        noise = initial_noise(seed, samples.shape) if add_noise else torch.zeros_like(samples)
     x = ms.noise_scaling(float(sigmas[0]), noise, samples) if add_noise else samples
     positive, negative = (with_inpaint_inputs(model.unet, scale, c, samples, latent.get("noise_mask"))
                           for c in (positive, negative))
