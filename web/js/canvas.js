@@ -95,6 +95,7 @@ export class CanvasView extends EventTarget {
     clearTimeout(this.movingTimer);
     this.movingTimer = setTimeout(() => this.world.classList.remove("moving"), MOVING_MS);
     this.scheduleCull();
+    this.dispatchEvent(new Event("viewport"));
   }
 
   setViewport(ds) {
@@ -333,7 +334,7 @@ export class CanvasView extends EventTarget {
       const title = document.createElement("div");
       title.className = "group-title";
       title.textContent = group.title || "Group";
-      el.append(title);
+      el.append(title, Object.assign(document.createElement("div"), { className: "group-resize", title: "Resize the group" }));
       return el;
     }));
   }
