@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.web.conftest import ROOT, ServerProcess
+from tests.web.conftest import ROOT, SCREENSHOTS, ServerProcess
 
 FIXTURES = ROOT / "tests" / "fixtures" / "comfy_workflows"
 ALIASES = "checkpoints:\n  v1-5-pruned-emaonly-fp16.safetensors: tiny-sd15-random.safetensors\n"
-RUN_TIMEOUT = 60_000
+RUN_TIMEOUT = 60  # seconds
 # Console errors the editor logs on its own, whatever the server answers.
 OWN_ERRORS = ("ComfyApp graph accessed before initialization",)
 # What the page records while it runs: each title and progress panel text it shows, and the preview
@@ -66,6 +67,7 @@ class ComfyEditor:
         self.failed: list[str] = []
         self.errors: list[str] = []
         self.socket_frames: list[str | bytes] = []
+        self.viewed_images: list[str] = []  # the output images the page loaded (to show them)
         answered: set[int] = set()
         page = self.page
         page.add_init_script(RECORDER)
@@ -75,6 +77,8 @@ class ComfyEditor:
                 self.failed.append(f"{response.status} {response.request.method} {response.url}")
             else:
                 answered.add(id(response.request))
+            if "/api/view?" in response.url and response.headers.get("content-type") == "image/png":
+                self.viewed_images.append(response.url)
 
         def on_request_failed(request) -> None:
             # The editor never reads the (empty) body of its `POST /api/settings/{id}` answers, and
@@ -120,13 +124,27 @@ class ComfyEditor:
                            ".find(w => w.name === name).value = value; }", [node_id, name, value])
 
     def run_and_wait_for_image(self) -> dict:
-        """Click Run; wait until the page has fetched the saved image. Returns that image's entry."""
-        with self.page.expect_response(lambda r: "/api/view?" in r.url and "type=output" in r.url,
-                                       timeout=RUN_TIMEOUT) as image:
-            self.page.get_by_test_id("queue-button").click()
-        response = image.value
-        assert response.status == 200 and response.headers["content-type"] == "image/png"
-        return dict(re.findall(r"(\w+)=([^&]*)", response.url.split("?", 1)[1]))
+        """Click Run; wait until the run is over and the page has loaded the saved image (shown on the
+        Save Image node, brought into view). Returns that image's entry from the `executed` message."""
+        start = len(self.socket_frames)
+        self.page.get_by_test_id("queue-button").click()
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not any(m["type"] in ("execution_success", "execution_error") for m in self.frames_from(start)):
+            if time.monotonic() > deadline:
+                self.page.screenshot(path=str(SCREENSHOTS / "comfyui-run-failed.png"))
+                raise AssertionError(f"the run did not end: {self.take_problems()} {self.frames_from(start)}")
+            self.page.wait_for_timeout(100)
+        messages = self.frames_from(start)
+        assert not [m for m in messages if m["type"] == "execution_error"], messages
+        image = next(m["data"]["output"]["images"][0] for m in messages
+                     if m["type"] == "executed" and "images" in m["data"]["output"])
+        self.command("Comfy.Canvas.FitView")
+        url = f"filename={image['filename']}"
+        deadline = time.monotonic() + 10
+        while not any(url in view_url for view_url in self.viewed_images):
+            assert time.monotonic() < deadline, f"the page never showed {image}: {self.viewed_images}"
+            self.page.wait_for_timeout(100)
+        return image
 
     def frames_from(self, start: int) -> list[dict]:
         """The JSON WebSocket messages received since `start` frames, as `{"type", "data"}`."""
@@ -182,6 +200,11 @@ def test_the_editor_loads_and_runs_its_default_workflow(comfy_editor: ComfyEdito
     assert any(re.match(r"\[\d+%\]", title) for title in seen["titles"]), seen["titles"]
     assert any(re.search(r"Current node:.*[1-9]\d*%", text) for text in seen["progress"]), seen["progress"]
     assert seen["previews"] > 0 and any(isinstance(f, bytes) for f in editor.socket_frames)
+    # The job as its queue panel reopens it (`GET /api/jobs/{id}`, read through its own schema).
+    prompt_id = next(m["data"]["prompt_id"] for m in editor.frames_from(0) if m["type"] == "execution_start")
+    job = page.evaluate("id => window.app.api.getJobDetail(id)", prompt_id)
+    assert job["status"] == "completed" and job["outputs"]["9"]["images"][0]["filename"] == image["filename"]
+    assert len(job["workflow"]["extra_data"]["extra_pnginfo"]["workflow"]["nodes"]) == 7
     assert editor.take_problems() == []
 
     # A validation error is shown on the node whose input is wrong, and nowhere else.
