@@ -10,7 +10,7 @@ chunks of the batch get the image tokens, the negative ones the uncond tokens (`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -173,13 +173,16 @@ class IPAdapterHook:
     embeds_scaling: str = "V only"
     mask: torch.Tensor | None = None
     unfold_batch: bool = False
-    key: Any = field(default=None, compare=False)
 
     def attach(self, unet: torch.nn.Module, run: HookRun) -> list[RemovableHandle]:
+        param = next(unet.parameters())
+        place = {"device": param.device, "dtype": param.dtype}  # once per sampling run, not per call
+        placed = replace(self, cond=self.cond.to(**place), uncond=self.uncond.to(**place),
+                         mask=None if self.mask is None else self.mask.to(**place))
         handles = []
         for site in cross_attention_sites(unet):
-            k_ip, v_ip = self.weights.kv(site.number)
-            handles.append(site.module.register_forward_hook(self._hook(site, k_ip, v_ip, run), with_kwargs=True))
+            k_ip, v_ip = (w.to(**place) for w in self.weights.kv(site.number))
+            handles.append(site.module.register_forward_hook(placed._hook(site, k_ip, v_ip, run), with_kwargs=True))
         return handles
 
     def _hook(self, site: CrossAttentionSite, k_ip: torch.Tensor, v_ip: torch.Tensor, run: HookRun):

@@ -211,6 +211,18 @@ class IPAdapterUnifiedLoader:
     preset = Choice(PRESETS)
     ipadapter = Link(IPADAPTER, optional=True)
 
+    def fingerprint(self, paths: Paths, preset: str) -> str:
+        """The files the preset finds for either family (the model's is known only when it runs)."""
+        stamps = []
+        for is_sdxl in (False, True):
+            try:
+                vision, adapter = preset_files(paths, preset, is_sdxl)
+                stamps += [file_stamp(paths.model_path("clip_vision", vision)),
+                           file_stamp(paths.model_path("ipadapter", adapter))]
+            except (FileNotFoundError, ValueError):
+                stamps.append("missing")
+        return "|".join(stamps)
+
     def run(self, ctx: RunContext, model: ModelHandle, preset: str, ipadapter: IPAdapterPipeline | None) -> tuple:
         vision_name, adapter_name = preset_files(ctx.paths, preset, model.family.is_sdxl)
         runtime = runtime_from_settings(ctx.settings)

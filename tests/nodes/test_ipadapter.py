@@ -4,6 +4,7 @@ before afterwards; presets find files by the pack's name patterns; `/object_info
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -278,6 +279,10 @@ def test_unified_loader_finds_the_preset_files_by_the_packs_patterns(setup):
         pack.IPAdapterUnifiedLoader().run(ctx, model, "PLUS FACE (portraits)", None)
     with pytest.raises(ValueError, match="not supported for SDXL"):
         pack.ipadapter_pattern("FULL FACE - SD1.5 only (portraits stronger)", True, [])
+    stamp = pack.IPAdapterUnifiedLoader().fingerprint(ctx.paths, "PLUS (high strength)")
+    assert "missing" in stamp  # no SDXL files here
+    os.utime(root / "ipadapter" / "ip-adapter-plus_sd15.bin", ns=(1_000_000_000, 1_000_000_000))
+    assert pack.IPAdapterUnifiedLoader().fingerprint(ctx.paths, "PLUS (high strength)") != stamp  # file replaced
     simple = pack.IPAdapter().run(ctx, model, pipeline, tiny_image(), 0.7, 0.0, 1.0, "prompt is more important",
                                   None)[0]
     hook = simple.hooks[-1]
