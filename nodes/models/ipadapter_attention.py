@@ -175,13 +175,16 @@ class IPAdapterHook:
     unfold_batch: bool = False
 
     def attach(self, unet: torch.nn.Module, run: HookRun) -> list[RemovableHandle]:
-        param = next(unet.parameters())
-        place = {"device": param.device, "dtype": param.dtype}  # once per sampling run, not per call
-        placed = replace(self, cond=self.cond.to(**place), uncond=self.uncond.to(**place),
-                         mask=None if self.mask is None else self.mask.to(**place))
+        param = next(unet.parameters())  # placed once per sampling run, not per call
+
+        def place(t: torch.Tensor) -> torch.Tensor:
+            return t.to(param.device, param.dtype)
+
+        placed = replace(self, cond=place(self.cond), uncond=place(self.uncond),
+                         mask=None if self.mask is None else place(self.mask))
         handles = []
         for site in cross_attention_sites(unet):
-            k_ip, v_ip = (w.to(**place) for w in self.weights.kv(site.number))
+            k_ip, v_ip = (place(w) for w in self.weights.kv(site.number))
             handles.append(site.module.register_forward_hook(placed._hook(site, k_ip, v_ip, run), with_kwargs=True))
         return handles
 
