@@ -28,6 +28,7 @@ from nodes.models.ipadapter_attention import (
 from nodes.models.ipadapter_model import IPAdapterFileError, load_ipadapter
 from nodes.models.patching import model_patches_applied
 from nodes.models.tiny import tiny_modules
+from nodes.packs.ipadapter_presets import ipadapter_pattern
 from nodes.sampling import ModelSampling, unet_denoiser
 from tests.nodes.comfy_ipadapter_object_info import COMFY_IPADAPTER_NODES
 from tests.nodes.vision_models import VISION_PROJECTION, VISION_WIDTH, save_clip_vision
@@ -278,7 +279,7 @@ def test_unified_loader_finds_the_preset_files_by_the_packs_patterns(setup):
     with pytest.raises(FileNotFoundError, match="IPAdapter model not found"):
         pack.IPAdapterUnifiedLoader().run(ctx, model, "PLUS FACE (portraits)", None)
     with pytest.raises(ValueError, match="not supported for SDXL"):
-        pack.ipadapter_pattern("FULL FACE - SD1.5 only (portraits stronger)", True, [])
+        ipadapter_pattern("FULL FACE - SD1.5 only (portraits stronger)", True, [])
     stamp = pack.IPAdapterUnifiedLoader().fingerprint(ctx.paths, "PLUS (high strength)")
     assert "missing" in stamp  # no SDXL files here
     os.utime(root / "ipadapter" / "ip-adapter-plus_sd15.bin", ns=(1_000_000_000, 1_000_000_000))
