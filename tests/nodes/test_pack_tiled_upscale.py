@@ -1,0 +1,132 @@
+"""Tiled sampling packs: BlenderNeko's Tiled KSampler (tile grids as tiling.py lays them out; one tile
+covering the latent is exactly KSampler) on the tiny SD1.x model."""
+
+import pytest
+import torch
+
+from engine.context import InterruptHandle, RunContext
+from engine.paths import Paths
+from engine.registry import NodeRegistry
+from nodes.conditioning_nodes import CLIPTextEncode
+from nodes.loaders import CheckpointLoaderSimple
+from nodes.packs import tiled_ksampler
+from nodes.packs.tiled_ksampler import (
+    TiledKSampler,
+    TiledKSamplerAdvanced,
+    padded_tiles,
+    random_tiles,
+    simple_tiles,
+)
+from nodes.sampler_nodes import KSampler, run_sampler
+from nodes.sampling import initial_noise, ksampler_sigmas
+
+
+def _ctx(paths):
+    return RunContext(node_id="1", prompt_id="test", paths=paths, interrupt=InterruptHandle(),
+                      emit=lambda event, data: None, settings={})
+
+
+@pytest.fixture(scope="module")
+def pipeline(models_dir, tmp_path_factory):
+    ctx = _ctx(Paths(models_dir, tmp_path_factory.mktemp("input")))
+    model, clip, vae = CheckpointLoaderSimple().run(ctx, ckpt_name="tiny-sd15.safetensors")
+    positive = CLIPTextEncode().run(ctx, text="a red circle", clip=clip)[0]
+    negative = CLIPTextEncode().run(ctx, text="", clip=clip)[0]
+    return ctx, model, vae, positive, negative
+
+
+# --- tile geometry ---------------------------------------------------------------------------------
+
+def test_simple_tiles_are_a_grid_cut_at_the_edge():
+    tiles = simple_tiles(3, torch.Size([1, 4, 10, 12]), 32, 64)
+    assert [t[:5] for t in tiles[0][0]] == [(0, 4, 0, 8, 3), (0, 4, 8, 4, 3), (4, 4, 0, 8, 3), (4, 4, 8, 4, 3),
+                                            (8, 2, 0, 8, 3), (8, 2, 8, 4, 3)]
+
+
+def test_random_tiles_partition_the_latent_each_step_with_the_seeds_jitter():
+    shape = torch.Size([1, 4, 20, 24])
+    (steps,) = random_tiles(3, shape, 64, 64, seed=7)
+    generator = torch.Generator().manual_seed(7)
+    for step, tiles in enumerate(steps):
+        cover = torch.zeros(20, 24)
+        for h, h_len, w, w_len, n, mask in tiles:
+            assert n == 1 and mask is None and 0 < h_len <= 8 and 0 < w_len <= 8
+            cover[h:h + h_len, w:w + w_len] += 1
+        assert torch.equal(cover, torch.ones(20, 24))
+        r_w, r_h = torch.rand((2,), generator=generator).tolist()
+        first_col_width = 8 - int(r_w * 8) if step % 2 == 0 else None   # even steps: rows of jitter r_h first
+        first_row = [t for t in tiles if t[0] == 0]
+        if step % 2 == 0 and int(r_w * 8) > 0:
+            assert min(t[3] for t in first_row if t[2] == 0) == first_col_width
+        assert tiles[0][1] == (8 - int(r_h * 8) if int(r_h * 8) > 0 else 8) or step % 2 == 1
+    assert random_tiles(3, shape, 64, 64, seed=7) != random_tiles(3, shape, 64, 64, seed=8)
+
+
+def test_padded_passes_shift_by_half_a_tile_and_masks_cover_every_latent_pixel():
+    shape = torch.Size([1, 4, 16, 16])
+    passes = padded_tiles(2, shape, 64, 64)
+    assert [[t[:4] for t in p[0]] for p in passes] == [
+        [(0, 8, 0, 8), (0, 8, 8, 8), (8, 8, 0, 8), (8, 8, 8, 8)],
+        [(4, 8, 0, 8), (4, 8, 8, 8)],
+        [(0, 8, 4, 8), (8, 8, 4, 8)],
+        [(4, 8, 4, 8)]]
+    centre = passes[3][0][0][5][0, 0]
+    assert centre[2:6, 2:6].eq(1).all() and centre.sum() == 16     # the centre half of the tile only
+    corner = passes[0][0][0][5][0, 0]                               # top-left tile grows to its outer edges
+    assert corner[:6, :6].eq(1).all() and corner.sum() == 36
+    cover = torch.zeros(16, 16)
+    for image_pass in passes:
+        for h, h_len, w, w_len, _, mask in image_pass[0]:
+            cover[h:h + h_len, w:w + w_len] += mask[0, 0]
+    assert cover.min() >= 1
+
+
+# --- sampling --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["simple", "padded", pytest.param("random strict", marks=pytest.mark.slow)])
+def test_one_tile_over_the_whole_latent_is_exactly_ksampler(pipeline, strategy):
+    ctx, model, _, positive, negative = pipeline
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
+    expected = KSampler().run(ctx, model, 5, 2, 7.0, "euler_ancestral", "normal", positive, negative, latent,
+                              0.5)[0]["samples"]
+    out = TiledKSampler().run(ctx, model, 5, 512, 512, strategy, 2, 7.0, "euler_ancestral", "normal", positive,
+                              negative, latent, 0.5)[0]["samples"]
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_from_the_top_of_the_schedule_the_pack_adds_sigma_times_noise_not_comfys_sqrt(pipeline):
+    ctx, model, _, positive, negative = pipeline
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    sigma = float(ksampler_sigmas(model.model_sampling, "normal", 2, 1.0)[0])
+    noised = {"samples": latent + sigma * initial_noise(5, latent.shape) / model.latent_scale}
+    expected = run_sampler(ctx, model, 5, 2, 7.0, "euler_ancestral", "normal", positive, negative, noised,
+                           add_noise=False)["samples"]
+    out = TiledKSampler().run(ctx, model, 5, 512, 512, "simple", 2, 7.0, "euler_ancestral", "normal", positive,
+                              negative, {"samples": latent}, 1.0)[0]["samples"]
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_several_tiles_sample_each_window_and_disable_noise_keeps_a_finished_latent(pipeline):
+    ctx, model, _, positive, negative = pipeline
+    latent = {"samples": torch.zeros(1, 4, 16, 16)}
+    whole = KSampler().run(ctx, model, 5, 2, 7.0, "euler", "normal", positive, negative, latent, 1.0)[0]["samples"]
+    tiled = TiledKSampler().run(ctx, model, 5, 64, 64, "simple", 2, 7.0, "euler", "normal", positive, negative,
+                                latent, 1.0)[0]["samples"]
+    assert tiled.shape == whole.shape and torch.isfinite(tiled).all() and not torch.allclose(tiled, whole)
+    unchanged = TiledKSamplerAdvanced().run(ctx, model, "disable", 5, 64, 64, "random", 2, 7.0, "euler", "normal",
+                                            positive, negative, {"samples": tiled}, 2, 10_000, "disable",
+                                            "disable")[0]["samples"]
+    assert torch.equal(unchanged, tiled)
+
+
+def test_the_declarations_keep_the_packs_names_and_order():
+    registry = NodeRegistry()
+    registry.register_module(tiled_ksampler)
+    info = registry.object_info()
+    assert info["BNK_TiledKSampler"]["input_order"]["required"] == [
+        "model", "seed", "tile_width", "tile_height", "tiling_strategy", "steps", "cfg", "sampler_name",
+        "scheduler", "positive", "negative", "latent_image", "denoise"]
+    assert info["BNK_TiledKSamplerAdvanced"]["input_order"]["required"][-5:] == [
+        "latent_image", "start_at_step", "end_at_step", "return_with_leftover_noise", "preview"]
+    assert info["BNK_TiledKSampler"]["input"]["required"]["tiling_strategy"][0] == [
+        "random", "random strict", "padded", "simple"]
