@@ -16,6 +16,7 @@ class KnownPack:
     prefixes: tuple[str, ...] = ()
     suffixes: tuple[str, ...] = ()
     names: frozenset[str] = frozenset()
+    note: str = ""   # why the pack's nodes are missing, when that is more than "not rebuilt"
 
     def declares(self, class_type: str) -> bool:
         return (class_type in self.names or class_type.startswith(self.prefixes)
@@ -37,7 +38,12 @@ KNOWN_PACKS = (
               names=frozenset({"FaceDetailer", "FaceDetailerPipe", "DetailerForEach", "DetailerForEachDebug",
                                "UltralyticsDetectorProvider", "SAMLoader", "BboxDetectorSEGS", "SegmDetectorSEGS",
                                "ToBasicPipe", "FromBasicPipe", "BasicPipeToDetailerPipe", "ImpactWildcardProcessor",
-                               "ImpactWildcardEncode", "MaskToSEGS", "SEGSDetailer", "SEGSPaste"})),
+                               "ImpactWildcardEncode", "MaskToSEGS", "SEGSDetailer", "SEGSPaste",
+                               "SAMDetectorCombined", "SAMDetectorSegmented", "ONNXDetectorProvider",
+                               "CLIPSegDetectorProvider", "BboxDetectorCombined_v2", "SegmDetectorCombined_v2",
+                               "DetailerForEachPipe", "MaskDetailerPipe"}),
+              note="detection-based nodes (Ultralytics, SAM, ONNX detectors, FaceDetailer and the other "
+                   "detailers) are out of scope in this engine for now"),
     KnownPack("UltimateSDUpscale", "ssitu/ComfyUI_UltimateSDUpscale",
               names=frozenset({"UltimateSDUpscale", "UltimateSDUpscaleNoUpscale", "UltimateSDUpscaleCustomSample"})),
     KnownPack("Efficiency Nodes", "jags111/efficiency-nodes-comfyui", suffixes=("(Efficient)",),
@@ -74,5 +80,5 @@ def explain_missing_node(class_type: str) -> str | None:
     pack = pack_of(class_type)
     if pack is None:
         return None
-    return (f"{pack.name}'s {class_type} is not available in this engine (node pack {pack.repository}; "
-            f"its Python cannot run here and this node is not rebuilt)")
+    why = pack.note or "its Python cannot run here and this node is not rebuilt"
+    return f"{pack.name}'s {class_type} is not available in this engine (node pack {pack.repository}; {why})"

@@ -9,6 +9,7 @@ from engine.paths import Paths
 from engine.registry import NodeRegistry
 from nodes.packs import impact
 from nodes.packs.impact import ImpactWildcardProcessor, expand_wildcards, read_wildcards
+from nodes.packs.known_packs import explain_missing_node
 
 
 @pytest.fixture
@@ -92,3 +93,11 @@ def test_same_seed_same_text_and_the_node_is_registered_under_the_pack_name(path
     assert info["input"]["required"]["Select to add Wildcard"][0][1:] == [
         "__animal__", "__color__", "__places/indoor__", "__places/outdoor__", "__style/art__"]
     assert info["output"] == ["STRING"] and info["category"] == "ImpactPack/Prompt"
+
+
+@pytest.mark.parametrize("class_type", ["UltralyticsDetectorProvider", "SAMLoader", "FaceDetailer",
+                                        "ImpactSimpleDetectorSEGS"])
+def test_detection_nodes_name_the_pack_and_that_detection_is_out_of_scope(class_type):
+    message = explain_missing_node(class_type)
+    assert "ltdrdata/ComfyUI-Impact-Pack" in message and "detection-based nodes" in message
+    assert "out of scope" in message
