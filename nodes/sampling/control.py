@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from nodes.models.controlnet_union import UnionControl
 from nodes.models.t2i_adapter_loading import adapter_features, hint_size, is_adapter
@@ -111,8 +112,34 @@ def control_residuals(controls: Sequence[Any], x_in: torch.Tensor, timestep: tor
         else:
             part = _controlnet_residuals(control.net, hint_for(control.hint, x_in), float(control.strength), x_in,
                                          timestep, embeds, added)
+        part = _advanced(part, control)
         total = part if total is None else total + part
     return total
+
+
+def _advanced(part: Residuals, control: Any) -> Residuals:
+    """Advanced-ControlNet's extras on a control, when it has them: per-block multipliers
+    (`block_scales(count)` → down scales, mid scale) and a `mask` [B, H, W] scaling each residual."""
+    scales = getattr(control, "block_scales", None)
+    mask = getattr(control, "mask", None)
+    if scales is None and mask is None:
+        return part
+    if part.intrablock is not None:
+        raise ValueError(f"ControlNet {control.source!r}: Advanced-ControlNet's weights and masks are supported "
+                         "on ControlNets, not on T2I-Adapters")
+    down, mid = list(part.down or []), part.mid
+    if scales is not None:
+        down_scales, mid_scale = scales(len(down))
+        down = [r * s for r, s in zip(down, down_scales)]
+        mid = None if mid is None else mid * mid_scale
+    if mask is not None:
+        def masked(r: torch.Tensor) -> torch.Tensor:
+            m = F.interpolate(mask.reshape(-1, 1, *mask.shape[-2:]).to(r.device, r.dtype), size=r.shape[2:],
+                              mode="bilinear")
+            return r * _to_batch(m, r.shape[0])
+        down = [masked(r) for r in down]
+        mid = None if mid is None else masked(mid)
+    return Residuals(down if part.down is not None else None, mid)
 
 
 def _controlnet_residuals(net: Any, hint: torch.Tensor, strength: float, x_in: torch.Tensor, timestep: torch.Tensor,
