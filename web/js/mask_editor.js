@@ -146,12 +146,15 @@ export class MaskEditor {
   dab([x, y]) {
     const ctx = this.mask.getContext("2d");
     const radius = this.brush / 2;
-    const gradient = ctx.createRadialGradient(x, y, radius * (1 - this.feather), x, y, radius);
     const [r, g, b] = MASK_COLOUR;
-    gradient.addColorStop(0, `rgb(${r} ${g} ${b} / 100%)`);
-    gradient.addColorStop(1, `rgb(${r} ${g} ${b} / 0%)`);
+    let fill = `rgb(${r} ${g} ${b})`;
+    if (this.feather > 0.01) {     // a gradient between two equal circles paints nothing: none without feather
+      fill = ctx.createRadialGradient(x, y, radius * (1 - this.feather), x, y, radius);
+      fill.addColorStop(0, `rgb(${r} ${g} ${b} / 100%)`);
+      fill.addColorStop(1, `rgb(${r} ${g} ${b} / 0%)`);
+    }
     ctx.globalCompositeOperation = this.erasing ? "destination-out" : "source-over";
-    ctx.fillStyle = gradient;
+    ctx.fillStyle = fill;
     ctx.beginPath();
     ctx.arc(x, y, radius, 0, Math.PI * 2);
     ctx.fill();
