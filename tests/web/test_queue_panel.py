@@ -92,7 +92,8 @@ def server_queue(server) -> tuple[list[str], list[str]]:
     return [item[1] for item in queue["queue_running"]], [item[1] for item in pending]
 
 
-def test_batch_count_queues_n_prompts_and_cancel_clear_stop_act_on_them(editor: EditorPage, toy_server):
+def test_batch_count_queues_n_prompts_and_cancel_clear_stop_act_on_them(editor: EditorPage, toy_server,
+                                                                       screenshots):
     show_toy_graph(editor, steps=400, delay=0.05)
     open_panel(editor)
     assert editor.page.locator(f"{PANEL} .queue-empty").is_visible()
@@ -104,6 +105,7 @@ def test_batch_count_queues_n_prompts_and_cancel_clear_stop_act_on_them(editor: 
     running, pending = server_queue(toy_server)
     assert running == [ids[0]] and pending == ids[1:]
     assert "this tab" in rows(editor)[1]["text"] and "waiting" in rows(editor)[1]["text"]
+    editor.screenshot(screenshots / "queue-panel.png")
 
     # cancel one waiting prompt: it leaves the server's queue and the panel
     editor.page.locator(f'{PANEL} .queue-item[data-prompt-id="{ids[2]}"] .queue-cancel').click()

@@ -63,7 +63,7 @@ def test_a_workflow_saved_in_one_browser_opens_in_another(browser, server):
         second.close()
 
 
-def test_rename_and_delete_in_the_workflow_browser(editor: EditorPage, server):
+def test_rename_and_delete_in_the_workflow_browser(editor: EditorPage, server, screenshots):
     save_on_server(editor, "to rename")
     save_on_server(editor, "to delete")
     item = editor.page.locator('#workflow-browser .saved-item[data-name="to rename.json"]')
@@ -79,6 +79,7 @@ def test_rename_and_delete_in_the_workflow_browser(editor: EditorPage, server):
     editor.answer("delete")
     editor.page.locator('#workflow-browser .saved-item[data-name="to delete.json"]').wait_for(state="detached")
     assert "renamed/kept.json" in saved_names(editor)
+    editor.screenshot(screenshots / "workflow-browser.png")
     with urllib.request.urlopen(f"{server.url}/v2/userdata?path=workflows") as response:
         paths = {entry["path"] for entry in json.loads(response.read())}
     assert "workflows/to delete.json" not in paths and "workflows/renamed/kept.json" in paths

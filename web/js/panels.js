@@ -5,11 +5,21 @@
 
 const $ = (selector) => document.querySelector(selector);
 
-function el(tag, className, text) {
+/** An element with a class and a text. */
+export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text != null) node.textContent = text;
   return node;
+}
+
+/** A small button of a panel's rows. */
+export function smallButton(label, className, title, onClick) {
+  const b = el("button", `button small ${className}`, label);
+  b.type = "button";
+  if (title) b.title = title;
+  b.addEventListener("click", onClick);
+  return b;
 }
 
 export class Panels {

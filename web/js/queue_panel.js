@@ -4,23 +4,10 @@
  * next run, and a notice when a run was served entirely from the cache.
  */
 
+import { el, smallButton } from "./panels.js";
+
 const $ = (selector) => document.querySelector(selector);
 const MAX_BATCH = 100;
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text != null) node.textContent = text;
-  return node;
-}
-
-function button(label, className, title, onClick) {
-  const b = el("button", `button small ${className}`, label);
-  b.type = "button";
-  if (title) b.title = title;
-  b.addEventListener("click", onClick);
-  return b;
-}
 
 export class QueuePanel {
   /** `runner`: queue({front}) and `mine` (prompt ids queued here); `toast(text, kind)`. */
@@ -83,7 +70,8 @@ export class QueuePanel {
 
   render(running, pending) {
     const byNumber = (a, b) => a[0] - b[0];
-    const rows = [...running.map((item) => this.row(item, true)), ...[...pending].sort(byNumber).map((item) => this.row(item, false))];
+    const rows = [...running.map((item) => this.row(item, true)),
+      ...[...pending].sort(byNumber).map((item) => this.row(item, false))];
     this.list.replaceChildren(...(rows.length ? rows : [el("p", "queue-empty", "Nothing is running or waiting.")]));
   }
 
@@ -96,8 +84,8 @@ export class QueuePanel {
     item.append(el("span", "queue-number", `#${number}`),
       el("span", "queue-state", running ? "running" : "waiting"),
       el("span", "queue-what", `${nodes} node${nodes === 1 ? "" : "s"} · ${mine ? "this tab" : "another client"}`),
-      button(running ? "Stop" : "Cancel", "queue-cancel", running ? "Interrupt this prompt" : "Take it out of the queue",
-        () => this.cancel(promptId, running)));
+      smallButton(running ? "Stop" : "Cancel", "queue-cancel",
+        running ? "Interrupt this prompt" : "Take it out of the queue", () => this.cancel(promptId, running)));
     return item;
   }
 

@@ -7,6 +7,7 @@
 import { ApiError } from "./api.js";
 import { ask } from "./dialog.js";
 import { workflowFromJson } from "./formats.js";
+import { el, smallButton } from "./panels.js";
 
 const FOLDER = "workflows";
 const $ = (selector) => document.querySelector(selector);
@@ -16,21 +17,6 @@ export function workflowFileName(typed) {
   const name = String(typed || "").trim().replace(/^\/+|\/+$/g, "");
   if (!name || name.split("/").some((part) => !part || part === "." || part === "..")) return null;
   return name.toLowerCase().endsWith(".json") ? name : `${name}.json`;
-}
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text != null) node.textContent = text;
-  return node;
-}
-
-function button(label, className, title, onClick) {
-  const b = el("button", `button small ${className}`, label);
-  b.type = "button";
-  if (title) b.title = title;
-  b.addEventListener("click", onClick);
-  return b;
 }
 
 export class WorkflowBrowser {
@@ -79,10 +65,10 @@ export class WorkflowBrowser {
   row(name) {
     const item = el("div", "saved-item");
     item.dataset.name = name;
-    const open = button(name.replace(/\.json$/i, ""), "saved-open", "Open this workflow", () => this.open(name));
+    const open = smallButton(name.replace(/\.json$/i, ""), "saved-open", "Open this workflow", () => this.open(name));
     item.append(open,
-      button("Rename", "saved-rename", "Give it another name", () => this.startRename(item, name)),
-      button("Delete", "saved-delete", "Delete it from the server", () => this.remove(name)));
+      smallButton("Rename", "saved-rename", "Give it another name", () => this.startRename(item, name)),
+      smallButton("Delete", "saved-delete", "Delete it from the server", () => this.remove(name)));
     return item;
   }
 
