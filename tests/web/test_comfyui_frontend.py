@@ -50,11 +50,27 @@ def comfy_home(base: Path) -> Path:
     return base
 
 
+class ComfyServer:
+    """`python server.py --front-end comfyui` on its own folders, which a restart keeps."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.process = ServerProcess(home, "--front-end", "comfyui")
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def restart(self) -> None:
+        self.process.stop()
+        self.process = ServerProcess(self.home, "--front-end", "comfyui")
+
+
 @pytest.fixture(scope="module")
 def comfy_server(tmp_path_factory):
-    process = ServerProcess(comfy_home(tmp_path_factory.mktemp("comfyui-frontend")), "--front-end", "comfyui")
-    yield process
-    process.stop()
+    server = ComfyServer(comfy_home(tmp_path_factory.mktemp("comfyui-frontend")))
+    yield server
+    server.process.stop()
 
 
 class ComfyEditor:
@@ -101,6 +117,13 @@ class ComfyEditor:
         self.page.wait_for_function("() => window.app && window.app.graph && window.app.extensionManager",
                                     timeout=60_000)
         self.page.wait_for_load_state("networkidle", timeout=60_000)
+
+    def dismiss_templates(self) -> None:
+        """Close the template browser it opens for a first-time user."""
+        dialog = self.page.get_by_role("dialog")
+        dialog.wait_for()
+        self.page.keyboard.press("Escape")
+        dialog.wait_for(state="detached")
 
     def close(self) -> None:
         self.context.close()
@@ -170,21 +193,16 @@ class ComfyEditor:
         return self.page.evaluate("() => window.__seen")
 
 
-@pytest.fixture
-def comfy_editor(browser, comfy_server):
+def test_comfyui_editor_runs_workflows_and_keeps_what_it_saves(browser, comfy_server):
+    """One session, as few page loads as the checks allow (the editor is heavy to load): two."""
     editor = ComfyEditor(browser, comfy_server.url)
-    yield editor
-    editor.close()
-
-
-def test_the_editor_loads_and_runs_its_default_workflow(comfy_editor: ComfyEditor, comfy_server):
-    editor, page = comfy_editor, comfy_editor.page
+    page = editor.page
     editor.open()
     assert editor.take_problems() == []
     # A first start: it records the version it was installed at, then offers its templates.
     settings = page.request.get(editor.url + "/api/settings").json()
     assert settings["Comfy.InstalledVersion"] == "1.45.15"
-    page.keyboard.press("Escape")
+    editor.dismiss_templates()
     editor.command("Comfy.LoadDefaultWorkflow")
     assert sorted(editor.nodes().values()) == sorted(
         ["CheckpointLoaderSimple", "CLIPTextEncode", "CLIPTextEncode", "EmptyLatentImage", "KSampler",
@@ -244,43 +262,28 @@ def test_the_editor_loads_and_runs_its_default_workflow(comfy_editor: ComfyEdito
     editor.run_and_wait_for_image()
     ran = {m["data"]["node"] for m in editor.frames_from(start) if m["type"] == "executing"}
     assert {"10", "18", "12", "3", "9"} <= ran
+
+    # A workflow saved in the editor is listed among the user's workflows; a setting changed is stored.
+    editor.set_widget(6, "text", "kept across a restart")
+    page.keyboard.press("Control+s")
+    page.locator("[role=dialog] input").fill("kept")
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_function("() => document.title.includes('kept')")
+    assert saved_workflows(editor) == ["kept.json"]
+    page.keyboard.press("Control+,")
+    page.get_by_placeholder("Search Settings...").fill("Always snap to grid")
+    page.get_by_test_id("settings-dialog").get_by_role("switch", name="Always snap to grid").click()
+    page.wait_for_function("() => window.app.extensionManager.setting.get('pysssss.SnapToGrid') === true")
+    page.wait_for_load_state("networkidle")
     assert editor.take_problems() == []
+    editor.close()
 
-
-def saved_workflows(editor: ComfyEditor) -> list[str]:
-    return editor.page.request.get(editor.url + "/api/userdata?dir=workflows").json()
-
-
-def test_saved_workflows_and_settings_survive_a_server_restart(browser, tmp_path):
-    home = comfy_home(tmp_path / "home")
-    server = ServerProcess(home, "--front-end", "comfyui")
+    # After a server restart, in a new browser context (a new origin: nothing kept in the browser),
+    # the setting holds and the saved workflow reopens from its workflows panel.
+    comfy_server.restart()
+    editor = ComfyEditor(browser, comfy_server.url)
+    page = editor.page
     try:
-        editor = ComfyEditor(browser, server.url)
-        page = editor.page
-        editor.open()
-        page.keyboard.press("Escape")
-        editor.command("Comfy.LoadDefaultWorkflow")
-        editor.set_widget(6, "text", "kept across a restart")
-        page.keyboard.press("Control+s")
-        page.locator("[role=dialog] input").fill("kept")
-        page.get_by_role("button", name="Confirm").click()
-        page.wait_for_function("() => document.title.includes('kept')")
-        assert saved_workflows(editor) == ["kept.json"]
-
-        page.keyboard.press("Control+,")
-        page.get_by_placeholder("Search Settings...").fill("Always snap to grid")
-        page.get_by_test_id("settings-dialog").get_by_role("switch", name="Always snap to grid").click()
-        page.wait_for_function("() => window.app.extensionManager.setting.get('pysssss.SnapToGrid') === true")
-        page.wait_for_load_state("networkidle")
-        assert editor.take_problems() == []
-        editor.close()
-    finally:
-        server.stop()
-
-    server = ServerProcess(home, "--front-end", "comfyui")
-    try:
-        editor = ComfyEditor(browser, server.url)  # a new origin: nothing kept in the browser
-        page = editor.page
         editor.open()
         assert page.evaluate("() => window.app.extensionManager.setting.get('pysssss.SnapToGrid')") is True
         assert saved_workflows(editor) == ["kept.json"]
@@ -290,6 +293,9 @@ def test_saved_workflows_and_settings_survive_a_server_restart(browser, tmp_path
         text = page.evaluate("() => window.app.graph.getNodeById(6).widgets.find(w => w.name === 'text').value")
         assert text == "kept across a restart"
         assert editor.take_problems() == []
-        editor.close()
     finally:
-        server.stop()
+        editor.close()
+
+
+def saved_workflows(editor: ComfyEditor) -> list[str]:
+    return editor.page.request.get(editor.url + "/api/userdata?dir=workflows").json()
