@@ -40,7 +40,8 @@ def inpaint_from_load_image(image_name: str) -> dict:
     return prompt
 
 
-MASK_ALPHAS = "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((v, i) => i % 4 === 3))"
+MASK_ALPHAS = ("c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+               ".filter((v, i) => i % 4 === 3))")
 
 
 def set_range(editor: EditorPage, name: str, value: float) -> None:

@@ -74,6 +74,12 @@ def test_clicking_a_link_deletes_it_or_inserts_a_typed_reroute(editor: EditorPag
     assert editor.workflow()["links"] == before
     assert editor.links_into(reroute) == {"": 4}
 
+    # one edit: undo brings the direct link back, redo the typed reroute
+    page.keyboard.press("Control+z")
+    assert reroute_ids(editor) == [] and editor.links_into(3)["model"] == 4
+    page.keyboard.press("Control+y")
+    assert editor.links_into(3)["model"] == reroute and node_json(editor, reroute)["outputs"][0]["type"] == "MODEL"
+
     # the workflow still runs through the reroute (the server resolves it as ComfyUI does)
     api = editor.js("async () => (await sdgraph.api.convert(sdgraph.graph.toJSON()))")
     prompt = api.get("prompt", api)
@@ -100,12 +106,14 @@ def test_the_minimap_shows_the_graph_and_moves_the_view(editor: EditorPage):
     # something is drawn: node boxes and the view's frame
     drawn = editor.js("""() => { const c = document.querySelector('.minimap');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        const colours = new Set(); for (let i = 0; i < d.length; i += 4) colours.add(d[i] << 16 | d[i + 1] << 8 | d[i + 2]);
+        const colours = new Set();
+        for (let i = 0; i < d.length; i += 4) colours.add(d[i] << 16 | d[i + 1] << 8 | d[i + 2]);
         return colours.size; }""")
     assert drawn >= 3
     box = minimap.bounding_box()
     target = (box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.3)
-    expected = editor.js("""([x, y]) => { const m = sdgraph.minimap.last, b = sdgraph.minimap.canvas.getBoundingClientRect();
+    expected = editor.js("""([x, y]) => {
+        const m = sdgraph.minimap.last, b = sdgraph.minimap.canvas.getBoundingClientRect();
         return [(x - b.left - m.ox) / m.scale, (y - b.top - m.oy) / m.scale]; }""", list(target))
     editor.page.mouse.click(*target)
     centre = editor.js("""() => { const r = sdgraph.view.root.getBoundingClientRect();

@@ -38,6 +38,8 @@ export class Graph extends EventTarget {
       this.pending = this.pending?.kind === "structure" ? this.pending : { kind, ...detail };
       return;
     }
+    // "settle" first: derived state (reroute types, reroutes.js) is fixed before views and undo see the change.
+    this.dispatchEvent(new CustomEvent("settle", { detail: { kind, ...detail } }));
     this.dispatchEvent(new CustomEvent("change", { detail: { kind, ...detail } }));
   }
 

@@ -78,7 +78,7 @@ class Editor {
     this.groups = new GroupEditor(this);
     this.maskEditor = new MaskEditor(this);
     this.minimap = new Minimap(this.view, this.graph);
-    installRerouteTyping(this.graph, this.view);
+    installRerouteTyping(this.graph);
     installLinkMenu(this);
   }
 

@@ -54,11 +54,9 @@ export function typeReroutes(graph) {
   return changed;
 }
 
-/** Keep reroutes typed as the graph changes, redrawing those whose type changed. */
-export function installRerouteTyping(graph, view) {
-  graph.addEventListener("change", ({ detail }) => {
-    if (detail.kind !== "structure" && detail.kind !== "load") return;
-    const changed = typeReroutes(graph);
-    if (changed.length) view.renderNodes(changed);
+/** Keep reroutes typed as the graph changes, before the change is drawn or recorded for undo. */
+export function installRerouteTyping(graph) {
+  graph.addEventListener("settle", ({ detail }) => {
+    if (detail.kind === "structure" || detail.kind === "load") typeReroutes(graph);
   });
 }
