@@ -98,9 +98,9 @@ class ComfyEditor:
 
         def on_request_failed(request) -> None:
             # The editor never reads the (empty) body of its `POST /api/settings/{id}` answers, and
-            # Chromium cancels an unread body's load once the page drops the Response: the request
-            # reports ERR_ABORTED after the server answered 200 (ComfyUI's server, with the same empty
-            # 200, shows it too). The test below checks that those settings were saved.
+            # Chromium cancels the load of a body nobody read when its Response is garbage-collected:
+            # the request reports ERR_ABORTED after the server answered 200 (so would ComfyUI's own
+            # empty 200; a page that reads the body never sees it). The test checks they were saved.
             if (request.failure == "net::ERR_ABORTED" and id(request) in answered and request.method == "POST"
                     and "/api/settings/" in request.url):
                 return
