@@ -1,14 +1,15 @@
 /**
  * New nodes take their size defaults from the graph's checkpoint: an Empty Latent added to a graph
- * that loads the 64 px demo model is 64×64, for an SDXL checkpoint 1024×1024; otherwise the node's
- * own default (512, SD1.x's size) stays.
+ * that loads the 64 px demo model is 64×64, for an SDXL checkpoint 1024×1024 (told by its name);
+ * otherwise, and for the built-in tiny test models, the node's own default (512, SD1.x's size) stays.
  */
 
 /** The native image size of a checkpoint, from its name; null when the name says nothing. */
 export function nativeSize(checkpoint) {
   const name = String(checkpoint || "").toLowerCase();
   if (name.startsWith("demo-shapes")) return 64;        // the built-in demo model (README): 64×64 only
-  if (/(^|[^a-z])(sdxl|xl)([^a-z]|$)|sd_xl/.test(name)) return 1024;
+  if (name.startsWith("tiny-")) return null;             // the random-weight test models take any size
+  if (/sdxl|sd_xl|xl([^a-z]|$)/.test(name)) return 1024;
   return null;
 }
 
