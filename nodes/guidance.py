@@ -26,11 +26,12 @@ def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int, neg
     controls = controls_for_model(entry.control, model)
     if not model.family.is_sdxl:  # unCLIP models also read an image embedding, as diffusers' class labels
         return Cond(entry.embeds, {"class_labels": entry.adm} if entry.adm is not None else {}, controls,
-                    concat=entry.concat)
+                    concat=entry.concat, grounding=entry.gligen)
     if entry.pooled is None:
         raise ValueError("SDXL conditioning needs a pooled prompt embedding (encode with an SDXL CLIP)")
     time_ids = sdxl_time_ids(model.family.size_ids, entry.size, height, width, negative)
-    return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids}, controls, concat=entry.concat)
+    return Cond(entry.embeds, {"text_embeds": entry.pooled, "time_ids": time_ids}, controls, concat=entry.concat,
+                grounding=entry.gligen)
 
 
 def _whole(entries: Conditioning) -> bool:

@@ -57,6 +57,7 @@ class CondEntry:
     # unCLIP model's input made from them (its "class labels"); see nodes.unclip.
     unclip: tuple = ()
     adm: torch.Tensor | None = None
+    gligen: Any = None  # GLIGENTextBoxApply's boxes and model (nodes.models.gligen_loading.Grounding)
 
     def with_(self, **changes) -> "CondEntry":
         return replace(self, **changes)

@@ -56,7 +56,7 @@ def hooks_attached(unet: torch.nn.Module, hooks: Iterable[UnetHook]) -> Iterator
             handle.remove()
 
 
-def model_channels(unet: torch.nn.Module) -> int:
+def model_channels(unet: Any) -> int:
     """The width of the first level (ComfyUI's `model_channels`: 320 for SD1.x/2.x/SDXL)."""
     return int(unet.config.block_out_channels[0])
 
@@ -97,7 +97,7 @@ def attention_hooks(attentions: Iterable[torch.nn.Module],
     return handles
 
 
-def output_block_resnets(unet: torch.nn.Module) -> list[tuple[torch.nn.Module, int]]:
+def output_block_resnets(unet: Any) -> list[tuple[torch.nn.Module, int]]:
     """(resnet, channels of the hidden state h) for each resnet of the up blocks. Its input is
     cat([h, skip]): ComfyUI's output blocks, whose `output_block_patch` sees h and skip apart."""
     widths = list(reversed(unet.config.block_out_channels))

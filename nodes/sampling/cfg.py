@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from .control import Residuals, batched_residuals, control_residuals
+from .grounding import grounded
 from .schedule import ModelSampling
 from .unet_call import UnetCall, unet_call_scope
 
@@ -32,6 +33,7 @@ class Cond:
     added: dict[str, torch.Tensor] = field(default_factory=dict)
     control: tuple = ()
     concat: torch.Tensor | None = None  # an inpainting UNet's extra input channels (mask, masked image)
+    grounding: Any = None  # GLIGEN boxes (nodes.models.gligen_loading.Grounding), run on this cond's rows
 
 
 def _as_cond(value: Cond | torch.Tensor) -> Cond:
@@ -153,7 +155,8 @@ class _UNetDenoiser:
         residuals = self._control(x_in, timestep, sigma, conds, embeds, added)
         if residuals is not None:
             kwargs.update(residuals.unet_kwargs(param.dtype))
-        with unet_call_scope(UnetCall(sigma, tuple(int(c is self.negative) for c in conds))):  # IP-Adapter
+        call = UnetCall(sigma, tuple(int(c is self.negative) for c in conds))
+        with unet_call_scope(call), grounded(self.unet, conds, x_in.shape):  # IP-Adapter, GLIGEN
             out = self.unet(
                 sample.to(param.device, param.dtype),
                 timestep.to(param.device).expand(sample.shape[0]),

@@ -2,7 +2,8 @@
 
 Read from comfyanonymous/ComfyUI: comfy_extras/nodes_freelunch.py (FreeU, FreeU_V2), nodes_hypertile.py,
 nodes_tomesd.py, nodes_pag.py, nodes_sag.py, nodes_hypernetwork.py and nodes_model_merging.py (with its
-display-name map). Same shape as comfy_object_info_table: input name → (TYPE, options) in ComfyUI's order, outputs, category, display name.
+display-name map), and nodes.py (GLIGEN). Same shape as comfy_object_info_table: input name → (TYPE,
+options) in ComfyUI's order, outputs, category, display name.
 """
 
 
@@ -69,3 +70,18 @@ COMFY_PATCH_NODES.update({
         "required": {"model": MODEL, "hypernetwork_name": ([],), "strength": _float(1.0, -10.0, 10.0, 0.01)},
         "output": ["MODEL"], "category": "loaders", "display_name": "HypernetworkLoader"},
 })
+
+# nodes.py: GLIGENLoader and GLIGENTextBoxApply (no display names of their own; MAX_RESOLUTION 16384).
+COMFY_GLIGEN_NODES = {
+    "GLIGENLoader": {
+        "required": {"gligen_name": ([],)}, "output": ["GLIGEN"], "category": "loaders",
+        "display_name": "GLIGENLoader"},
+    "GLIGENTextBoxApply": {
+        "required": {"conditioning_to": ("CONDITIONING",), "clip": ("CLIP",), "gligen_textbox_model": ("GLIGEN",),
+                     "text": ("STRING", {"multiline": True, "dynamicPrompts": True}),
+                     "width": ("INT", {"default": 64, "min": 8, "max": 16384, "step": 8}),
+                     "height": ("INT", {"default": 64, "min": 8, "max": 16384, "step": 8}),
+                     "x": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8}),
+                     "y": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8})},
+        "output": ["CONDITIONING"], "category": "conditioning/gligen", "display_name": "GLIGENTextBoxApply"},
+}
