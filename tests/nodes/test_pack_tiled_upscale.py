@@ -1,6 +1,8 @@
-"""Tiled sampling packs: BlenderNeko's Tiled KSampler (tile grids as tiling.py lays them out; one tile
-covering the latent is exactly KSampler) on the tiny SD1.x model."""
+"""Tiled sampling packs on the tiny SD1.x model: BlenderNeko's Tiled KSampler (tile grids as tiling.py lays them
+out; one tile covering the latent is exactly KSampler) and Ultimate SD Upscale (the A1111 script's tile grid, crop
+regions and seam-fix masks; one tile over the image is img2img with KSampler)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,8 +19,22 @@ from nodes.packs.tiled_ksampler import (
     random_tiles,
     simple_tiles,
 )
+from nodes.packs.ultimate_sd_upscale import (
+    UltimateSDUpscaleNoUpscale,
+    _rectangle_mask,
+    crop_region,
+    expand_crop,
+    from_pil,
+    redraw_order,
+    seam_fix_steps,
+    tile_region,
+    to_pil,
+    ultimate_upscale,
+    upscale_factors,
+)
 from nodes.sampler_nodes import KSampler, run_sampler
 from nodes.sampling import initial_noise, ksampler_sigmas
+from nodes.vae_nodes import decode, encode
 
 
 def _ctx(paths):
@@ -130,3 +146,80 @@ def test_the_declarations_keep_the_packs_names_and_order():
         "latent_image", "start_at_step", "end_at_step", "return_with_leftover_noise", "preview"]
     assert info["BNK_TiledKSampler"]["input"]["required"]["tiling_strategy"][0] == [
         "random", "random strict", "padded", "simple"]
+
+
+# --- Ultimate SD Upscale ---------------------------------------------------------------------------
+
+def test_usdu_upscale_passes_are_the_scripts_factors():
+    assert [upscale_factors(s) for s in (1, 2, 3, 4, 5, 8, 9)] == [[], [2], [3], [4], [3, 2], [4, 2], [3, 3]]
+
+
+def test_usdu_crop_regions_follow_a1111_one_pixel_rule_and_padding():
+    first = _rectangle_mask((64, 64), 0, 0, 32, 32)      # PIL's rectangle covers 0..32 inclusive
+    assert first.getbbox() == (0, 0, 33, 33)
+    assert crop_region(first, 8) == (0, 0, 40, 40)       # grown by 8, one pixel less away from the border
+    last = _rectangle_mask((64, 64), 1, 1, 32, 32)
+    assert crop_region(last, 8) == (24, 24, 64, 64)
+    assert expand_crop((10, 10, 20, 20), 64, 64, 16, 16) == (7, 7, 23, 23)
+    assert expand_crop((50, 0, 64, 10), 64, 64, 20, 10) == (44, 0, 64, 10)   # the right edge pushes it left
+    assert tile_region(first, 8, (48, 40), uniform=True) == ((0, 0, 48, 40), (48, 40))
+    assert tile_region(first, 5, (48, 40), uniform=False) == ((0, 0, 40, 40), (40, 40))
+
+
+def test_usdu_redraw_order_linear_and_chess():
+    assert redraw_order(2, 3, "Linear") == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+    assert redraw_order(2, 3, "Chess") == [(0, 0), (2, 0), (1, 1), (1, 0), (0, 1), (2, 1)]
+    assert redraw_order(2, 3, "None") == []
+
+
+@pytest.mark.parametrize("mode, count", [("None", 0), ("Band Pass", 1 + 2), ("Half Tile", 1 * 3 + 2 * 2),
+                                         ("Half Tile + Intersections", 1 * 3 + 2 * 2 + 1 * 2)])
+def test_usdu_seam_fix_passes_count_as_the_scripts_jobs(mode, count):
+    steps = list(seam_fix_steps(mode, (96, 64), 2, 3, 32, 32, 16, 8, 0.3, 4))
+    assert len(steps) == count and all(s.denoise == 0.3 for s in steps)
+
+
+def test_usdu_seam_masks_ramp_up_to_the_seam_between_tiles():
+    steps = list(seam_fix_steps("Half Tile + Intersections", (64, 64), 2, 2, 32, 32, 16, 8, 1.0, 4))
+    row, _, col, _, corner = steps
+    row_mask, col_mask = np.asarray(row.mask), np.asarray(col.mask)
+    assert row.mask.getbbox() == (0, 16, 32, 48) and row.size == (32, 32) and row.padding == 8
+    assert row_mask[31, 10] > 240 and row_mask[16, 10] < 16 and row_mask[47, 10] < 16   # brightest at y = 32
+    assert col.mask.getbbox() == (16, 0, 48, 32) and col_mask[10, 31] > 240 and col_mask[10, 16] < 16
+    assert corner.padding == 0 and np.asarray(corner.mask)[32, 32] > 240 and np.asarray(corner.mask)[17, 17] < 40
+    band = list(seam_fix_steps("Band Pass", (64, 64), 2, 2, 32, 32, 16, 8, 1.0, 4))
+    assert band[0].mask.getbbox()[0::2] == (24, 40) and band[0].size == (32, 64) and band[0].mask_blur == 0
+    assert band[1].mask.getbbox()[1::2] == (24, 40) and band[1].size == (64, 32)
+
+
+class _RecordingSampler:
+    def __init__(self):
+        self.steps = []
+
+    def run(self, batch, step):
+        self.steps.append(step)
+        return batch
+
+
+def test_usdu_redraws_every_tile_with_padding_then_fixes_seams(pipeline):
+    ctx = pipeline[0]
+    recorder = _RecordingSampler()
+    image = torch.rand(1, 40, 72, 3, generator=torch.Generator().manual_seed(0))
+    out = ultimate_upscale(ctx, image, recorder, 1.0, None, "Chess", 32, 32, 4, 8, 0.4, "Half Tile", 0.7, 16, 2, 8)
+    assert out.shape == (1, 40, 72, 3)
+    redraw = [s for s in recorder.steps if s.denoise == 0.4]
+    assert len(redraw) == 2 * 3 and all(s.size == (40, 40) and s.padding == 8 for s in redraw)
+    assert [s.mask.getbbox()[:2] for s in redraw] == [(0, 0), (64, 0), (32, 32), (32, 0), (0, 32), (64, 32)]
+    assert len(recorder.steps) - len(redraw) == 1 * 3 + 2 * 2
+
+
+def test_usdu_one_tile_over_the_image_is_img2img_with_ksampler(pipeline):
+    ctx, model, vae, positive, negative = pipeline
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    out = UltimateSDUpscaleNoUpscale().run(ctx, image, model, positive, negative, vae, 3, 2, 7.0, "euler", "normal",
+                                           0.5, "Linear", 64, 64, 0, 0, "None", 1.0, 64, 8, 16, True, False, 1)[0]
+    # 8-bit PIL all along, as the pack: the tile is the quantised image, the result the quantised decode.
+    latent = {"samples": encode(vae, from_pil(to_pil(image, 0)))}
+    samples = run_sampler(ctx, model, 3, 2, 7.0, "euler", "normal", positive, negative, latent, denoise=0.5)
+    expected = from_pil(to_pil(decode(vae, samples["samples"]), 0))
+    assert torch.equal(out, expected)
