@@ -6,6 +6,7 @@
  */
 
 import { showMenu } from "./menu.js";
+import { editTitle } from "./title_editor.js";
 
 /** ComfyUI's group colours (LGraphCanvas.node_colors' groupcolor), so files round-trip unchanged. */
 export const GROUP_COLOURS = {
@@ -133,26 +134,9 @@ export class GroupEditor {
   rename(index) {
     const titleEl = this.view.groupLayer.querySelector(`.group[data-group="${index}"] .group-title`);
     if (!titleEl) return;
-    const input = Object.assign(document.createElement("input"), { className: "title-editor group-title-editor",
-      value: this.graph.groups[index].title || "Group" });
-    input.setAttribute("aria-label", "Group title");
-    titleEl.replaceChildren(input);
-    input.focus();
-    input.select();
-    let done = false;
-    const finish = (commit) => {
-      if (done) return;
-      done = true;
-      if (commit) this.setTitle(index, input.value.trim());
-      else this.view.renderGroups();
-    };
-    input.addEventListener("pointerdown", (ev) => ev.stopPropagation());
-    input.addEventListener("keydown", (ev) => {
-      if (ev.key === "Enter") finish(true);
-      if (ev.key === "Escape") finish(false);
-      ev.stopPropagation();
-    });
-    input.addEventListener("blur", () => finish(true));
+    editTitle({ value: this.graph.groups[index].title || "Group", label: "Group title",
+      className: "title-editor group-title-editor", place: (input) => titleEl.replaceChildren(input),
+      done: (text) => (text === null ? this.view.renderGroups() : this.setTitle(index, text)) });
   }
 
   maybeMenu(e) {

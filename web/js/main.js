@@ -27,6 +27,7 @@ import { Runner } from "./run.js";
 import { installShortcuts } from "./shortcuts.js";
 import { AutoSave, SessionStore } from "./storage.js";
 import { TabStrip, WorkflowTab } from "./tabs.js";
+import { editTitle } from "./title_editor.js";
 import { parseSnapshot, snapshotOf } from "./undo.js";
 import { WorkflowBrowser } from "./workflow_browser.js";
 
@@ -327,24 +328,8 @@ class Editor {
     const node = this.graph.nodes.get(nodeId);
     const titleEl = this.view.elements.get(nodeId)?.querySelector(".node-title-text");
     if (!node || !titleEl) return;
-    const input = Object.assign(document.createElement("input"), { className: "title-editor", value: this.graph.title(node) });
-    input.setAttribute("aria-label", "Node title");
-    titleEl.replaceWith(input);
-    input.focus();
-    input.select();
-    let done = false;
-    const finish = (commit) => {
-      if (done) return;
-      done = true;
-      if (commit) this.graph.setTitle(node, input.value.trim());
-      else this.view.renderNodes([nodeId]);
-    };
-    input.addEventListener("keydown", (e) => {
-      if (e.key === "Enter") finish(true);
-      if (e.key === "Escape") finish(false);
-      e.stopPropagation();
-    });
-    input.addEventListener("blur", () => finish(true));
+    editTitle({ value: this.graph.title(node), label: "Node title", place: (input) => titleEl.replaceWith(input),
+      done: (text) => (text === null ? this.view.renderNodes([nodeId]) : this.graph.setTitle(node, text)) });
   }
 
   contextMenu(event, nodeId) {
