@@ -94,11 +94,22 @@ class InputSpec(BaseModel):
         return [self.type, opts] if opts else [self.type]
 
 
+# Types a ComfyUI editor shows as a widget unless the input is marked `forceInput`.
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+
+
 class Link(InputSpec):
     """A socket that only takes a link from another node's output of the given type."""
 
     def __init__(self, type: str, **kw: Any) -> None:
         super().__init__(type=type, **kw)
+
+    def options(self) -> dict[str, Any]:
+        opts = super().options()
+        if self.type in WIDGET_TYPES:
+            # Without it an editor draws a widget and writes a value for it into widgets_values.
+            opts["forceInput"] = True
+        return opts
 
 
 class _Widget(InputSpec):

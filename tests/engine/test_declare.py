@@ -12,7 +12,7 @@ from tests.engine.toy_nodes import Scale, Text
 def test_object_info_has_comfyui_shape():
     info = NodeRegistry([Scale]).object_info()["Scale"]
     assert info["input"] == {
-        "required": {"value": ["INT"], "factor": ["INT", {"default": 2, "min": 0, "max": 100, "step": 1}]},
+        "required": {"value": ["INT", {"forceInput": True}], "factor": ["INT", {"default": 2, "min": 0, "max": 100, "step": 1}]},
         "optional": {"offset": ["FLOAT", {"default": 0.0, "min": -10.0, "max": 10.0, "step": 0.5}]},
     }
     assert info["input_order"] == {"required": ["value", "factor"], "optional": ["offset"]}
@@ -237,3 +237,11 @@ def test_a_pack_whose_node_breaks_the_contract_is_reported_as_a_failure(tmp_path
     (failure,) = registry.failures
     assert failure.name == "wrong_pack.py"
     assert "node 'WrongNode': WrongNode.run does not accept declared input(s) 'x'" in failure.error
+
+
+def test_a_link_only_input_of_a_widget_type_is_marked_force_input():
+    from engine.types import Link
+
+    assert Link("INT").object_info() == ["INT", {"forceInput": True}]
+    assert Link("STRING", tooltip="t").object_info() == ["STRING", {"tooltip": "t", "forceInput": True}]
+    assert Link("LATENT").object_info() == ["LATENT"]

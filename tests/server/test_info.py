@@ -26,7 +26,7 @@ async def test_object_info_shapes(server):
         assert status == 200 and {"Number", "Add", "Scale", "Text", "Show", "SolidImage"} <= set(info)
         scale = info["Scale"]
         assert scale["input"]["required"]["factor"] == ["INT", {"default": 2, "min": 0, "max": 100, "step": 1}]
-        assert scale["input"]["required"]["value"] == ["INT"]
+        assert scale["input"]["required"]["value"] == ["INT", {"forceInput": True}]  # a link-only INT
         assert scale["input"]["optional"]["offset"][0] == "FLOAT"
         assert scale["input_order"] == {"required": ["value", "factor"], "optional": ["offset"]}
         assert scale["output"] == ["INT", "FLOAT"] and scale["output_name"] == ["value", "ratio"]
