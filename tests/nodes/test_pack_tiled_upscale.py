@@ -5,6 +5,7 @@ regions and seam-fix masks; one tile over the image is img2img with KSampler).""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from engine.context import InterruptHandle, RunContext
 from engine.paths import Paths
@@ -223,3 +224,22 @@ def test_usdu_one_tile_over_the_image_is_img2img_with_ksampler(pipeline):
     samples = run_sampler(ctx, model, 3, 2, 7.0, "euler", "normal", positive, negative, latent, denoise=0.5)
     expected = from_pil(to_pil(decode(vae, samples["samples"]), 0))
     assert torch.equal(out, expected)
+
+
+class _Doubler:
+    """A stand-in upscale model (spandrel's descriptor interface): nearest ×2."""
+
+    scale, input_channels, output_channels = 2, 3, 3
+    device, dtype = torch.device("cpu"), torch.float32
+    architecture = type("Arch", (), {"name": "doubler"})
+
+    def __call__(self, pixels):
+        return torch.nn.functional.interpolate(pixels, scale_factor=2, mode="nearest")
+
+
+def test_usdu_runs_the_upscale_model_once_per_pass_then_lanczos_to_the_rounded_size(pipeline):
+    image = torch.rand(1, 16, 24, 3, generator=torch.Generator().manual_seed(0))
+    out = ultimate_upscale(pipeline[0], image, _RecordingSampler(), 3.0, _Doubler(), "None", 32, 32, 4, 8, 0.4,
+                           "None", 1.0, 16, 2, 8)
+    doubled = to_pil(image, 0).resize((48, 32), Image.Resampling.NEAREST)   # scale 3: one pass of the ×2 model
+    assert torch.equal(out, from_pil(doubled.resize((72, 48), Image.Resampling.LANCZOS)))
