@@ -118,6 +118,13 @@ class ComfyEditor:
                                     timeout=60_000)
         self.page.wait_for_load_state("networkidle", timeout=60_000)
 
+    def wait_until(self, condition, what: str, seconds: float = 10) -> None:
+        """Poll `condition` (which may ask the server) while the page goes on handling its events."""
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            self.page.wait_for_timeout(100)
+
     def dismiss_templates(self) -> None:
         """Close the template browser it opens for a first-time user."""
         dialog = self.page.get_by_role("dialog")
@@ -163,10 +170,7 @@ class ComfyEditor:
                      if m["type"] == "executed" and "images" in m["data"]["output"])
         self.command("Comfy.Canvas.FitView")
         url = f"filename={image['filename']}"
-        deadline = time.monotonic() + 10
-        while not any(url in view_url for view_url in self.viewed_images):
-            assert time.monotonic() < deadline, f"the page never showed {image}: {self.viewed_images}"
-            self.page.wait_for_timeout(100)
+        self.wait_until(lambda: any(url in view_url for view_url in self.viewed_images), f"the page to show {image}")
         return image
 
     def frames_from(self, start: int) -> list[dict]:
@@ -200,8 +204,8 @@ def test_comfyui_editor_runs_workflows_and_keeps_what_it_saves(browser, comfy_se
     editor.open()
     assert editor.take_problems() == []
     # A first start: it records the version it was installed at, then offers its templates.
-    settings = page.request.get(editor.url + "/api/settings").json()
-    assert settings["Comfy.InstalledVersion"] == "1.45.15"
+    editor.wait_until(lambda: server_settings(editor).get("Comfy.InstalledVersion") == "1.45.15",
+                      "the installed version stored on the server")
     editor.dismiss_templates()
     editor.command("Comfy.LoadDefaultWorkflow")
     assert sorted(editor.nodes().values()) == sorted(
@@ -268,13 +272,12 @@ def test_comfyui_editor_runs_workflows_and_keeps_what_it_saves(browser, comfy_se
     page.keyboard.press("Control+s")
     page.locator("[role=dialog] input").fill("kept")
     page.get_by_role("button", name="Confirm").click()
-    page.wait_for_function("() => document.title.includes('kept')")
-    assert saved_workflows(editor) == ["kept.json"]
+    editor.wait_until(lambda: saved_workflows(editor) == ["kept.json"], "the workflow saved on the server")
     page.keyboard.press("Control+,")
     page.get_by_placeholder("Search Settings...").fill("Always snap to grid")
     page.get_by_test_id("settings-dialog").get_by_role("switch", name="Always snap to grid").click()
-    page.wait_for_function("() => window.app.extensionManager.setting.get('pysssss.SnapToGrid') === true")
-    page.wait_for_load_state("networkidle")
+    editor.wait_until(lambda: server_settings(editor).get("pysssss.SnapToGrid") is True,
+                      "the setting stored on the server")
     assert editor.take_problems() == []
     editor.close()
 
@@ -299,3 +302,7 @@ def test_comfyui_editor_runs_workflows_and_keeps_what_it_saves(browser, comfy_se
 
 def saved_workflows(editor: ComfyEditor) -> list[str]:
     return editor.page.request.get(editor.url + "/api/userdata?dir=workflows").json()
+
+
+def server_settings(editor: ComfyEditor) -> dict:
+    return editor.page.request.get(editor.url + "/api/settings").json()
