@@ -192,9 +192,10 @@ async def user_css(request: web.Request) -> web.StreamResponse:
     """The user's own stylesheet (`user.css` in their folder), which ComfyUI's editor page links
     twice; an empty one when there is none, so the page loads without a failed request."""
     path = request.app[STATE].settings.user_data_dir / "user.css"
+    headers = {"Content-Type": "text/css", "Content-Disposition": "inline", "Cache-Control": "no-cache"}
     if path.is_file() and not path.is_symlink():
-        return web.FileResponse(path, headers={"Content-Type": "text/css", "Cache-Control": "no-cache"})
-    return web.Response(text="", content_type="text/css", headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(path, headers=headers)
+    return web.Response(body=b"", headers=headers)
 
 
 # The files ComfyUI's editor reads on start or from its panels, as a used ComfyUI has them: its node
