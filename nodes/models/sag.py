@@ -19,6 +19,7 @@ from torch.utils.hooks import RemovableHandle
 
 from nodes.models.unet_hooks import HookRun, hidden_states_of
 from nodes.sampling.cfg import PostCfgArgs
+from nodes.sampling.unet_call import current_unet_call
 
 BLUR_KERNEL_SIZE = 9
 ATTENTION_THRESHOLD = 1.0  # a token is "attended" when the queries give it more than one token's worth
@@ -74,21 +75,26 @@ def attention_probabilities(attention: Any, hidden: torch.Tensor) -> torch.Tenso
 
 @dataclass(eq=False)
 class MiddleAttentionRecorder:
-    """A UnetHook that keeps the middle block's first self-attention map of the last UNet call of
-    each batch size: the CFG call (positive and negative, 2n items) is then not overwritten by the
-    n-item passes of terms after CFG (PAG's, SAG's own)."""
+    """A UnetHook that keeps the middle block's first self-attention map of the negative side, from
+    the last UNet call that ran it (as ComfyUI records it: positive-only passes, such as PAG's,
+    leave it as it was)."""
 
-    maps: dict[int, torch.Tensor] = field(default_factory=dict)
+    attention: torch.Tensor | None = field(default=None, repr=False)
 
     def attach(self, unet: torch.nn.Module, run: HookRun) -> list[RemovableHandle]:
-        self.maps.clear()
+        self.attention = None
         middle: Any = unet.mid_block
         attention = middle.attentions[0].transformer_blocks[0].attn1
 
         def record(module, args, kwargs, _output):
+            call = current_unet_call()
+            if call is None or 1 not in call.cond_or_uncond:
+                return
             hidden = hidden_states_of(args, kwargs)
+            rows = hidden.shape[0] // len(call.cond_or_uncond)
+            start = call.cond_or_uncond.index(1) * rows
             with torch.no_grad():
-                self.maps[hidden.shape[0]] = attention_probabilities(module, hidden)
+                self.attention = attention_probabilities(module, hidden[start:start + rows])
 
         return [attention.register_forward_hook(record, with_kwargs=True)]
 
@@ -104,15 +110,15 @@ class SelfAttentionGuidanceTerm:
     def __call__(self, args: PostCfgArgs) -> torch.Tensor:
         if min(args.denoised.shape[2:]) <= 4:  # too small to pad for the blur (ComfyUI skips it too)
             return args.denoised
-        n = args.x.shape[0]
         uncond = args.uncond_denoised
-        if uncond is not None:
-            attention = self.recorder.maps[2 * n][n:]  # the CFG call's batch is [positive, negative]
-        elif args.denoiser.negative is None:
-            return args.denoised
-        else:  # cfg 1 skipped the negative side; SAG needs it (ComfyUI disables that shortcut)
+        if uncond is None:  # cfg 1 skipped the negative side; SAG needs it (ComfyUI disables that shortcut)
+            if args.denoiser.negative is None:
+                return args.denoised
             uncond = args.denoiser.negative_denoised(args.x, args.sigma)
-            attention = self.recorder.maps[n]
+        attention = self.recorder.attention
+        if attention is None:
+            raise RuntimeError("SelfAttentionGuidance: the negative side's attention was not recorded "
+                               "(the model's hooks are attached while KSampler runs)")
         degraded = degraded_prediction(uncond, attention, self.blur_sigma)
         answer = args.denoiser.negative_denoised(degraded + args.x - uncond, args.sigma)
         return args.denoised + (degraded - answer) * self.scale

@@ -98,9 +98,11 @@ def test_sag_adds_comfyui_s_term_and_leaves_the_model_as_it_was(model, inputs, c
         uncond = plain_denoiser.negative_denoised(x, sigma)
         with model_patches_applied(patched) as unet:
             guided = unet_denoiser(unet, model.model_sampling, positive, negative, cfg, patched.post_cfg)(x, sigma)
-            recorder.maps.clear()
+            recorder.attention = None
             plain_denoiser.negative_denoised(x, sigma)  # the negative side alone: its attention map
-            attention = recorder.maps[1]
+            attention = recorder.attention
+            plain_denoiser.positive_denoised(x, sigma)  # a positive-only pass (PAG's) records nothing
+            assert recorder.attention is attention
         expected = sag_by_hand(plain_denoiser, x, sigma, plain, uncond, attention, term.scale, term.blur_sigma)
     assert 0 < float(attention_mask(attention, (16, 16)).mean()) < 1  # some of the latent blurred, not all
     assert torch.allclose(guided, expected, atol=1e-5)
