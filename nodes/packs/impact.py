@@ -173,7 +173,7 @@ class ImpactWildcardProcessor:
     wildcard_text = String("", multiline=True)
     populated_text = String("", multiline=True)
     mode = Boolean(True, label_on="Populate", label_off="Fixed")
-    seed = Int(0, min=0, max=SEED_MAX)
+    seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)   # the editor adds one to any "seed"
     # The pack's input name has spaces: declared through the class namespace. The widget only helps
     # typing in the editor; its value never changes the result.
     locals()["Select to add Wildcard"] = Choice(wildcard_choices)

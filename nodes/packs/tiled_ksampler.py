@@ -170,7 +170,7 @@ class TiledKSampler:
     """KSampler that denoises the latent in tiles, bounding memory by the tile size."""
 
     model = Link(MODEL)
-    seed = Int(0, min=0, max=SEED_MAX)
+    seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)   # the editor adds one to any "seed"
     tile_width = Int(512, min=256, max=MAX_RESOLUTION, step=64)
     tile_height = Int(512, min=256, max=MAX_RESOLUTION, step=64)
     tiling_strategy = Choice(STRATEGIES)
@@ -202,7 +202,7 @@ class TiledKSamplerAdvanced:
 
     model = Link(MODEL)
     add_noise = Choice(["enable", "disable"])
-    noise_seed = Int(0, min=0, max=SEED_MAX)
+    noise_seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)
     tile_width = Int(512, min=256, max=MAX_RESOLUTION, step=64)
     tile_height = Int(512, min=256, max=MAX_RESOLUTION, step=64)
     tiling_strategy = Choice(STRATEGIES)

@@ -259,7 +259,7 @@ class UltimateSDUpscale:
     negative = Link(CONDITIONING)
     vae = Link(VAE)
     upscale_by = Float(2, min=0.05, max=4, step=0.05)
-    seed = Int(0, min=0, max=SEED_MAX)
+    seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)   # the editor adds one to any "seed"
     steps = Int(20, min=1, max=10_000, step=1)
     cfg = Float(8.0, min=0.0, max=100.0)
     sampler_name = Choice(SAMPLER_NAMES)
@@ -304,7 +304,7 @@ class UltimateSDUpscaleNoUpscale:
     positive = Link(CONDITIONING)
     negative = Link(CONDITIONING)
     vae = Link(VAE)
-    seed = Int(0, min=0, max=SEED_MAX)
+    seed = Int(0, min=0, max=SEED_MAX, control_after_generate=True)   # the editor adds one to any "seed"
     steps = Int(20, min=1, max=10_000, step=1)
     cfg = Float(8.0, min=0.0, max=100.0)
     sampler_name = Choice(SAMPLER_NAMES)

@@ -10,9 +10,10 @@ from PIL import Image
 from engine.context import InterruptHandle, RunContext
 from engine.paths import Paths
 from engine.registry import NodeRegistry
+from engine.ui_format import ui_to_api
 from nodes.conditioning_nodes import CLIPTextEncode
 from nodes.loaders import CheckpointLoaderSimple
-from nodes.packs import tiled_ksampler
+from nodes.packs import tiled_ksampler, ultimate_sd_upscale
 from nodes.packs.tiled_ksampler import (
     TiledKSampler,
     TiledKSamplerAdvanced,
@@ -243,3 +244,19 @@ def test_usdu_runs_the_upscale_model_once_per_pass_then_lanczos_to_the_rounded_s
                            "None", 1.0, 16, 2, 8)
     doubled = to_pil(image, 0).resize((48, 32), Image.Resampling.NEAREST)   # scale 3: one pass of the ×2 model
     assert torch.equal(out, from_pil(doubled.resize((72, 48), Image.Resampling.LANCZOS)))
+
+
+def test_usdu_and_tiled_ksampler_widget_values_from_the_editor_convert_past_the_seed_control():
+    registry = NodeRegistry()
+    registry.register_module(ultimate_sd_upscale)
+    registry.register_module(tiled_ksampler)
+    ui = {"nodes": [
+        {"id": 70, "type": "UltimateSDUpscale", "inputs": [], "outputs": [], "widgets_values": [
+            2, 123, "randomize", 20, 8, "euler", "normal", 0.2, "Linear", 512, 512, 8, 32, "Half Tile", 1, 64, 8,
+            16, True, False, 1]},
+        {"id": 71, "type": "BNK_TiledKSampler", "inputs": [], "outputs": [], "widgets_values": [
+            7, "fixed", 512, 512, "random", 20, 8, "euler", "normal", 1]}], "links": []}
+    api = ui_to_api(ui, registry).to_api()
+    assert api["70"]["inputs"]["seed"] == 123 and api["70"]["inputs"]["steps"] == 20
+    assert api["70"]["inputs"]["seam_fix_mode"] == "Half Tile" and api["70"]["inputs"]["batch_size"] == 1
+    assert api["71"]["inputs"]["tile_width"] == 512 and api["71"]["inputs"]["tiling_strategy"] == "random"
