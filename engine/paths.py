@@ -44,6 +44,7 @@ MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
     ModelKind("hypernetworks", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("gligen", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("ipadapter", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
+    ModelKind("vae_approx", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),  # TAESD halves: VAELoader, previews
 )}
 
 
