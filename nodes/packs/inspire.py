@@ -34,6 +34,9 @@ BATCH_SEED_MODES = ["incremental", "comfy", "variation str inc:0.01", "variation
 VARIATION_METHODS = ["linear", "slerp"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 SCHEDULER_FUNC = "SCHEDULER_FUNC"
+# The pack offers these after ComfyUI's schedulers; workflows naming one validate with an error saying so.
+EXTRA_SCHEDULERS = ("AYS SDXL", "AYS SD1", "AYS SVD", "GITS[coeff=1.2]", "OSS FLUX", "OSS Wan", "OSS Chroma")
+INSPIRE_SCHEDULERS = [*SCHEDULER_NAMES, *EXTRA_SCHEDULERS]
 
 
 def noise_device(noise_mode: str) -> torch.device:
@@ -108,6 +111,13 @@ def _internal_seed() -> Int:
                tooltip="The seed of the per-step noise of ancestral and SDE samplers (default: the seed).")
 
 
+def scheduler_problem(scheduler: str) -> str | None:
+    if scheduler in EXTRA_SCHEDULERS:
+        return (f"scheduler {scheduler!r}: Inspire's own schedulers (AYS, GITS, OSS) are not available in this "
+                f"engine; pick one of ComfyUI's ({', '.join(SCHEDULER_NAMES)})")
+    return None
+
+
 def _refuse_scheduler_func(scheduler_func_opt: Any) -> None:
     if scheduler_func_opt is not None:
         raise ValueError("scheduler_func_opt: Inspire's scheduler functions (GITS, AYS, ...) are not available "
@@ -139,7 +149,7 @@ class KSamplerInspire:
     steps = Int(20, min=1, max=10_000)
     cfg = Float(8.0, min=0.0, max=100.0)
     sampler_name = Choice(SAMPLER_NAMES)
-    scheduler = Choice(SCHEDULER_NAMES)
+    scheduler = Choice(INSPIRE_SCHEDULERS)
     positive = Link(CONDITIONING)
     negative = Link(CONDITIONING)
     latent_image = Link(LATENT)
@@ -152,10 +162,15 @@ class KSamplerInspire:
     scheduler_func_opt = Link(SCHEDULER_FUNC, optional=True)
     internal_seed = _internal_seed()
 
+    def validate_inputs(self, paths: Paths, scheduler: str = "", **_: Any) -> bool | str:
+        return scheduler_problem(scheduler) or True
+
     def run(self, ctx: RunContext, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
             latent_image, denoise, noise_mode, batch_seed_mode, variation_seed, variation_strength,
             variation_method=None, scheduler_func_opt=None, internal_seed=None) -> tuple:
         _refuse_scheduler_func(scheduler_func_opt)
+        if scheduler_problem(scheduler):
+            raise ValueError(scheduler_problem(scheduler))
         return (_inspire_sample(ctx, model, seed, internal_seed, latent_image, noise_mode, batch_seed_mode,
                                 variation_seed, variation_strength, variation_method, steps=steps, cfg=cfg,
                                 sampler_name=sampler_name, scheduler=scheduler, positive=positive,
@@ -175,7 +190,7 @@ class KSamplerAdvancedInspire:
     steps = Int(20, min=1, max=10_000)
     cfg = Float(8.0, min=0.0, max=100.0, step=0.5, round=0.01)
     sampler_name = Choice(SAMPLER_NAMES)
-    scheduler = Choice(SCHEDULER_NAMES)
+    scheduler = Choice(INSPIRE_SCHEDULERS)
     positive = Link(CONDITIONING)
     negative = Link(CONDITIONING)
     latent_image = Link(LATENT)
@@ -191,11 +206,16 @@ class KSamplerAdvancedInspire:
     scheduler_func_opt = Link(SCHEDULER_FUNC, optional=True)
     internal_seed = _internal_seed()
 
+    def validate_inputs(self, paths: Paths, scheduler: str = "", **_: Any) -> bool | str:
+        return scheduler_problem(scheduler) or True
+
     def run(self, ctx: RunContext, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive,
             negative, latent_image, start_at_step, end_at_step, noise_mode, return_with_leftover_noise,
             batch_seed_mode, variation_seed, variation_strength, variation_method=None, noise_opt=None,
             scheduler_func_opt=None, internal_seed=None) -> tuple:
         _refuse_scheduler_func(scheduler_func_opt)
+        if scheduler_problem(scheduler):
+            raise ValueError(scheduler_problem(scheduler))
         if noise_opt is not None:
             raise ValueError("noise_opt: Inspire's NOISE_IMAGE inputs are not available in this engine")
         return (_inspire_sample(ctx, model, noise_seed, internal_seed, latent_image, noise_mode, batch_seed_mode,

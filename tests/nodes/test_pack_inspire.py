@@ -174,3 +174,12 @@ def test_an_absolute_path_inside_the_input_folder_and_symlinks_out(folder_paths)
     (folder_paths.input_dir / "link").symlink_to(folder_paths.input_dir.parent / "secret")
     with pytest.raises(UnsafePathError):
         LoadImagesFromDirInspire().run(_ctx(folder_paths), "link")
+
+
+def test_inspires_own_schedulers_are_offered_and_refused_with_a_reason(pipeline):
+    ctx, _, _, _ = pipeline
+    assert KSamplerInspire().validate_inputs(ctx.paths, scheduler="normal") is True
+    message = KSamplerInspire().validate_inputs(ctx.paths, scheduler="AYS SD1")
+    assert "AYS SD1" in message and "not available" in message
+    with pytest.raises(ValueError, match="AYS SDXL"):
+        _inspire(pipeline, {"samples": torch.zeros(1, 4, 8, 8)}, scheduler="AYS SDXL")
