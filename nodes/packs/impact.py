@@ -1,18 +1,19 @@
 """ltdrdata/ComfyUI-Impact-Pack's wildcard prompts (modules/impact/wildcards.py), with files under `models/wildcards`.
 
-Expansion follows the pack's `process` step for step, drawing from Python's Mersenne Twister seeded with
-the node's seed, so a seed picks the same options as in ComfyUI: `{a|b}` options (with `2::a` weights and
-`1-2$$` multi-select), `__name__` files (`*` globs, a bare name also matching `*/name`), nested up to 99 passes.
+Expansion follows the pack's `process` step for step, drawing from numpy's generator seeded with the node's
+seed, so a seed picks the same options as in ComfyUI: `{a|b}` options (with `2::a` weights and `1-2$$`
+multi-select), `__name__` files (`*` globs, a bare name also matching `*/name`, `3#__name__` repeats),
+nested up to 99 passes.
 The pack's detection nodes (Ultralytics, SAM, detailers) are not rebuilt: see `known_packs`.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from engine.context import RunContext
@@ -27,6 +28,7 @@ MAX_PASSES = 99   # the pack's loop: `replace_depth = 100` counted down while ab
 _OPTIONS = re.compile(r"{([^{}]*?)}")
 _WILDCARD = re.compile(r"__([\w.\-+/*\\]+)__")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_QUANTIFIED = re.compile(r"(?P<quantifier>\d+)#__(?P<keyword>[\w.\-+/*\\]+)__", re.IGNORECASE)
 
 
 def _normalize(key: str) -> str:
@@ -96,7 +98,7 @@ def _select_range(options: list[str]) -> tuple[tuple[int, int] | None, str]:
     return picked, separator
 
 
-def _choose_options(body: str, rng: random.Random) -> str:
+def _choose_options(body: str, rng: np.random.Generator) -> str:
     options = body.split("|")
     picked_range, separator = _select_range(options)
     weights = []
@@ -104,22 +106,17 @@ def _choose_options(body: str, rng: random.Random) -> str:
         parts = option.split("::", 1)
         weights.append(float(parts[0].strip()) if len(parts) == 2 and _is_number(parts[0].strip()) else 1)
     total = sum(weights)
-    weights = [w / total for w in weights]
-    count = 1 if picked_range is None else rng.randint(*picked_range)
+    probabilities = [w / total for w in weights]
+    count: Any = 1 if picked_range is None else rng.integers(low=picked_range[0], high=picked_range[1] + 1, size=1)
     if count > len(options):
+        rng.shuffle(options)
         chosen: Any = options
     else:
-        chosen = set(rng.choices(options, weights=weights, k=count))
-        tries = 0
-        while len(chosen) < count and tries < 10:
-            chosen |= set(rng.choices(options, weights=weights, k=count - len(chosen)))
-            tries += 1
-    # A set's order is the pack's too: both iterate Python's string hashes, which the pack's process
-    # leaves randomised per process, so multi-select order is only reproducible with PYTHONHASHSEED set.
-    return separator.join(re.sub(r"^\s*[0-9.]+::", "", item, count=1) for item in chosen)
+        chosen = rng.choice(options, p=probabilities, size=count, replace=False)
+    return separator.join(re.sub(r"^\s*[0-9.]+::", "", str(item), count=1) for item in chosen)
 
 
-def _replace_options(text: str, rng: random.Random) -> tuple[str, bool]:
+def _replace_options(text: str, rng: np.random.Generator) -> tuple[str, bool]:
     found = False
 
     def replace(match: re.Match) -> str:
@@ -130,26 +127,38 @@ def _replace_options(text: str, rng: random.Random) -> tuple[str, bool]:
     return _OPTIONS.sub(replace, text), found
 
 
-def _replace_wildcards(text: str, table: dict[str, list[str]], rng: random.Random) -> tuple[str, bool]:
+def _replace_wildcards(text: str, table: dict[str, list[str]], rng: np.random.Generator) -> tuple[str, bool]:
     found = False
     for name in _WILDCARD.findall(text):
         key = _normalize(name.lower())
         if key in table:
-            text, found = text.replace(f"__{name}__", rng.choice(table[key]), 1), True
+            text, found = text.replace(f"__{name}__", str(rng.choice(table[key])), 1), True
         elif "*" in key:
             pattern = key.replace("*", ".*").replace("+", "\\+")
             pool = [line for k, lines in table.items() if re.match(pattern, k) is not None for line in lines]
             if pool:
-                text, found = text.replace(f"__{name}__", rng.choice(pool), 1), True
+                text, found = text.replace(f"__{name}__", str(rng.choice(pool)), 1), True
         elif "/" not in key:   # a bare name also matches the same name in any subfolder
             text, found = _replace_wildcards(text.replace(f"__{name}__", f"__*/{name}__", 1), table, rng)
     return text, found
 
 
+def _expand_quantifiers(text: str) -> str:
+    """`3#__name__` becomes `__name__|__name__|__name__` (three draws of the wildcard)."""
+    for match in _QUANTIFIED.finditer(text):
+        keyword = match["keyword"].lower()
+        repeated = "__|__".join([keyword] * int(match["quantifier"]))
+        escaped = keyword.replace("*", "\\*")
+        text = re.sub(rf"(?P<quantifier>\d+)#__(?P<keyword>{escaped})__", f"__{repeated}__", text,
+                      flags=re.IGNORECASE)
+    return text
+
+
 def expand_wildcards(text: str, seed: int | None, table: dict[str, list[str]]) -> str:
     """`text` with options and wildcards replaced, as the pack's `process(text, seed)` does."""
-    rng = random.Random(seed)   # the same stream as the pack's `random.seed(seed)`
+    rng = np.random.default_rng(seed)   # the pack draws from numpy's generator seeded with the node's seed
     for _ in range(MAX_PASSES):
+        text = _expand_quantifiers(text)
         text, replaced = _replace_options(text, rng)
         while replaced:
             text, replaced = _replace_options(text, rng)

@@ -1,7 +1,6 @@
-"""Impact Pack's ImpactWildcardProcessor: the pack's draws from Python's `random` seeded with the node's seed."""
+"""Impact Pack's ImpactWildcardProcessor: the pack's draws from numpy's generator seeded with the node's seed."""
 
-import random
-
+import numpy as np
 import pytest
 
 from engine.context import InterruptHandle, RunContext
@@ -41,36 +40,49 @@ def test_files_and_yaml_lists_are_read_by_relative_name(paths):
     assert table["places/indoor"] == ["kitchen", "hall"] and table["places/outdoor"] == ["park"]
 
 
+def _rng(seed):
+    return np.random.default_rng(seed)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 7, 2**64 - 1])
-def test_a_wildcard_is_one_choice_of_its_lines_with_the_seeded_twister(paths, seed):
-    assert _run(paths, "a __color__ car", seed) == f"a {random.Random(seed).choice(['red', 'green', 'blue'])} car"
+def test_a_wildcard_is_one_choice_of_its_lines_with_the_seeded_generator(paths, seed):
+    assert _run(paths, "a __color__ car", seed) == f"a {_rng(seed).choice(['red', 'green', 'blue'])} car"
 
 
 @pytest.mark.parametrize("seed", [3, 11])
 def test_options_are_drawn_with_normalised_weights(paths, seed):
-    expected = random.Random(seed).choices(["a", "b", "c"], weights=[0.25, 0.25, 0.5], k=1)[0]
+    expected = _rng(seed).choice(["a", "b", "c"], p=[0.25, 0.25, 0.5], size=1, replace=False)[0]
     assert _run(paths, "{a|b|2::c}", seed) == expected
 
 
-def test_nested_wildcards_expand_options_first_then_files_in_order(paths):
-    seed = 42
-    rng = random.Random(seed)
-    line = rng.choice(["a __color__ cat", "a {big|small} dog"])
+@pytest.mark.parametrize("seed", [42, 43, 44])
+def test_nested_wildcards_expand_options_first_then_files_in_order(paths, seed):
+    rng = _rng(seed)
+    line = str(rng.choice(["a __color__ cat", "a {big|small} dog"]))
     if "{" in line:   # the next pass replaces the options in the chosen line
-        line = line.replace("{big|small}", rng.choices(["big", "small"], weights=[0.5, 0.5], k=1)[0])
+        line = line.replace("{big|small}", rng.choice(["big", "small"], p=[0.5, 0.5], size=1, replace=False)[0])
     else:
-        line = line.replace("__color__", rng.choice(["red", "green", "blue"]))
+        line = line.replace("__color__", str(rng.choice(["red", "green", "blue"])))
     assert _run(paths, "__animal__", seed) == line
 
 
 def test_a_bare_name_finds_a_file_in_a_subfolder_and_globs_pool_lines(paths):
-    assert _run(paths, "__art__", 5) == random.Random(5).choice(["oil painting", "watercolor"])
-    assert _run(paths, "__places/*__", 9) == random.Random(9).choice(["kitchen", "hall", "park"])
+    assert _run(paths, "__art__", 5) == _rng(5).choice(["oil painting", "watercolor"])
+    assert _run(paths, "__places/*__", 9) == _rng(9).choice(["kitchen", "hall", "park"])
 
 
-def test_multi_select_picks_a_count_joined_by_the_separator(paths):
-    out = _run(paths, "{2$$, $$x|y|z}", 1)
-    assert sorted(out.split(", ")) == sorted(set(out.split(", "))) and len(out.split(", ")) == 2
+def test_multi_select_draws_a_count_then_distinct_options_joined_by_the_separator(paths):
+    rng = _rng(1)
+    count = rng.integers(low=1, high=3, size=1)
+    expected = ", ".join(rng.choice(["x", "y", "z"], p=[1 / 3] * 3, size=count, replace=False))
+    assert _run(paths, "{1-2$$, $$x|y|z}", 1) == expected
+    assert _run(paths, "{5$$x|y}", 2) in ("x y", "y x")   # more than there are: all of them, shuffled
+
+
+def test_a_quantifier_repeats_the_wildcard(paths):
+    rng = _rng(4)
+    draws = [str(rng.choice(["red", "green", "blue"])) for _ in range(3)]
+    assert _run(paths, "3#__color__", 4) == "|".join(draws)
 
 
 def test_unknown_wildcards_stay_and_fixed_mode_passes_populated_text(paths):
