@@ -45,6 +45,7 @@ MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
     ModelKind("gligen", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("ipadapter", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("vae_approx", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),  # TAESD halves: VAELoader, previews
+    ModelKind("annotators", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),  # comfyui_controlnet_aux's models
 )}
 
 
