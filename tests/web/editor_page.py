@@ -144,6 +144,26 @@ class EditorPage:
         self.open_palette(query)
         self.page.keyboard.press("Enter")
 
+    # --- keyboard --------------------------------------------------------------------------
+
+    def focused(self, selector: str) -> bool:
+        """Whether the element that has the focus matches `selector`."""
+        return self.js("(s) => Boolean(document.activeElement?.matches(s))", selector)
+
+    def tab_to(self, selector: str, limit: int = 400) -> None:
+        """Press Tab (Shift+Tab when the element comes earlier in the page) until `selector` has the focus."""
+        backwards = self.js("""(s) => {
+            const target = document.querySelector(s), here = document.activeElement;
+            if (!target) throw new Error(`nothing matches ${s}`);
+            const after = target.compareDocumentPosition(here) & Node.DOCUMENT_POSITION_FOLLOWING;
+            return Boolean(here && here !== document.body && after);
+        }""", selector)
+        for _ in range(limit):
+            if self.focused(selector):
+                return
+            self.page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        raise AssertionError(f"Tab never reached {selector}")
+
     def answer(self, choice: str) -> None:
         """Answer the editor's question (e.g. about unsaved changes): "tab", "replace", "close" or "cancel"."""
         self.page.locator(f'.dialog button[data-choice="{choice}"]').click()

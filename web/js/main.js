@@ -12,6 +12,7 @@ import { ask } from "./dialog.js";
 import { Files } from "./files.js";
 import { Graph, MODE_BYPASSED, MODE_MUTED } from "./graph.js";
 import { GroupEditor } from "./groups.js";
+import { installKeyboardAccess } from "./keyboard.js";
 import { installLinkMenu } from "./link_menu.js";
 import { MaskEditor } from "./mask_editor.js";
 import { closeMenu, showMenu } from "./menu.js";
@@ -81,6 +82,7 @@ class Editor {
     this.minimap = new Minimap(this.view, this.graph);
     installRerouteTyping(this.graph);
     installLinkMenu(this);
+    this.keyboard = installKeyboardAccess(this);
   }
 
   toast(text, kind) { return this.panels.toast(text, kind); }

@@ -1,15 +1,36 @@
 /**
  * A popup menu (context menus and the toolbar's Workflow menu): a list of items
  * `{label, action, disabled?, checked?, hint?}`, `{separator: true}` or `{label, items}` submenus.
- * Closes on a choice, Escape, or a click elsewhere.
+ * Closes on a choice, Escape, or a click elsewhere. Arrow keys move between items (Home/End to the
+ * ends); Right or Enter opens a submenu, Left goes back; closing gives the focus back to its opener.
  */
 
 let open = null;
+let opener = null;   // what had the focus when the menu opened
 
 export function closeMenu() {
   if (!open) return;
+  const hadFocus = open.contains(document.activeElement);
   open.remove();
   open = null;
+  if (hadFocus && opener?.isConnected) opener.focus({ preventScroll: true });
+  opener = null;
+}
+
+/** Arrow keys within a menu: each list (the menu, or an open submenu) cycles through its enabled items. */
+function moveWithKeys(e) {
+  const item = e.target.closest?.(".menu-item");
+  if (!item) return;
+  const items = [...item.parentElement.children].filter((el) => el.matches(".menu-item:not([disabled])"));
+  const at = items.indexOf(item);
+  const go = (el) => { if (el) { e.preventDefault(); e.stopPropagation(); el.focus({ preventScroll: true }); } };
+  const sub = () => item.querySelector(":scope > .submenu > .menu-item:not([disabled])");
+  if (e.key === "ArrowDown") go(items[(at + 1) % items.length]);
+  else if (e.key === "ArrowUp") go(items[(at - 1 + items.length) % items.length]);
+  else if (e.key === "Home") go(items[0]);
+  else if (e.key === "End") go(items[items.length - 1]);
+  else if ((e.key === "ArrowRight" || e.key === "Enter" || e.key === " ") && item.classList.contains("has-submenu")) go(sub());
+  else if (e.key === "ArrowLeft") go(item.parentElement.closest(".menu-item.has-submenu"));
 }
 
 function build(items, className) {
@@ -33,6 +54,7 @@ function build(items, className) {
     }
     if (item.items) {
       entry.classList.add("has-submenu");
+      entry.setAttribute("aria-haspopup", "menu");
       const sub = build(item.items, "menu submenu");
       entry.append(sub);
     } else {
@@ -50,7 +72,9 @@ function build(items, className) {
 /** Show a menu at client coordinates (kept inside the window). */
 export function showMenu(items, x, y) {
   closeMenu();
+  opener = document.activeElement;
   const menu = build(items, "menu");
+  menu.addEventListener("keydown", moveWithKeys);
   document.body.append(menu);
   const rect = menu.getBoundingClientRect();
   menu.style.left = `${Math.max(4, Math.min(x, window.innerWidth - rect.width - 4))}px`;

@@ -23,6 +23,9 @@ function socket(direction, slot, entry, label, errored) {
   row.dataset.name = entry.name;
   row.dataset.type = entry.type;
   row.title = `${entry.name || entry.type}: ${entry.type}`;
+  row.tabIndex = 0;   // keyboard.js: Enter picks a socket up and connects it
+  row.setAttribute("role", "button");
+  row.setAttribute("aria-label", `${direction === "in" ? "input" : "output"} ${label}: ${entry.type}`);
   const dot = el("span", "dot");
   dot.style.setProperty("--socket-colour", typeColour(entry.type));
   const text = el("span", "socket-label", label);
@@ -55,6 +58,9 @@ export function renderNode(graph, node, status, hooks) {
   const root = el("div", "node");
   root.dataset.nodeId = String(node.id);
   root.dataset.type = node.type;
+  root.tabIndex = 0;   // keyboard.js: arrows move a focused node
+  root.setAttribute("role", "group");
+  root.setAttribute("aria-label", `${graph.title(node)} (#${node.id})`);
   if (!def) root.classList.add("unknown-type");
   if (node.mode === MODE_MUTED) root.classList.add("muted");
   if (node.mode === MODE_BYPASSED) root.classList.add("bypassed");

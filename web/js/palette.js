@@ -68,7 +68,13 @@ export class Palette {
     this.input = Object.assign(document.createElement("input"), { type: "search", className: "palette-search",
       placeholder: "Search nodes…", spellcheck: false });
     this.input.setAttribute("aria-label", "Search nodes");
-    this.list = Object.assign(document.createElement("div"), { className: "palette-list" });
+    this.list = Object.assign(document.createElement("div"), { className: "palette-list", id: "palette-list" });
+    // A combobox over a listbox: focus stays in the search field, the active option is announced.
+    this.list.setAttribute("role", "listbox");
+    this.list.setAttribute("aria-label", "Node types");
+    for (const [name, value] of [["role", "combobox"], ["aria-controls", "palette-list"], ["aria-expanded", "false"], ["aria-autocomplete", "list"]]) {
+      this.input.setAttribute(name, value);
+    }
     this.root.append(this.input, this.list);
     document.body.append(this.root);
     this.input.addEventListener("input", () => this.filter());
@@ -80,7 +86,9 @@ export class Palette {
   open(world, client, link = null) {
     this.world = world;
     this.link = link;
+    this.opener = document.activeElement;   // Escape gives the focus back to it
     this.root.hidden = false;
+    this.input.setAttribute("aria-expanded", "true");
     const width = 360;
     this.root.style.left = `${Math.max(4, Math.min(client.x, window.innerWidth - width - 4))}px`;
     this.root.style.top = `${Math.max(4, Math.min(client.y, window.innerHeight - 420))}px`;
@@ -89,7 +97,23 @@ export class Palette {
     this.input.focus();
   }
 
-  close() { this.root.hidden = true; }
+  close() {
+    this.root.hidden = true;
+    this.input.setAttribute("aria-expanded", "false");
+  }
+
+  /** Make a row the active option (aria-selected, announced through aria-activedescendant). */
+  activate(row) {
+    for (const old of this.list.querySelectorAll("[aria-selected=true]")) {
+      old.classList.remove("active");
+      old.setAttribute("aria-selected", "false");
+    }
+    if (!row) { this.input.removeAttribute("aria-activedescendant"); return; }
+    row.classList.add("active");
+    row.setAttribute("aria-selected", "true");
+    this.input.setAttribute("aria-activedescendant", row.id);
+    row.scrollIntoView({ block: "nearest" });
+  }
 
   candidates() {
     let defs = this.defs.list();
@@ -105,14 +129,17 @@ export class Palette {
     const query = this.input.value.trim();
     const rows = query ? rankNodes(this.candidates(), query).slice(0, MAX_RESULTS).map((def) => this.itemRow(def, 0))
       : this.treeRows(categoryTree(this.candidates()), "", 0);
-    rows[0]?.classList.add("active");
+    rows.forEach((row, index) => Object.assign(row, { id: `palette-option-${index}` }));
     this.list.replaceChildren(...rows);
+    this.activate(rows[0]);
     if (!rows.length) this.list.append(Object.assign(document.createElement("div"), { className: "palette-empty", textContent: "No node matches" }));
   }
 
   itemRow(def, depth) {
     const item = document.createElement("div");
     item.className = `palette-item${isBuried(def) ? " buried" : ""}`;
+    item.setAttribute("role", "option");
+    item.setAttribute("aria-selected", "false");
     item.dataset.type = def.type;
     item.title = def.description || def.type;
     if (depth) item.style.paddingLeft = `${10 + depth * 14}px`;
@@ -131,6 +158,9 @@ export class Palette {
       const open = this.openFolders.has(childPath);
       const row = Object.assign(document.createElement("div"), { className: `palette-folder${open ? " open" : ""}`, textContent: name });
       row.dataset.folder = childPath;
+      row.setAttribute("role", "option");
+      row.setAttribute("aria-selected", "false");
+      row.setAttribute("aria-expanded", String(open));
       row.style.paddingLeft = `${10 + depth * 14}px`;
       row.addEventListener("pointerdown", (e) => { e.preventDefault(); this.toggleFolder(childPath); });
       rows.push(row);
@@ -145,11 +175,7 @@ export class Palette {
     else this.openFolders.add(path);
     this.filter();
     const row = [...this.list.querySelectorAll(".palette-folder")].find((r) => r.dataset.folder === path);
-    if (row) {
-      this.list.querySelector(".active")?.classList.remove("active");
-      row.classList.add("active");
-      row.scrollIntoView({ block: "nearest" });
-    }
+    if (row) this.activate(row);
     this.input.focus();
   }
 
@@ -159,9 +185,7 @@ export class Palette {
     if (e.key === "ArrowDown" || e.key === "ArrowUp") {
       e.preventDefault();
       const next = Math.max(0, Math.min(items.length - 1, index + (e.key === "ArrowDown" ? 1 : -1)));
-      items[index]?.classList.remove("active");
-      items[next]?.classList.add("active");
-      items[next]?.scrollIntoView({ block: "nearest" });
+      if (items[next]) this.activate(items[next]);
     } else if (e.key === "Enter") {
       e.preventDefault();
       const item = items[index];
@@ -169,6 +193,7 @@ export class Palette {
       else if (item) this.choose(item.dataset.type);
     } else if (e.key === "Escape") {
       this.close();
+      if (this.opener?.isConnected) this.opener.focus({ preventScroll: true });
     }
   }
 
