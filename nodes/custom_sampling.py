@@ -110,7 +110,7 @@ def sample_custom(ctx: RunContext, guider: Guider | DualGuider, noise: NoiseSour
     def step(i: int, _total: int, _x: torch.Tensor, denoised: torch.Tensor) -> None:
         last["x0"] = denoised
         if previews:
-            ctx.preview("JPEG", preview_jpeg(denoised, model.family.is_sdxl))
+            ctx.preview("JPEG", preview_jpeg(denoised, model.family.is_sdxl, ctx.paths))
         ctx.progress(i + 1, total)
 
     with model_patches_applied(model), torch.inference_mode():

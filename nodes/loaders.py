@@ -16,6 +16,7 @@ from nodes.models.builtin import BUILTIN_CHECKPOINTS, ensure_builtin_checkpoint
 from nodes.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from nodes.models.handles import ClipHandle, ModelHandle, VaeHandle
 from nodes.models.runtime import runtime_from_settings
+from nodes.models.taesd import TAESD_SCALES, VaeChoices, load_taesd_vae, taesd_fingerprint
 from nodes.sampling import ModelSampling
 
 
@@ -137,17 +138,23 @@ class DiffusersLoader:
 @node("VAELoader", display_name="Load VAE", category="loaders", outputs=[Out(VAE, "VAE")],
       uses_settings=["precision", "device"])
 class VAELoader:
-    """Loads a standalone VAE (a `vae` folder file in LDM or diffusers key layout)."""
+    """Loads a standalone VAE (a `vae` folder file in LDM or diffusers key layout), or TAESD (`taesd`,
+    `taesdxl`: both halves from `vae_approx`, as ComfyUI offers them)."""
 
-    vae_name = Choice(ModelFiles("vae"))
+    vae_name = Choice(VaeChoices())
 
     def fingerprint(self, paths: Paths, vae_name: str) -> str:
+        if vae_name in TAESD_SCALES:
+            return taesd_fingerprint(paths, vae_name)
         return file_stamp(paths.model_path("vae", vae_name))
 
     def run(self, ctx: RunContext, vae_name: str) -> tuple:
         from nodes.models.standalone_vae import load_vae
 
         runtime = runtime_from_settings(ctx.settings)
+        if vae_name in TAESD_SCALES:
+            taesd = load_taesd_vae(ctx.paths, vae_name, runtime.dtype, runtime.device, runtime.memory_format)
+            return (VaeHandle(taesd, taesd.scaling_factor, vae_name),)
         vae, scaling = load_vae(ctx.paths.model_path("vae", vae_name), runtime.dtype, runtime.device,
                                 runtime.memory_format)
         return (VaeHandle(vae, scaling, vae_name),)

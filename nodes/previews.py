@@ -1,7 +1,8 @@
-"""Cheap latent previews while sampling: a linear map from the 4 latent channels to RGB.
+"""Latent previews while sampling: TAESD's decoder when `models/vae_approx` has one for the family,
+else a cheap linear map from the 4 latent channels to RGB.
 
 The factors are the widely used approximations for SD1.x and SDXL latents (as in ComfyUI's
-previews); decoding with the VAE every step would cost as much as a step itself.
+previews); decoding with the VAE every step would cost as much as a step itself, TAESD a fraction.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import io
 
 import torch
 from PIL import Image
+
+from engine.paths import Paths
 
 SD1_FACTORS = torch.tensor([[0.3512, 0.2297, 0.3227],
                             [0.3250, 0.4974, 0.2350],
@@ -30,12 +33,27 @@ def latent_to_rgb(latent: torch.Tensor, sdxl: bool = False) -> torch.Tensor:
     return ((rgb + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def preview_jpeg(latent: torch.Tensor, sdxl: bool = False, quality: int = 80) -> bytes:
-    """A JPEG of the latent's approximate colours, upscaled ×8 (bounded) to image size."""
-    rgb = (latent_to_rgb(latent, sdxl) * 255).to(torch.uint8).numpy()
-    picture = Image.fromarray(rgb)
-    scale = max(1, min(8, MAX_PREVIEW_SIDE // max(picture.size)))
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+def taesd_pixels(decoder: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
+    """The first image of a [B, 4, h, w] latent (model space) decoded by TAESD, as [8h, 8w, 3] uint8
+    (rounded, as ComfyUI's previews are)."""
+    with torch.inference_mode():
+        image = decoder(latent[:1, :4].float().cpu())[0]
+    return ((image.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0)
+
+
+def preview_jpeg(latent: torch.Tensor, sdxl: bool = False, paths: Paths | None = None, quality: int = 80) -> bytes:
+    """A JPEG of the latent at image size (at most MAX_PREVIEW_SIDE a side): decoded by the family's TAESD
+    when `paths` has one, else its approximate colours upscaled ×8 (bounded)."""
+    from nodes.models.taesd import preview_decoder
+
+    decoder = preview_decoder(paths, sdxl) if paths is not None else None
+    if decoder is not None:
+        picture = Image.fromarray(taesd_pixels(decoder, latent).numpy())
+        picture.thumbnail((MAX_PREVIEW_SIDE, MAX_PREVIEW_SIDE), Image.Resampling.BILINEAR)
+    else:
+        picture = Image.fromarray((latent_to_rgb(latent, sdxl) * 255).to(torch.uint8).numpy())
+        scale = max(1, min(8, MAX_PREVIEW_SIDE // max(picture.size)))
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()

@@ -63,7 +63,7 @@ def run_sampler(ctx: RunContext, model: ModelHandle, seed: int, steps: int, cfg:
 
     def step(i: int, _total: int, _x: torch.Tensor, denoised: torch.Tensor) -> None:
         if previews:
-            ctx.preview("JPEG", preview_jpeg(denoised, model.family.is_sdxl))
+            ctx.preview("JPEG", preview_jpeg(denoised, model.family.is_sdxl, ctx.paths))
         ctx.progress(i + 1, total)
 
     with model_patches_applied(model), torch.inference_mode():
