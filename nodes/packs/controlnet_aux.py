@@ -1,5 +1,6 @@
 """Fannovel16/comfyui_controlnet_aux's preprocessors that need no model, rebuilt in torch from the pack's
-OpenCV code (src/custom_controlnet_aux/*); the model-based ones are declared and say they are unsupported.
+OpenCV code (src/custom_controlnet_aux/*); MiDaS depth and LineArt run the pack's own weight files from
+`models/annotators` (nodes/models/annotators); the other model-based ones are declared and say they are unsupported.
 
 The pack works on uint8 images: each image is truncated to 0..255, resized so its short side is
 `resolution` (bicubic up, area down), padded to a multiple of 64 with its edge, processed, and cropped
@@ -10,7 +11,8 @@ where OpenCV would.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,6 +21,8 @@ import torch.nn.functional as F
 from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import IMAGE, Choice, Float, Int, Link
+from nodes.models.annotators.files import AnnotatorFileMissing, annotator_file
+from nodes.models.runtime import runtime_from_settings
 from nodes.pixel_cap import check_image_size
 
 PACK = "ControlNet Preprocessors"
@@ -294,20 +298,52 @@ class TilePreprocessor:
 
 
 class AnnotatorModelMissing(RuntimeError):
-    """A preprocessor whose annotator model this engine does not build."""
+    """A preprocessor whose annotator model this engine does not build, or whose weight file is missing."""
 
 
-def _needs_model(class_type: str) -> AnnotatorModelMissing:
+def _needs_model(class_type: str, missing: AnnotatorFileMissing | None = None) -> AnnotatorModelMissing:
+    reason = (str(missing) if missing is not None
+              else "and this engine does not build this one's annotator model yet")
     return AnnotatorModelMissing(
-        f"{class_type} (comfyui_controlnet_aux) needs an annotator model, and this engine does not build the "
-        f"pack's annotator models yet; the model-free preprocessors ({', '.join(MODEL_FREE)}) are available, "
-        "or make the hint image elsewhere and load it with LoadImage")
+        f"{class_type} (comfyui_controlnet_aux) needs an annotator model: {reason}; the model-free preprocessors "
+        f"({', '.join(MODEL_FREE)}) are available, or make the hint image elsewhere and load it with LoadImage")
+
+
+def _annotator(ctx: RunContext, class_type: str, filename: str) -> Path:
+    try:
+        return annotator_file(ctx.paths, filename)
+    except AnnotatorFileMissing as missing:
+        raise _needs_model(class_type, missing) from None
+
+
+def midas_depth_map(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """The pack's MidasDetector on one padded image: pixels to -1..1, depth scaled to its own 0..255 range and
+    truncated to uint8 (a flat depth map, which the pack divides by zero, is black)."""
+    from nodes.models.annotators.midas import predict_depth
+
+    weights = next(model.parameters())
+    with torch.no_grad():
+        depth = predict_depth(model, (x / 127.5 - 1.0).to(weights.device, weights.dtype))[0].float().cpu()
+    depth = depth - depth.min()
+    top = depth.max()
+    depth = depth / top if top > 0 else depth
+    return (depth * 255.0).clamp(0, 255).floor()[None, None].repeat(1, 3, 1, 1)
+
+
+def lineart_map(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The pack's LineartDetector on one padded image: the generator's line strength, truncated to uint8 and
+    inverted (white lines on black)."""
+    weights = next(model.parameters())
+    with torch.no_grad():
+        line = model((x / 255.0).to(weights.device, weights.dtype))[0, 0].float().cpu()
+    return (255.0 - (line * 255.0).clamp(0, 255).floor())[None, None].repeat(1, 3, 1, 1)
 
 
 @node("MiDaS-DepthMapPreprocessor", display_name="MiDaS Depth Map",
       category=f"{PACK}/Normal and Depth Estimators", outputs=[Out(IMAGE, "IMAGE")])
 class MiDaSDepthMapPreprocessor:
-    """Declared so workflows validate; running it says the MiDaS model is not supported."""
+    """Relative depth (near is white) by MiDaS v3 DPT-hybrid, `dpt_hybrid-midas-501f0c75.pt` in
+    models/annotators; `a` and `bg_threshold` only matter to the pack's normal map, as in the pack."""
 
     image = Link(IMAGE)
     a = Float(math.pi * 2.0, min=0.0, max=math.pi * 5.0, step=0.01, optional=True)
@@ -316,7 +352,11 @@ class MiDaSDepthMapPreprocessor:
 
     def run(self, ctx: RunContext, image: torch.Tensor, a: float = math.pi * 2.0, bg_threshold: float = 0.1,
             resolution: int = 512) -> tuple:
-        raise _needs_model("MiDaS-DepthMapPreprocessor")
+        from nodes.models.annotators.midas import MIDAS_FILE, load_midas
+
+        model = load_midas(_annotator(ctx, "MiDaS-DepthMapPreprocessor", MIDAS_FILE),
+                           runtime_from_settings(ctx.settings).device)
+        return (_preprocess_padded(ctx, image, resolution, lambda x: midas_depth_map(model, x)),)
 
 
 @node("Zoe-DepthMapPreprocessor", display_name="Zoe Depth Map", category=f"{PACK}/Normal and Depth Estimators",
@@ -334,14 +374,20 @@ class ZoeDepthMapPreprocessor:
 @node("LineArtPreprocessor", display_name="Realistic Lineart", category=f"{PACK}/Line Extractors",
       outputs=[Out(IMAGE, "IMAGE")])
 class LineArtPreprocessor:
-    """Declared so workflows validate; its lineart model is not supported (LineartStandardPreprocessor needs none)."""
+    """Lines drawn by the "informative drawings" generator (`sk_model.pth`; coarse: `sk_model2.pth`) from
+    models/annotators; LineartStandardPreprocessor needs no model."""
 
     image = Link(IMAGE)
     coarse = Choice(["disable", "enable"], default="disable", optional=True)
     resolution = _resolution()
 
     def run(self, ctx: RunContext, image: torch.Tensor, coarse: str = "disable", resolution: int = 512) -> tuple:
-        raise _needs_model("LineArtPreprocessor")
+        from nodes.models.annotators.lineart import LINEART_COARSE_FILE, LINEART_FILE, load_lineart
+
+        filename = LINEART_COARSE_FILE if coarse == "enable" else LINEART_FILE
+        model = load_lineart(_annotator(ctx, "LineArtPreprocessor", filename),
+                             runtime_from_settings(ctx.settings).device)
+        return (_preprocess_padded(ctx, image, resolution, lambda x: lineart_map(model, x)),)
 
 
 @node("DWPreprocessor", display_name="DWPose Estimator", category=f"{PACK}/Faces and Poses Estimators",
@@ -369,6 +415,9 @@ MODEL_FREE: dict[str, type] = {
     "BinaryPreprocessor": BinaryPreprocessor, "ColorPreprocessor": ColorPreprocessor,
     "ShufflePreprocessor": ShufflePreprocessor, "TilePreprocessor": TilePreprocessor,
 }
+WITH_MODEL: dict[str, type] = {
+    "LineArtPreprocessor": LineArtPreprocessor, "MiDaS-DepthMapPreprocessor": MiDaSDepthMapPreprocessor,
+}
 NEEDS_MODEL = ("DWPreprocessor", "LineArtPreprocessor", "MiDaS-DepthMapPreprocessor", "Zoe-DepthMapPreprocessor")
 
 
@@ -384,6 +433,7 @@ class AIOPreprocessor:
     def run(self, ctx: RunContext, image: torch.Tensor, preprocessor: str = "none", resolution: int = 512) -> tuple:
         if preprocessor == "none":
             return (image,)
-        if preprocessor not in MODEL_FREE:
+        built = MODEL_FREE.get(preprocessor) or WITH_MODEL.get(preprocessor)
+        if built is None:
             raise _needs_model(preprocessor)
-        return MODEL_FREE[preprocessor]().run(ctx, image, resolution=resolution)
+        return built().run(ctx, image, resolution=resolution)
