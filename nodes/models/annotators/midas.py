@@ -135,7 +135,7 @@ def load_midas(path: Path, device: torch.device) -> Any:
     from transformers import DPTForDepthEstimation
 
     with torch.device("meta"):
-        model = DPTForDepthEstimation(midas_config())
+        model: Any = DPTForDepthEstimation(midas_config())
     model.load_state_dict({key: value.float() for key, value in to_transformers(load_state_dict(path)).items()},
                           assign=True)
     return model.to(device).eval()
