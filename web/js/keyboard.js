@@ -6,7 +6,8 @@
  * input). On a node, arrows move it (Shift: further), F2 renames it, the context-menu key or
  * Shift+F10 opens its menu. On the canvas, arrows pan, Enter opens the palette and "]" / "["
  * go to the next / previous node, bringing it into view (nodes off screen are not drawn, so Tab
- * alone would skip them). What happens is said in a polite live region for screen readers.
+ * alone would skip them). Nodes added from "+ Node" go to a free spot. What happens is said in a
+ * polite live region for screen readers.
  */
 
 const NODE_STEP = 10;
@@ -58,8 +59,17 @@ export class KeyboardAccess {
     root.addEventListener("focusin", (e) => this.focused(e));
     // Listeners run in order: the view has redrawn by now, maybe replacing the focused node's element.
     editor.graph.addEventListener("change", () => this.keepFocus());
-    const choose = editor.palette.onChoose;
-    editor.palette.onChoose = (type, world, link) => this.added(choose(type, this.placeFor(world, link), link));
+    // A palette opened by a double-click adds where it was clicked; opened otherwise ("+ Node", Enter on
+    // the canvas), its node goes to a free spot, so nodes added one after another do not pile up.
+    document.addEventListener("dblclick", () => { this.doubleClickAt = performance.now(); }, true);
+    const { palette } = editor;
+    const open = palette.open.bind(palette);
+    palette.open = (...args) => {
+      this.spotChosen = performance.now() - (this.doubleClickAt ?? -Infinity) < 100;
+      return open(...args);
+    };
+    const choose = palette.onChoose;
+    palette.onChoose = (type, world, link) => this.added(choose(type, this.placeFor(world, link), link));
   }
 
   say(text) {
@@ -107,9 +117,9 @@ export class KeyboardAccess {
 
   // --- palette ----------------------------------------------------------------------------------
 
-  /** Where a node chosen in the palette goes: from the keyboard, the first free spot from `world`. */
+  /** Where a node chosen in the palette goes: where it was double-clicked, else the first free spot from `world`. */
   placeFor(world, link) {
-    if (!this.usingKeyboard || link) return world;
+    if (this.spotChosen || link) return world;
     const { graph, view } = this.editor;
     const boxes = [...graph.nodes.values()].map((node) => view.nodeBox(node));
     const [w, h] = SPOT_SPACING;
