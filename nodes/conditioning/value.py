@@ -43,7 +43,6 @@ class CondEntry:
     concat_latent_image: torch.Tensor | None = None
     concat_mask: torch.Tensor | None = None
     concat: torch.Tensor | None = None
-    size: SizeConditioning | None = None  # SDXL's size/crop/aesthetic numbers; None: from the latent
     # Where and when it applies beyond `area` (nodes.conditioning.regions reads these while sampling):
     # an area in fractions of the image (h, w, y, x), a mask [B, H, W] scaled by `mask_strength` (and
     # optionally an area cut to its bounds), and the part of the schedule (ComfyUI's start/end percent).
@@ -58,6 +57,7 @@ class CondEntry:
     unclip: tuple = ()
     adm: torch.Tensor | None = None
     gligen: Any = None  # GLIGENTextBoxApply's boxes and model (nodes.models.gligen_loading.Grounding)
+    size: SizeConditioning | None = None  # SDXL's size/crop/aesthetic numbers; None: from the latent
 
     def with_(self, **changes) -> "CondEntry":
         return replace(self, **changes)

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Mapping
 import torch
 
 from nodes.models.handles import ClipHandle, ModelHandle
-from nodes.models.lora_weights import TEXT_ENCODER_PARTS, UNET_PART, LoraLayer
+from nodes.models.lora_weights import TEXT_ENCODER_PARTS, UNET_PART, AnyLayer
 from nodes.models.unet_hooks import hooks_attached
 
 
@@ -28,7 +28,7 @@ class WeightPatch:
 
     part: str
     strength: float
-    layers: Mapping[str, LoraLayer]  # parameter name → layer (anything with `delta(shape, device)`)
+    layers: Mapping[str, AnyLayer]  # parameter name → layer (anything with `delta(shape, device)`)
     source: str = ""
     strength_model: float = 1.0  # the weight is scaled by this before the delta is added (merges)
 

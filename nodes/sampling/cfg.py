@@ -205,7 +205,6 @@ class _UNetDenoiser:
         return self._denoised(x, s, self._unet_output(x / math.sqrt(s * s + 1.0), timestep, [self.negative], s))
 
 
-
 class EpsilonDenoiser(_UNetDenoiser):
     """An epsilon-prediction UNet: denoised = x - eps * sigma."""
 
