@@ -51,7 +51,7 @@ MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
 
 def model_extensions(kind: str) -> tuple[str, ...]:
     """The file suffixes listed for `kind`: the table's, or every file for a kind it lacks
-    (an extension node pack's own folder, e.g. `upscale_models`)."""
+    (an extension node pack's own folder, e.g. `wildcards`)."""
     known = MODEL_KINDS.get(kind)
     return known.extensions if known is not None else ()
 

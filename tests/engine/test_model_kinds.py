@@ -44,3 +44,11 @@ def test_a_kind_outside_the_table_lists_every_file(tmp_path):
 @pytest.mark.parametrize("suffix", MODEL_KINDS["checkpoints"].extensions)
 def test_a1111_model_names_keep_every_checkpoint_suffix(suffix):
     assert checkpoint_name("dreamshaper_8" + suffix) == "dreamshaper_8" + suffix
+
+
+def test_the_readme_lists_every_model_folder():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("Models live in folders"):readme.index("To reuse the folders")]
+    assert [kind for kind in MODEL_KINDS if f"| `{kind}`" not in table] == []
