@@ -1,4 +1,4 @@
-"""The command line: run, validate and convert workflows, and list node declarations.
+"""The command line: run, validate and convert workflows, list node declarations, describe the machine.
 
 Exit codes: 0 success, 1 execution error (or interrupted), 2 invalid workflow or usage.
 """
@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 execution error (or interrupted), 2 invalid workflow or
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from engine.config import PRECISIONS, EngineConfig, build_executor, build_registry
+from engine.device_facts import NATIVE_BF16_FLAGS, read_cpu_facts
 from engine.errors import describe
 from engine.events import EXECUTING, PROGRESS, TERMINAL_EVENTS
 from engine.execute import ValidationFailed
@@ -162,6 +164,31 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """This machine's CPU facts (from the engine, torch-free) and the node packages' runtime choice."""
+    config = _config(args)
+    facts = read_cpu_facts()
+    report: dict[str, Any] = {
+        "cpu": facts.model, "logical cpus": facts.logical_cpus, "usable cpus": facts.usable_cpus,
+        "cpu flags": facts.features(), "native bf16": facts.native_bf16}
+    for package in config.node_packages:  # imported by name, as the registry does: no import-time tie
+        try:
+            describe = importlib.import_module(f"{package}.device_report").describe_runtime
+        except ModuleNotFoundError:
+            continue
+        report.update(describe(config.settings))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    for label, value in report.items():
+        if label == "cpu flags":
+            value = ", ".join(f"{flag} {'yes' if found else 'no'}" for flag, found in value.items())
+        elif label == "native bf16":
+            value = f"{'yes' if value else 'no'} ({' or '.join(NATIVE_BF16_FLAGS)})"
+        print(f"{label}: {value}")
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +229,13 @@ def _parser() -> argparse.ArgumentParser:
     nodes.add_argument("--json", action="store_true", help="print /object_info")
     common(nodes)
     nodes.set_defaults(handler=cmd_nodes)
+
+    doctor = sub.add_parser("doctor", help="print what this machine supports (bf16, AMX, VNNI, threads) "
+                                           "and the device and precision models will use")
+    doctor.add_argument("--json", action="store_true", help="print the report as a JSON object")
+    doctor.add_argument("--precision", choices=PRECISIONS, help="the precision to resolve (default auto)")
+    doctor.add_argument("--device", help="the torch device to describe (default: best found)")
+    doctor.set_defaults(handler=cmd_doctor)
     return parser
 
 

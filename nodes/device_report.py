@@ -1,0 +1,23 @@
+"""What the nodes would run on, for `python -m engine doctor`: the device, torch's view of the CPU,
+and what the `precision` setting (auto by default) resolves to there (nodes.models.runtime's rule)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from nodes.models.runtime import cpu_has_native_bf16, runtime_from_settings
+
+
+def describe_runtime(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Label → value lines; ValueError names a bad `device` or `precision` setting."""
+    auto = runtime_from_settings({**settings, "precision": "auto"})
+    chosen = runtime_from_settings(settings)
+    return {
+        "torch": f"{torch.__version__}, {torch.get_num_threads()} threads",
+        "torch sees native bf16": "yes" if cpu_has_native_bf16() else "no",
+        "device": str(chosen.device),
+        "precision auto": auto.precision,
+        "precision used": chosen.precision,
+    }

@@ -1,0 +1,51 @@
+"""`python -m engine doctor`: the CPU facts it reports are /proc/cpuinfo's, and the precision `auto`
+picks follows them (bf16 exactly where the CPU computes bf16 natively)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from engine.cli import main
+from engine.device_facts import read_cpu_facts
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def proc_flags() -> set[str]:
+    line = next(line for line in CPUINFO.read_text().splitlines() if line.startswith("flags"))
+    return set(line.partition(":")[2].split())
+
+
+def test_doctor_reports_this_cpus_flags_and_the_precision_auto_picks(capsys):
+    assert main(["doctor", "--json", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    flags = proc_flags()
+    expected = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+    assert report["cpu flags"] == {flag: flag in flags for flag in expected}
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert report["native bf16"] is native
+    assert report["precision auto"] == report["precision used"] == ("bf16" if native else "fp32")
+    assert report["device"] == "cpu" and report["logical cpus"] == os.cpu_count()
+
+
+def test_doctor_text_names_each_flag_and_resolves_an_explicit_precision(capsys):
+    assert main(["doctor", "--device", "cpu", "--precision", "fp32"]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    facts = read_cpu_facts()
+    for flag, found in facts.features().items():
+        assert f"{flag} {'yes' if found else 'no'}" in lines["cpu flags"]
+    assert lines["precision used"] == "fp32"
+    assert lines["precision auto"] in ("bf16", "fp32") and lines["device"] == "cpu"
+
+
+def test_cpu_facts_read_a_cpuinfo_file_and_survive_a_missing_one(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 amx_tile amx_bf16\n\n"
+                       "processor\t: 1\nmodel name\t: Test CPU\nflags\t\t: fpu\n")
+    facts = read_cpu_facts(cpuinfo)
+    assert facts.model == "Test CPU" and facts.native_bf16
+    assert facts.features()["amx_tile"] and not facts.features()["avx512_vnni"]
+    missing = read_cpu_facts(tmp_path / "absent")
+    assert missing.model == "unknown" and not missing.flags and not missing.native_bf16
