@@ -33,6 +33,14 @@ def focused_text(editor: EditorPage) -> str:
     return editor.js("() => document.activeElement.firstChild?.textContent ?? ''")
 
 
+def open_workflow_menu(editor: EditorPage) -> None:
+    """Tab to "Workflow ▾" and press Enter: the menu opens with its first item focused."""
+    editor.tab_to("#btn-workflow")
+    editor.page.keyboard.press("Enter")
+    editor.page.locator(".menu .menu-item:focus").wait_for()
+    assert focused_text(editor) == "New (empty)"
+
+
 def add_by_keyboard(editor: EditorPage, node_type: str) -> int:
     """"+ Node", type the class name, Enter: the new node has the focus; returns its id."""
     editor.tab_to("#btn-add")
@@ -64,10 +72,7 @@ def type_number(editor: EditorPage, node_id: int, name: str, value: int) -> None
 
 def test_a_txt2img_graph_is_built_and_run_from_the_keyboard_alone(editor: EditorPage, screenshots):
     page = editor.page
-    editor.tab_to("#btn-workflow")
-    page.keyboard.press("Enter")
-    page.locator(".menu .menu-item:focus").wait_for()
-    assert focused_text(editor) == "New (empty)"
+    open_workflow_menu(editor)
     page.keyboard.press("Enter")
     page.wait_for_function("() => sdgraph.graph.nodes.size === 0")
 
@@ -120,10 +125,7 @@ def test_a_txt2img_graph_is_built_and_run_from_the_keyboard_alone(editor: Editor
 
 def test_menus_move_with_arrow_keys_and_give_the_focus_back(editor: EditorPage):
     page = editor.page
-    editor.tab_to("#btn-workflow")
-    page.keyboard.press("Enter")
-    page.locator(".menu .menu-item:focus").wait_for()
-    assert focused_text(editor) == "New (empty)"
+    open_workflow_menu(editor)
     page.keyboard.press("ArrowDown")
     assert focused_text(editor) == "New tab"
     page.keyboard.press("ArrowUp")
@@ -212,9 +214,7 @@ def test_focused_elements_show_a_visible_focus_style(editor: EditorPage, selecto
 
 
 def test_a_focused_menu_item_shows_a_visible_focus_style(editor: EditorPage):
-    editor.tab_to("#btn-workflow")
-    editor.page.keyboard.press("Enter")
-    editor.page.locator(".menu .menu-item:focus").wait_for()
+    open_workflow_menu(editor)
     editor.page.keyboard.press("ArrowDown")
     outline = editor.js(OUTLINE.replace("ELEMENT", "document.activeElement"))
     assert editor.focused(".menu-item") and outline[0] != "none" and outline[1] >= 2

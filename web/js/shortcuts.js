@@ -1,7 +1,8 @@
 /**
  * Keyboard shortcuts (ignored while typing in a field): Ctrl+Enter queue, Ctrl+Z / Ctrl+Y
  * (Ctrl+Shift+Z) undo/redo, Delete, Ctrl+C / Ctrl+V / Ctrl+D copy, paste, duplicate, Ctrl+A select
- * all, Ctrl+B bypass, Ctrl+M mute, Ctrl+S save, Ctrl+O open, "." fit to view.
+ * all, Ctrl+B bypass, Ctrl+M mute, Ctrl+S save, Ctrl+O open, "." fit to view. Moving around nodes,
+ * sockets and menus with the keyboard is keyboard.js's.
  */
 
 import { MODE_BYPASSED, MODE_MUTED } from "./graph.js";
