@@ -21,7 +21,7 @@ from nodes.guidance import guided_denoiser, unet_cond
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import model_patches_applied
 from nodes.models.unclip_loading import with_image_inputs
-from nodes.previews import preview_jpeg
+from nodes.previews import Previewer
 from nodes.sampler_select import SAMPLER, SIGMAS, SamplerChoice
 from nodes.sampling import MaskedDenoiser, initial_noise, latent_mask
 from nodes.sampling.dual_cfg import DualCfgDenoiser
@@ -104,13 +104,13 @@ def sample_custom(ctx: RunContext, guider: Guider | DualGuider, noise: NoiseSour
     if latent.get("noise_mask") is not None:
         denoiser = MaskedDenoiser(denoiser, samples, drawn, latent_mask(latent["noise_mask"], samples.shape))
     total = len(sigmas) - 1
-    previews = bool(ctx.settings.get("previews"))
+    preview = Previewer(ctx.preview, model.family.is_sdxl, ctx.paths) if ctx.settings.get("previews") else None
     last: dict[str, torch.Tensor] = {}
 
     def step(i: int, _total: int, _x: torch.Tensor, denoised: torch.Tensor) -> None:
         last["x0"] = denoised
-        if previews:
-            ctx.preview("JPEG", preview_jpeg(denoised, model.family.is_sdxl, ctx.paths))
+        if preview is not None:
+            preview(denoised)
         ctx.progress(i + 1, total)
 
     with model_patches_applied(model), torch.inference_mode():

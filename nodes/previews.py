@@ -8,6 +8,8 @@ previews); decoding with the VAE every step would cost as much as a step itself,
 from __future__ import annotations
 
 import io
+import time
+from typing import Callable
 
 import torch
 from PIL import Image
@@ -48,12 +50,45 @@ def preview_jpeg(latent: torch.Tensor, sdxl: bool = False, paths: Paths | None =
 
     decoder = preview_decoder(paths, sdxl) if paths is not None else None
     if decoder is not None:
-        picture = Image.fromarray(taesd_pixels(decoder, latent).numpy())
+        return _jpeg(Image.fromarray(taesd_pixels(decoder, latent).numpy()), taesd=True, quality=quality)
+    return _jpeg(Image.fromarray((latent_to_rgb(latent, sdxl) * 255).to(torch.uint8).numpy()), quality=quality)
+
+
+def _jpeg(picture: Image.Image, taesd: bool = False, quality: int = 80) -> bytes:
+    """A decoded picture shrunk to MAX_PREVIEW_SIDE, or a latent-size one enlarged (×8 at most)."""
+    if taesd:
         picture.thumbnail((MAX_PREVIEW_SIDE, MAX_PREVIEW_SIDE), Image.Resampling.BILINEAR)
     else:
-        picture = Image.fromarray((latent_to_rgb(latent, sdxl) * 255).to(torch.uint8).numpy())
         scale = max(1, min(8, MAX_PREVIEW_SIDE // max(picture.size)))
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+# The share of a sampling run's time TAESD previews may take; past it, steps get the cheap preview.
+TAESD_TIME_SHARE = 0.25
+
+
+class Previewer:
+    """The previews of one sampling run: TAESD decodes while they stay within `TAESD_TIME_SHARE`
+    of the run's time (a 512 px decode costs seconds on a CPU), the cheap colour map otherwise."""
+
+    def __init__(self, send: Callable[[str, bytes], None], sdxl: bool, paths: Paths | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        from nodes.models.taesd import preview_decoder
+
+        self.send = send
+        self.sdxl = sdxl
+        self.decoder = preview_decoder(paths, sdxl) if paths is not None else None
+        self.clock = clock
+        self.started = clock()
+        self.decoding = 0.0
+
+    def __call__(self, latent: torch.Tensor) -> None:
+        started = self.clock()
+        if self.decoder is not None and self.decoding <= TAESD_TIME_SHARE * (started - self.started):
+            self.send("JPEG", _jpeg(Image.fromarray(taesd_pixels(self.decoder, latent).numpy()), taesd=True))
+            self.decoding += self.clock() - started
+        else:
+            self.send("JPEG", preview_jpeg(latent, self.sdxl))

@@ -16,7 +16,7 @@ from nodes.conditioning.inpaint import with_inpaint_inputs
 from nodes.guidance import guided_denoiser
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import model_patches_applied
-from nodes.previews import preview_jpeg
+from nodes.previews import Previewer
 from nodes.sampling import (
     SAMPLER_NAMES,
     SCHEDULER_NAMES,
@@ -59,11 +59,11 @@ def run_sampler(ctx: RunContext, model: ModelHandle, seed: int, steps: int, cfg:
         denoiser = MaskedDenoiser(denoiser, samples, kept_noise, mask)
     total = len(sigmas) - 1
 
-    previews = bool(ctx.settings.get("previews"))
+    preview = Previewer(ctx.preview, model.family.is_sdxl, ctx.paths) if ctx.settings.get("previews") else None
 
     def step(i: int, _total: int, _x: torch.Tensor, denoised: torch.Tensor) -> None:
-        if previews:
-            ctx.preview("JPEG", preview_jpeg(denoised, model.family.is_sdxl, ctx.paths))
+        if preview is not None:
+            preview(denoised)
         ctx.progress(i + 1, total)
 
     with model_patches_applied(model), torch.inference_mode():

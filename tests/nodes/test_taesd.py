@@ -176,3 +176,26 @@ def test_ksampler_previews_are_decoded_by_taesd(models_dir, tmp_path):
     assert np.abs(shown - jpeg_pixels(buffer.getvalue())).mean() < 0.5
     cheap = jpeg_pixels(preview_jpeg(latent * model.latent_scale))
     assert np.abs(shown - cheap).mean() > 10, "not the linear map's colours"
+
+
+def test_taesd_previews_keep_to_their_share_of_the_run_and_cheap_ones_fill_in(monkeypatch):
+    from nodes import previews
+    from nodes.models import taesd
+
+    now = [0.0]
+    decoded = []
+
+    def slow_decoder(latent):
+        decoded.append(now[0])
+        now[0] += 1.0  # a decode costs a second of the run
+        return torch.zeros(1, 3, 8 * latent.shape[2], 8 * latent.shape[3])
+
+    monkeypatch.setattr(taesd, "preview_decoder", lambda paths, sdxl: slow_decoder)
+    sent = []
+    preview = previews.Previewer(lambda fmt, data: sent.append(data), False, paths=object(), clock=lambda: now[0])
+    latent = torch.zeros(1, 4, 8, 8)
+    for step_start in (0.0, 1.5, 2.0, 4.5, 9.0):
+        now[0] = max(now[0], step_start)
+        preview(latent)
+    assert decoded == [0.0, 4.5, 9.0], "a decode only once the decodes so far are within a quarter of the run"
+    assert len(sent) == 5 and sent[1] == previews.preview_jpeg(latent), "the others get the cheap preview"
