@@ -45,10 +45,14 @@ def comfy_style(editor: EditorPage) -> dict:
 
 
 def open_menu_item(editor: EditorPage, *labels: str) -> None:
+    """Click through the Workflow menu by exact labels ("Save" is not "Save as PNG")."""
+    def item(label: str):
+        return editor.page.locator(f"xpath=//*[contains(@class, 'menu-item')][span[1][normalize-space()='{label}']]")
+
     editor.page.click("#btn-workflow")
     for label in labels[:-1]:
-        editor.page.locator(".menu-item", has_text=label).first.hover()
-    editor.page.locator(".menu-item", has_text=labels[-1]).last.click()
+        item(label).first.hover()
+    item(labels[-1]).last.click()
 
 
 def test_open_a_shipped_workflow_from_the_menu(editor: EditorPage):
