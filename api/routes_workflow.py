@@ -8,12 +8,11 @@ itself, ready to send as `POST /prompt`'s `prompt`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from aiohttp import web
 
-from api.responses import ApiError
+from api.responses import ApiError, json_response_in_thread
 from api.state import STATE
 from engine.loading import PNG_SIGNATURE, workflow_from_json
 from engine.paths import UnsafePathError, contained
@@ -42,8 +41,7 @@ async def convert_workflow(request: web.Request) -> web.Response:
     raw = await request.read()
     if not raw.strip():
         raise ApiError(400, "invalid_json", "The request body is empty; expected a UI-format workflow")
-    api = await asyncio.get_running_loop().run_in_executor(None, _convert, raw, state.registry)
-    return web.json_response(api)
+    return await json_response_in_thread(lambda: _convert(raw, state.registry))
 
 
 async def list_workflows(request: web.Request) -> web.Response:
