@@ -10,7 +10,7 @@ checkpoint reloads to exactly the weights the graph used. Like ComfyUI it goes t
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable, Mapping
 
 import torch
 from safetensors.torch import save as safetensors_bytes
@@ -37,10 +37,12 @@ def patched_state_dict(module: torch.nn.Module, patches: Iterable[WeightPatch], 
 def checkpoint_state_dict(model: ModelHandle, clip: ClipHandle, vae: VaeHandle) -> dict[str, torch.Tensor]:
     """The whole pipeline's weights, patches applied, in the single-file layout (contiguous, on the CPU)."""
     unet = model.unet
-    encoders = [patched_state_dict(encoder, clip.patches, part)
-                for part, encoder in zip(TEXT_ENCODER_PARTS, clip.text_encoders)]
-    state = export_ldm_checkpoint(model.family, patched_state_dict(unet, model.patches, UNET_PART), unet.config,
-                                  vae.vae.state_dict(), vae.vae.config, encoders)
+    encoders: list[Mapping[str, torch.Tensor]] = [patched_state_dict(encoder, clip.patches, part)
+                                                  for part, encoder in zip(TEXT_ENCODER_PARTS, clip.text_encoders)]
+    unet_config: Any = unet.config  # diffusers' FrozenDicts (mypy sees nn.Module attributes)
+    vae_config: Any = vae.vae.config
+    state = export_ldm_checkpoint(model.family, patched_state_dict(unet, model.patches, UNET_PART), unet_config,
+                                  vae.vae.state_dict(), vae_config, encoders)
     return {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
 
 
@@ -69,5 +71,8 @@ class CheckpointSave:
         folder, stem, _ = output_folder(ctx.paths.output_dir, filename_prefix)
         data = safetensors_bytes(checkpoint_state_dict(model, clip, vae),
                                  metadata=checkpoint_metadata(ctx.prompt or None, ctx.extra_pnginfo))
-        write_numbered(folder, stem, "safetensors", None, lambda handle: handle.write(data))
+        def write(handle: BinaryIO) -> None:
+            handle.write(data)
+
+        write_numbered(folder, stem, "safetensors", None, write)
         return NodeResult()

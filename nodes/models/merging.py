@@ -10,7 +10,7 @@ the merged model runs or is saved.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, cast
+from typing import Any, Callable, Mapping, cast
 
 import torch
 
@@ -65,7 +65,8 @@ def ldm_unet_names(unet: torch.nn.Module) -> dict[str, str]:
     """diffusers parameter name → its name in the original layout without `model.diffusion_model.`
     (`input_blocks.1.0.in_layers.0.weight`...): ModelMergeBlocks' ratios go by those prefixes."""
     names = {name: name for name, _ in unet.named_parameters()}
-    ldm = unet_to_ldm(cast(Mapping[str, torch.Tensor], names), unet.config["layers_per_block"])
+    config: Any = unet.config  # diffusers' FrozenDict (mypy sees an nn.Module attribute)
+    ldm = unet_to_ldm(cast(Mapping[str, torch.Tensor], names), config["layers_per_block"])
     return {cast(str, diffusers_name): key.split("diffusion_model.", 1)[1] for key, diffusers_name in ldm.items()}
 
 

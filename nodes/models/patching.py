@@ -13,13 +13,22 @@ from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Protocol
 
 import torch
 
 from nodes.models.handles import ClipHandle, ModelHandle
-from nodes.models.lora_weights import TEXT_ENCODER_PARTS, UNET_PART, AnyLayer
+from nodes.models.lora_weights import TEXT_ENCODER_PARTS, UNET_PART
 from nodes.models.unet_hooks import hooks_attached
+
+
+class WeightDelta(Protocol):
+    """What a patch adds to one parameter, and the memory it holds (LoRA and LyCORIS layers, merges)."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def delta(self, shape: torch.Size, device: torch.device) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,7 +37,7 @@ class WeightPatch:
 
     part: str
     strength: float
-    layers: Mapping[str, AnyLayer]  # parameter name → layer (anything with `delta(shape, device)`)
+    layers: Mapping[str, WeightDelta]  # parameter name → what it adds (LoRA/LyCORIS layers, merges)
     source: str = ""
     strength_model: float = 1.0  # the weight is scaled by this before the delta is added (merges)
 

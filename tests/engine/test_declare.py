@@ -12,7 +12,8 @@ from tests.engine.toy_nodes import Scale, Text
 def test_object_info_has_comfyui_shape():
     info = NodeRegistry([Scale]).object_info()["Scale"]
     assert info["input"] == {
-        "required": {"value": ["INT", {"forceInput": True}], "factor": ["INT", {"default": 2, "min": 0, "max": 100, "step": 1}]},
+        "required": {"value": ["INT", {"forceInput": True}],
+                     "factor": ["INT", {"default": 2, "min": 0, "max": 100, "step": 1}]},
         "optional": {"offset": ["FLOAT", {"default": 0.0, "min": -10.0, "max": 10.0, "step": 0.5}]},
     }
     assert info["input_order"] == {"required": ["value", "factor"], "optional": ["offset"]}
