@@ -122,6 +122,10 @@ def sign(plan: Plan, paths: Paths, settings: dict[str, Any]) -> CacheKeys:
             except Exception as exc:  # the node's run will report the real problem
                 external = f"unavailable: {exc}"
                 volatile.add(node_id)
+        elif decl.model_inputs:  # the files it loads: a changed file re-runs it (a fingerprint may say more)
+            external = canonical({name: paths.model_stamp(kind, plan.constants[node_id][name])
+                                  for name, kind in decl.model_inputs.items()
+                                  if isinstance(plan.constants[node_id].get(name), str)})
         if decl.uses_settings:
             used = canonical({name: settings.get(name) for name in decl.uses_settings})
             external = used if external is None else f"{external}|{used}"

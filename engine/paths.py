@@ -152,6 +152,15 @@ class Paths:
         raise FileNotFoundError(f"no {kind} model named {resolved!r}{via} in "
                                 f"{', '.join(map(str, self.model_dirs(kind)))}")
 
+    def model_stamp(self, kind: str, name: str) -> str:
+        """The file's size and modification time (`missing` when no folder has it): cheap, and it
+        changes whenever the file is replaced or edited. Part of the cache key of a node that loads it."""
+        try:
+            stat = self.model_path(kind, name).stat()
+        except (FileNotFoundError, UnsafePathError):
+            return "missing"
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
     def input_path(self, name: str) -> Path:
         return contained(self.input_dir, name)
 

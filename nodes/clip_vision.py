@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from engine.context import RunContext
 from engine.declare import Out, node
-from engine.paths import ModelFiles, Paths
+from engine.paths import ModelFiles
 from engine.types import IMAGE, Choice, Link
-from nodes.loaders import file_stamp
 from nodes.models.clip_vision_loading import ClipVisionModel, load_clip_vision
 from nodes.models.runtime import runtime_from_settings
 
@@ -23,12 +22,6 @@ class CLIPVisionLoader:
     """Loads a CLIP vision encoder (transformers or OpenCLIP key layout)."""
 
     clip_name = Choice(ModelFiles("clip_vision"))
-
-    def fingerprint(self, paths: Paths, clip_name: str) -> str:
-        try:
-            return file_stamp(paths.model_path("clip_vision", clip_name))
-        except FileNotFoundError:
-            return "missing"
 
     def run(self, ctx: RunContext, clip_name: str) -> tuple:
         runtime = runtime_from_settings(ctx.settings)

@@ -14,12 +14,11 @@ import torch
 
 from engine.context import RunContext
 from engine.declare import Out, node
-from engine.paths import ModelFiles, Paths
+from engine.paths import ModelFiles
 from engine.types import CLIP, CONDITIONING, Choice, Int, Link, String
 from nodes.conditioning.encode import encode_with_checkpoint
 from nodes.conditioning.value import Conditioning
 from nodes.conditioning_nodes import MAX_RESOLUTION
-from nodes.loaders import file_stamp
 from nodes.models.gligen_loading import GligenModel, Grounding, TextBox, read_gligen
 from nodes.models.handles import ClipHandle
 from nodes.models.patching import clip_patches_applied
@@ -33,12 +32,6 @@ class GLIGENLoader:
     """Loads a GLIGEN model (gated self-attention for text boxes, SD1.x) from models/gligen."""
 
     gligen_name = Choice(ModelFiles("gligen"))
-
-    def fingerprint(self, paths: Paths, gligen_name: str) -> str:
-        try:
-            return file_stamp(paths.model_path("gligen", gligen_name))
-        except FileNotFoundError:
-            return "missing"
 
     def run(self, ctx: RunContext, gligen_name: str) -> tuple:
         return (read_gligen(ctx.paths.model_path("gligen", gligen_name)),)

@@ -10,15 +10,13 @@ what it did before. HyperTile and ToMe trade a little fidelity for speed on larg
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 
 from engine.context import RunContext
 from engine.declare import Out, Provenance, node
-from engine.paths import ModelFiles, Paths
+from engine.paths import ModelFiles
 from engine.types import MODEL, Boolean, Choice, Float, Int, Link
-from nodes.loaders import file_stamp
 from nodes.models.attention_patches import HyperTileHook, IdentityAttentionHook, TokenMergingHook
 from nodes.models.freeu import FreeUHook
 from nodes.models.handles import ModelHandle
@@ -142,12 +140,6 @@ class HypernetworkLoader:
     model = Link(MODEL)
     hypernetwork_name = Choice(ModelFiles("hypernetworks"))
     strength = Float(1.0, min=-10.0, max=10.0, step=0.01)
-
-    def fingerprint(self, paths: Paths, hypernetwork_name: str, **_: Any) -> str:
-        try:
-            return file_stamp(paths.model_path("hypernetworks", hypernetwork_name))
-        except FileNotFoundError:
-            return "missing"
 
     def run(self, ctx: RunContext, model: ModelHandle, hypernetwork_name: str, strength: float) -> tuple:
         hypernetwork = read_hypernetwork(ctx.paths.model_path("hypernetworks", hypernetwork_name))

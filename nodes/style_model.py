@@ -15,11 +15,10 @@ from torch import nn
 
 from engine.context import RunContext
 from engine.declare import Out, node
-from engine.paths import ModelFiles, Paths
+from engine.paths import ModelFiles
 from engine.types import CONDITIONING, Choice, Float, Link
 from nodes.clip_vision import CLIP_VISION_OUTPUT
 from nodes.conditioning.value import Conditioning
-from nodes.loaders import file_stamp
 from nodes.models.clip_vision_loading import ClipVisionOutput
 from nodes.models.modules import assign_weights
 from nodes.models.runtime import runtime_from_settings
@@ -109,12 +108,6 @@ class StyleModelLoader:
     """Loads a T2I-Adapter style model from models/style_models."""
 
     style_model_name = Choice(ModelFiles("style_models"))
-
-    def fingerprint(self, paths: Paths, style_model_name: str) -> str:
-        try:
-            return file_stamp(paths.model_path("style_models", style_model_name))
-        except FileNotFoundError:
-            return "missing"
 
     def run(self, ctx: RunContext, style_model_name: str) -> tuple:
         runtime = runtime_from_settings(ctx.settings)

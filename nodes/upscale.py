@@ -15,10 +15,9 @@ import torch
 
 from engine.context import RunContext
 from engine.declare import Out, node
-from engine.paths import ModelFiles, Paths
+from engine.paths import ModelFiles
 from engine.types import IMAGE, Choice, Link
 from nodes.image_batch import check_image_size
-from nodes.loaders import file_stamp
 from nodes.models.runtime import runtime_from_settings
 from nodes.models.upscale_loading import UpscaleModelError, load_upscale_model
 
@@ -103,12 +102,6 @@ class UpscaleModelLoader:
     """Loads an image upscale model of any architecture spandrel knows (ESRGAN, SwinIR, HAT, DAT, SPAN, ...)."""
 
     model_name = Choice(ModelFiles("upscale_models"), tooltip="The upscale model to load, from models/upscale_models.")
-
-    def fingerprint(self, paths: Paths, model_name: str) -> str:
-        try:
-            return file_stamp(paths.model_path("upscale_models", model_name))
-        except FileNotFoundError:
-            return "missing"
 
     def run(self, ctx: RunContext, model_name: str) -> tuple:
         runtime = runtime_from_settings(ctx.settings)

@@ -141,12 +141,6 @@ class IPAdapterModelLoader:
 
     ipadapter_file = Choice(ModelFiles("ipadapter"))
 
-    def fingerprint(self, paths: Paths, ipadapter_file: str) -> str:
-        try:
-            return file_stamp(paths.model_path("ipadapter", ipadapter_file))
-        except FileNotFoundError:
-            return "missing"
-
     def run(self, ctx: RunContext, ipadapter_file: str) -> tuple:
         return (IPAdapterPipeline(load_ipadapter(ctx.paths.model_path("ipadapter", ipadapter_file), ipadapter_file)),)
 

@@ -44,3 +44,20 @@ def test_a_compiled_prompt_pickles_without_its_node_classes_and_binds_to_a_worke
         copy.bind(NodeRegistry())
     run = Executor(pack_registry, pack_paths).run(copy)
     assert run.status == "success"
+
+
+def test_a_changed_model_file_re_runs_its_loader_without_a_fingerprint_of_its_own(pack_registry, pack_paths):
+    """A node that names the files it loads (`loads`, here through ModelFiles) gets their stamps in
+    its cache key from the engine; the pack's loader defines no fingerprint()."""
+    import os
+
+    from engine.cache import OutputCache
+
+    assert not pack_registry.get("PackLoader").has_fingerprint
+    executor = Executor(pack_registry, pack_paths, OutputCache())
+    assert executor.execute(pack_prompt()).ran == ["1", "2"]
+    assert executor.execute(pack_prompt()).ran == []
+    model = pack_paths.models_dir / "pack_models" / "a.bin"
+    model.write_bytes(b"1234567")
+    os.utime(model, ns=(1, 10**18))
+    assert executor.execute(pack_prompt()).ran == ["1", "2"]
