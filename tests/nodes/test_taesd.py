@@ -142,7 +142,10 @@ def jpeg_pixels(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.int16)
 
 
-def test_ksampler_previews_are_decoded_by_taesd(models_dir, tmp_path):
+def test_ksampler_previews_are_decoded_by_taesd(models_dir, tmp_path, monkeypatch):
+    from nodes import previews
+
+    monkeypatch.setattr(previews, "TAESD_TIME_SHARE", float("inf"))  # every step decoded (the share: its own test)
     decoder = save_half(models_dir / "vae_approx", "taesd_decoder.pth", original_decoder(), seed=8)
     registry = NodeRegistry([Capture, *[d.cls for d in build_registry(EngineConfig(extension_dirs=[]))]])
     executor = Executor(registry, Paths(models_dir, tmp_path / "in", tmp_path / "out", tmp_path / "temp"),
