@@ -28,14 +28,17 @@ linux_only = pytest.mark.skipif(not Path("/proc/self/statm").is_file() or sys.pl
 # Loads `argv[2]` at fp32 in a fresh process after a warm-up load of `argv[1]` (imports, first-use
 # allocations), and prints the resident set before, the peak during, and the loaded model's bytes.
 _MEASURE = """
-import json, os, resource, sys
+import json, os, sys
 import torch
 from nodes.models.checkpoint import load_checkpoint
 load_checkpoint(sys.argv[1], dtype=torch.float32)
 with open("/proc/self/statm") as f:
     before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 loaded = load_checkpoint(sys.argv[2], dtype=torch.float32)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM is this process's own peak; ru_maxrss would also count the parent's, which a vfork-based
+# spawn hands over at exec (a whole-suite pytest parent is larger than this process ever gets).
+with open("/proc/self/status") as f:
+    peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024
 modules = [loaded.unet, loaded.vae, *loaded.text_encoders]
 model = sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
 print(json.dumps({"before": before, "peak": peak, "model": model}))
@@ -77,9 +80,8 @@ def test_an_fp16_file_loads_as_fp32_without_the_whole_file_resident_beside_it(tm
     increase = figures["peak"] - figures["before"]
     assert abs(figures["model"] - 2 * file_bytes) < 0.05 * file_bytes  # fp32: twice the fp16 file
     # Holding the file beside the model would add all of file_bytes; a tensor in flight and the
-    # allocator's slack stay below the three quarters of it allowed here (13 MB alone; up to 79 MB
-    # in whole-suite runs, where the allocator's state differs).
-    assert increase <= figures["model"] + 3 * file_bytes / 4, (
+    # allocator's slack stay far below the half of it allowed here (13 MB measured).
+    assert increase <= figures["model"] + file_bytes / 2, (
         f"peak RSS rose {increase / 1e6:.0f} MB loading a {file_bytes / 1e6:.0f} MB fp16 file into a "
         f"{figures['model'] / 1e6:.0f} MB fp32 model")
 
