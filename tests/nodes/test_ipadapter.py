@@ -31,6 +31,7 @@ from nodes.models.tiny import tiny_modules
 from nodes.packs.ipadapter_presets import ipadapter_pattern
 from nodes.sampling import ModelSampling, unet_denoiser
 from tests.nodes.comfy_ipadapter_object_info import COMFY_IPADAPTER_NODES
+from tests.nodes.object_info_checks import assert_inputs_match
 from tests.nodes.vision_models import VISION_PROJECTION, VISION_WIDTH, save_clip_vision
 
 VISION_NAME = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"  # the name the SD1.5 presets look for
@@ -309,11 +310,6 @@ def object_info():
     return registry.object_info()
 
 
-def comparable(entry) -> tuple:
-    kind, options = entry[0], {k: v for k, v in (entry[1] if len(entry) > 1 else {}).items() if k != "tooltip"}
-    return list(kind) if isinstance(kind, (list, tuple)) else kind, options
-
-
 def test_the_module_declares_exactly_the_ported_nodes(object_info):
     assert set(object_info) == set(COMFY_IPADAPTER_NODES)
 
@@ -321,14 +317,7 @@ def test_the_module_declares_exactly_the_ported_nodes(object_info):
 @pytest.mark.parametrize("class_type", sorted(COMFY_IPADAPTER_NODES))
 def test_declarations_match_the_pack(object_info, class_type):
     ours, theirs = object_info[class_type], COMFY_IPADAPTER_NODES[class_type]
-    for section in ("required", "optional"):
-        expected = theirs.get(section, [])
-        actual = ours["input"].get(section, {})
-        assert list(actual) == [name for name, *_ in expected], f"{section} input order"
-        for name, kind, options in expected:
-            got_kind, got_options = comparable(actual[name])
-            assert isinstance(got_kind, list) if kind is None else got_kind == kind, name
-            assert got_options == options, name
+    assert_inputs_match(ours, theirs)
     assert list(zip(ours["output"], ours["output_name"])) == theirs["outputs"]
     assert ours["category"] == theirs["category"] and ours["display_name"] == theirs["display_name"]
     assert ours["python_module"] == "nodes.packs.ipadapter_plus" and not ours["deprecated"]
