@@ -20,9 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from full_size import CACHE_DIR, CHECKPOINT_NAME, MODELS_DIR, ensure_full_size_checkpoint  # noqa: E402
-
-TINY_MODELS_DIR = CACHE_DIR / "tiny-models"
+from full_size import bench_executor  # noqa: E402
 
 
 def workflow(checkpoint: str, size: int, steps: int, seed: int, prompt: str) -> dict:
@@ -47,20 +45,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 
-    from engine.config import EngineConfig, build_executor
     from engine.workflow import Workflow
-    from nodes.models.builtin import BUILTIN_CHECKPOINT, ensure_builtin_checkpoint
 
-    if args.full_size:
-        ensure_full_size_checkpoint()
-        models_dir, checkpoint = MODELS_DIR, CHECKPOINT_NAME
-    else:
-        # Generated before the first run: a file appearing during it would count as a changed input.
-        ensure_builtin_checkpoint(TINY_MODELS_DIR / "checkpoints")
-        models_dir, checkpoint = TINY_MODELS_DIR, BUILTIN_CHECKPOINT
-    executor = build_executor(EngineConfig(models_dir=models_dir, output_dir=CACHE_DIR / "output",
-                                           input_dir=CACHE_DIR / "input", temp_dir=CACHE_DIR / "temp",
-                                           extension_dirs=[]))
+    executor, checkpoint = bench_executor(args.full_size)
     prompt = "a red circle on a blue background"
     runs = [("first run", 42, prompt), ("unchanged re-run", 42, prompt), ("seed-only change", 43, prompt),
             ("prompt-only change", 43, prompt + ", at sunset")]

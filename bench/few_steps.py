@@ -24,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from full_size import CACHE_DIR, CHECKPOINT_NAME, MODELS_DIR, ensure_full_size_checkpoint  # noqa: E402
+from full_size import bench_executor  # noqa: E402
 
-TINY_MODELS_DIR = CACHE_DIR / "tiny-models"
 # (label, steps, cfg, sampler, scheduler, prediction type set by ModelSamplingDiscrete or None)
 STYLES = [
     ("default: euler/normal, 20 steps, cfg 8", 20, 8.0, "euler", "normal", None),
@@ -68,19 +67,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from engine.config import EngineConfig, build_executor
     from engine.workflow import Workflow
-    from nodes.models.builtin import BUILTIN_CHECKPOINT, ensure_builtin_checkpoint
 
-    if args.full_size:
-        ensure_full_size_checkpoint()
-        models_dir, checkpoint = MODELS_DIR, CHECKPOINT_NAME
-    else:
-        ensure_builtin_checkpoint(TINY_MODELS_DIR / "checkpoints")
-        models_dir, checkpoint = TINY_MODELS_DIR, BUILTIN_CHECKPOINT
-    executor = build_executor(EngineConfig(models_dir=models_dir, output_dir=CACHE_DIR / "output",
-                                           input_dir=CACHE_DIR / "input", temp_dir=CACHE_DIR / "temp",
-                                           extension_dirs=[]))
+    executor, checkpoint = bench_executor(args.full_size)
     print(f"CPU: {cpu_model()}; torch threads {__import__('torch').get_num_threads()}")
     print(f"{checkpoint}, {args.size}x{args.size}, median of {args.repeat} runs (after one warm-up run each)\n")
     print(f"{'style':48} {'UNet evals':>10} {'KSampler s':>11} {'prompt s':>9} {'vs default':>10}")

@@ -74,6 +74,28 @@ def ensure_full_size_checkpoint(models_dir: Path = MODELS_DIR) -> Path:
     return path
 
 
+TINY_MODELS_DIR = CACHE_DIR / "tiny-models"
+
+
+def bench_executor(full_size: bool):
+    """An executor over the full-size random SD1.5 or the built-in tiny model, and that checkpoint's
+    name; the benchmarks' outputs go under CACHE_DIR."""
+    from engine.config import EngineConfig, build_executor
+    from nodes.models.builtin import BUILTIN_CHECKPOINT, ensure_builtin_checkpoint
+
+    if full_size:
+        ensure_full_size_checkpoint()
+        models_dir, checkpoint = MODELS_DIR, CHECKPOINT_NAME
+    else:
+        # Generated before the first run: a file appearing during it would count as a changed input.
+        ensure_builtin_checkpoint(TINY_MODELS_DIR / "checkpoints")
+        models_dir, checkpoint = TINY_MODELS_DIR, BUILTIN_CHECKPOINT
+    executor = build_executor(EngineConfig(models_dir=models_dir, output_dir=CACHE_DIR / "output",
+                                           input_dir=CACHE_DIR / "input", temp_dir=CACHE_DIR / "temp",
+                                           extension_dirs=[]))
+    return executor, checkpoint
+
+
 def diffusers_config_folder() -> Path:
     """The shipped SD1.5 configs as a complete local diffusers folder (tokenizer vocabulary
     included), for `from_single_file(config=...)`: diffusers never has to reach a hub."""
