@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.web.editor_page import EditorPage
 
 TOY_PACK = Path(__file__).resolve().parent / "toy_queue_nodes.py"
 PANEL = "#queue-panel"
+RUN_TEXT = "document.querySelector('#run-status .run-text')"
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +168,26 @@ def test_re_running_an_unchanged_graph_says_nothing_changed(editor: EditorPage, 
                                    ?.status?.completed === true""", timeout=20_000)
     editor.page.wait_for_timeout(300)
     assert not any("Nothing changed" in text for text in editor.toasts())
+
+
+def test_a_run_that_finishes_before_the_queue_answer_arrives_still_says_finished(editor: EditorPage, toy_server):
+    """The WebSocket events of a fast run can beat POST /prompt's answer; the late answer must not
+    turn "Finished" back into "Queued" (this raced in CI)."""
+    show_toy_graph(editor, steps=1, delay=0.0, value=21)
+
+    def answer_late(route):
+        response = route.fetch()
+        prompt_id = response.json()["prompt_id"]
+        for _ in range(200):   # hold the answer until the server has finished the run
+            if call(toy_server, "GET", f"/history/{prompt_id}").get(prompt_id, {}).get("status", {}).get("completed"):
+                break
+            time.sleep(0.05)
+        editor.page.wait_for_function(f"() => {RUN_TEXT}.textContent === 'Finished'")
+        route.fulfill(response=response)
+
+    editor.page.route("**/prompt",
+                      lambda route: answer_late(route) if route.request.method == "POST" else route.continue_())
+    editor.queue()
+    editor.page.wait_for_function("() => sdgraph.runner.mine.size === 1")
+    editor.page.wait_for_timeout(200)
+    assert editor.js(f"() => {RUN_TEXT}.textContent") == "Finished"
