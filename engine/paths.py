@@ -46,6 +46,7 @@ MODEL_KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
     ModelKind("ipadapter", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),
     ModelKind("vae_approx", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),  # TAESD halves: VAELoader, previews
     ModelKind("annotators", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),  # comfyui_controlnet_aux's models
+    ModelKind("latent_upscale_models", SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES),  # NNLatentUpscale's resizers
 )}
 
 

@@ -46,8 +46,6 @@ KNOWN_PACKS = (
                    "detailers) are out of scope in this engine for now"),
     KnownPack("UltimateSDUpscale", "ssitu/ComfyUI_UltimateSDUpscale",
               names=frozenset({"UltimateSDUpscale", "UltimateSDUpscaleNoUpscale", "UltimateSDUpscaleCustomSample"})),
-    KnownPack("NNLatentUpscale", "Ttl/ComfyUi_NNLatentUpscale", names=frozenset({"NNLatentUpscale"}),
-              note="its latent resizer models are not supported yet; use a latent or pixel upscale instead"),
     KnownPack("Efficiency Nodes", "jags111/efficiency-nodes-comfyui", suffixes=("(Efficient)",),
               names=frozenset({"Efficient Loader", "Eff. Loader SDXL", "LoRA Stacker", "Control Net Stacker",
                                "XY Plot", "HighRes-Fix Script", "Noise Control Script", "Tiled Upscaler Script"})),

@@ -11,7 +11,7 @@ from engine.paths import MODEL_KINDS, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, Mod
 def test_the_kinds_and_their_names():
     assert list(MODEL_KINDS) == ["checkpoints", "vae", "loras", "embeddings", "upscale_models", "controlnet",
                                  "clip_vision", "style_models", "hypernetworks", "gligen", "ipadapter",
-                                 "vae_approx", "annotators"]
+                                 "vae_approx", "annotators", "latent_upscale_models"]
     assert "vae" in MODEL_KINDS and "diffusion_models" not in MODEL_KINDS
     assert all(kind.name == name for name, kind in MODEL_KINDS.items())
 

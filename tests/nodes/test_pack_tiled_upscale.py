@@ -14,7 +14,6 @@ from engine.ui_format import ui_to_api
 from nodes.conditioning_nodes import CLIPTextEncode
 from nodes.loaders import CheckpointLoaderSimple
 from nodes.packs import tiled_ksampler, ultimate_sd_upscale
-from nodes.packs.known_packs import explain_missing_node
 from nodes.packs.tiled_ksampler import (
     TiledKSampler,
     TiledKSamplerAdvanced,
@@ -261,8 +260,3 @@ def test_usdu_and_tiled_ksampler_widget_values_from_the_editor_convert_past_the_
     assert api["70"]["inputs"]["seed"] == 123 and api["70"]["inputs"]["steps"] == 20
     assert api["70"]["inputs"]["seam_fix_mode"] == "Half Tile" and api["70"]["inputs"]["batch_size"] == 1
     assert api["71"]["inputs"]["tile_width"] == 512 and api["71"]["inputs"]["tiling_strategy"] == "random"
-
-
-def test_nn_latent_upscale_is_named_as_not_supported_yet():
-    message = explain_missing_node("NNLatentUpscale")
-    assert "Ttl/ComfyUi_NNLatentUpscale" in message and "not supported" in message
