@@ -62,7 +62,8 @@ def model_channels(unet: Any) -> int:
 
 
 def self_attentions(unet: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
-    """(block name, self-attention module) of every transformer block, in forward order."""
+    """(block name, self-attention module) of every transformer block, in the UNet's registration order
+    (diffusers registers `up_blocks` before `mid_block`, so this is not forward order; callers select by name)."""
     return [(name, module.attn1) for name, module in unet.named_modules() if isinstance(module, BasicTransformerBlock)]
 
 
