@@ -12,6 +12,9 @@ comfy/lora.py's `diff`/`diff_b`):
   factors (`lokr_w1_a @ lokr_w1_b`, w2 optionally with a Tucker core `lokr_t2`); `dim` is the rank
   of the decomposed factor (w2's when both are), and with neither decomposed alpha is ignored.
 - full diff: `.diff` is added to the weight as it is, `.diff_b` to the bias beside it.
+- GLoRA (`.a1.weight` … `.b2.weight`): a change that reads the weight itself (`lora_glora`).
+
+Any of these but a full diff may carry a DoRA `dora_scale` (`lora_dora`).
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from typing import Mapping, Sequence
 
 import torch
 
+from nodes.models.lora_glora import GLORA_FACTORS, GloraLayer
+
 # A bias diff is keyed by its layer's name with this suffix; it changes the `.bias` beside the weight.
 BIAS_LAYER_SUFFIX = ":bias"
 
 _LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")
 _LOKR = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
 _DIFF = ("diff", "diff_b")
-FORMAT_FACTORS = frozenset(_LOHA + _LOKR + _DIFF)
+FORMAT_FACTORS = frozenset(_LOHA + _LOKR + _DIFF + GLORA_FACTORS)
 
 
 def _f32(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -183,11 +188,11 @@ class DiffLayer:
         return _f32(self.diff, device).reshape(tuple(shape))
 
 
-FormatLayer = LohaLayer | LokrLayer | DiffLayer
+FormatLayer = LohaLayer | LokrLayer | DiffLayer | GloraLayer
 
 
 def format_layers(factors: Mapping[str, Mapping[str, torch.Tensor]]) -> tuple[dict[str, FormatLayer], list[str]]:
-    """LoHa, LoKr and diff layers from factors grouped by layer name (factor name without the dot →
+    """LoHa, LoKr, GLoRA and diff layers from factors grouped by layer name (factor name without the dot →
     tensor, `alpha` included); also returns the keys of layers missing a factor they need."""
     layers: dict[str, FormatLayer] = {}
     incomplete: list[str] = []
@@ -208,6 +213,11 @@ def format_layers(factors: Mapping[str, Mapping[str, torch.Tensor]]) -> tuple[di
                                          parts.get("lokr_t2"))
             else:
                 incomplete += [f"{name}.{k}" for k in _LOKR if k in parts]
+        elif any(k in parts for k in GLORA_FACTORS):
+            if all(k in parts for k in GLORA_FACTORS):
+                layers[name] = GloraLayer(parts["a1"], parts["a2"], parts["b1"], parts["b2"], alpha)
+            else:
+                incomplete += [f"{name}.{k}.weight" for k in GLORA_FACTORS if k in parts]
         if "diff" in parts:
             layers[name] = DiffLayer(parts["diff"])
         if "diff_b" in parts:

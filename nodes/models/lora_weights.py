@@ -6,7 +6,8 @@ original LDM names for SDXL ones), `lora_te_<module>` (the text encoder; SDXL: `
 CLIP-L, `lora_te2_` for OpenCLIP-bigG, both in transformers names). Each layer holds
 `lora_down.weight`, `lora_up.weight`, optionally `alpha` (and `lora_mid.weight` for LyCORIS'
 Tucker-decomposed convolutions). diffusers/PEFT files (`unet.<module>.lora_A.weight`,
-`lora_B`) are read too, and LyCORIS' LoHa, LoKr and full-diff layers (`lora_formats`).
+`lora_B`) are read too, and LyCORIS' LoHa, LoKr, GLoRA and full-diff layers (`lora_formats`), each but
+a full diff optionally with a DoRA `dora_scale` (`lora_dora`).
 
 Underscored names cannot be split back into module paths reliably (`transformer_blocks`,
 `to_q`, `proj_in` all hold underscores), so the lookup goes the other way: every name each of
@@ -26,7 +27,9 @@ import torch
 
 from nodes.models.family import UNET_PREFIX, CheckpointFamily
 from nodes.models.ldm_export import unet_to_ldm
-from nodes.models.lora_formats import BIAS_LAYER_SUFFIX, FORMAT_FACTORS, FormatLayer, format_layers
+from nodes.models.lora_dora import DORA_SCALE, DoraLayer
+from nodes.models.lora_formats import BIAS_LAYER_SUFFIX, FORMAT_FACTORS, DiffLayer, FormatLayer, format_layers
+from nodes.models.lora_glora import GLORA_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,9 @@ class LoraLayer:
         return (product * self.scale).reshape(tuple(shape))
 
 
-AnyLayer = LoraLayer | FormatLayer  # what a patch adds to one parameter: `.delta(shape, device)`
+# What a patch adds to one parameter: `.delta(shape, device)`, or `.patched(weight, strength)` for the
+# changes that read the weight (GLoRA, DoRA).
+AnyLayer = LoraLayer | FormatLayer | DoraLayer
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,16 +124,22 @@ class MatchedLora:
 
 
 def read_layers(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, AnyLayer], list[str]]:
-    """Group a LoRA state dict into layers by name (LoRA/LoCon, LoHa, LoKr, full diffs); also returns
-    the keys that are no factor we apply (DoRA scales, norm diffs, layers missing a factor)."""
+    """Group a LoRA state dict into layers by name (LoRA/LoCon, LoHa, LoKr, GLoRA, full diffs, with DoRA
+    scales); also returns the keys that are no factor we apply (norm diffs, layers missing a factor)."""
     factors: dict[str, dict[str, torch.Tensor]] = {}
-    lycoris: dict[str, dict[str, torch.Tensor]] = {}  # LoHa, LoKr, full-diff factors (lora_formats)
+    lycoris: dict[str, dict[str, torch.Tensor]] = {}  # LoHa, LoKr, GLoRA, full-diff factors (lora_formats)
+    dora_scales: dict[str, torch.Tensor] = {}
     other: list[str] = []
     for key, tensor in state.items():
         suffix = next((s for s in _FACTOR_SUFFIXES if key.endswith(s)), None)
         if suffix is None:
+            glora = next((s for s in GLORA_SUFFIXES if key.endswith(s)), None)
             name, _, factor = key.rpartition(".")
-            if factor in FORMAT_FACTORS:
+            if glora is not None:
+                lycoris.setdefault(key[:-len(glora)], {})[GLORA_SUFFIXES[glora]] = tensor
+            elif factor == DORA_SCALE:
+                dora_scales[name] = tensor
+            elif factor in FORMAT_FACTORS:
                 lycoris.setdefault(name, {})[factor] = tensor
             else:
                 other.append(key)
@@ -147,6 +158,12 @@ def read_layers(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, AnyLayer],
             continue
         alpha = parts.get("alpha")
         layers[name] = LoraLayer(parts["down"], parts["up"], None if alpha is None else float(alpha), parts.get("mid"))
+    for name, scale in dora_scales.items():
+        layer = layers.get(name)
+        if layer is None or isinstance(layer, (DiffLayer, DoraLayer)):  # ComfyUI: a full diff ignores it
+            other.append(f"{name}.{DORA_SCALE}")
+        else:
+            layers[name] = DoraLayer(layer, scale)
     return layers, sorted(other)
 
 
@@ -267,7 +284,7 @@ def match_lora(state: Mapping[str, torch.Tensor], source: str, family: Checkpoin
         detail = f"e.g. {_examples(other)}" if other else "the file holds no tensors"
         raise LoraMismatchError(
             f"LoRA {source!r} has no layers of a kind we apply (kohya/A1111 or diffusers LoRA, LoCon, "
-            f"LyCORIS LoHa/LoKr and full diffs; DoRA is not supported): {detail}")
+            f"LyCORIS LoHa/LoKr/GLoRA and full diffs, DoRA): {detail}")
     if not parts and unmatched:
         raise LoraMismatchError(
             f"LoRA {source!r}: none of its {len(layers)} layers match this model "

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Protocol
+from typing import Iterable, Iterator, Mapping, Protocol, runtime_checkable
 
 import torch
 
 from nodes.models.handles import ClipHandle, ModelHandle
 from nodes.models.lora_weights import TEXT_ENCODER_PARTS, UNET_PART
+from nodes.models.quantize import int8_forwards
 from nodes.models.unet_hooks import hooks_attached
 
 
@@ -31,13 +32,23 @@ class WeightDelta(Protocol):
     def delta(self, shape: torch.Size, device: torch.device) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class WeightRewrite(Protocol):
+    """A change that reads the weight it changes (GLoRA, DoRA): the new float32 weight at a strength."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def patched(self, weight: torch.Tensor, strength: float) -> torch.Tensor: ...
+
+
 @dataclass(frozen=True, eq=False)
 class WeightPatch:
     """`strength` × one LoRA's layers for one part of a model (`unet`, `text_encoder`, `text_encoder_2`)."""
 
     part: str
     strength: float
-    layers: Mapping[str, WeightDelta]  # parameter name → what it adds (LoRA/LyCORIS layers, merges)
+    layers: Mapping[str, WeightDelta | WeightRewrite]  # parameter name → what it adds (LoRA/LyCORIS layers, merges)
     source: str = ""
     strength_model: float = 1.0  # the weight is scaled by this before the delta is added (merges)
 
@@ -56,7 +67,10 @@ def patched_weight(name: str, weight: torch.Tensor, patches: Iterable[WeightPatc
         if layer is not None:
             if patch.strength_model != 1.0:
                 total *= patch.strength_model
-            total += layer.delta(weight.shape, weight.device) * patch.strength
+            if isinstance(layer, WeightRewrite):
+                total = layer.patched(total, patch.strength)
+            else:
+                total += layer.delta(weight.shape, weight.device) * patch.strength
     return total.to(dtype or weight.dtype)
 
 
@@ -83,9 +97,9 @@ def applied(module: torch.nn.Module, patches: Iterable[WeightPatch]) -> Iterator
 @contextmanager
 def model_patches_applied(model: ModelHandle) -> Iterator[torch.nn.Module]:
     """The model's UNet with its weight patches and forward hooks (`unet_hooks`), for the duration of
-    a `with` block (sampling)."""
+    a `with` block (sampling); at precision int8, its layers then compute from the patched weights in int8."""
     with applied(model.unet, [p for p in model.patches if p.part == UNET_PART]) as unet, \
-            hooks_attached(unet, model.hooks):
+            hooks_attached(unet, model.hooks), int8_forwards(unet, model.int8):
         yield unet
 
 

@@ -276,11 +276,11 @@ def test_unknown_layers_warn_and_the_rest_applies(modules, caplog):
     state = kohya_lora(SD15, modules["unet"], [], seed=6)
     state["lora_unet_no_such_layer.lora_down.weight"] = torch.zeros(2, 3)
     state["lora_unet_no_such_layer.lora_up.weight"] = torch.zeros(3, 2)
-    state["lora_unet_down_blocks_0_attentions_0_proj_in.dora_scale"] = torch.ones(1)
+    state["lora_unet_down_blocks_0_attentions_0_norm.w_norm"] = torch.ones(1)  # LyCORIS norm layers: not applied
     with caplog.at_level(logging.WARNING):
         lora = match_lora(state, "partly.safetensors", SD15, modules["unet"])
     assert set(lora.not_loaded) == {"lora_unet_no_such_layer",
-                                    "lora_unet_down_blocks_0_attentions_0_proj_in.dora_scale"}
+                                    "lora_unet_down_blocks_0_attentions_0_norm.w_norm"}
     assert "2 key(s) not loaded" in caplog.text and "lora_unet_no_such_layer" in caplog.text
     assert lora.parts["unet"]
 
