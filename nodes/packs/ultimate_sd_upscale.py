@@ -5,7 +5,7 @@ then optionally repaint the seams.
 Like the pack, the work happens on 8-bit PIL images: each step draws a white region on a black mask, crops
 the region's bounding box (grown by the padding, then to the processing size's aspect ratio), runs VAE encode,
 KSampler and decode on the crop, and composites it back through the mask blurred by `mask_blur`. Conditioning
-is used whole (the pack's cropping of area conditioning and ControlNet hints is not rebuilt).
+is cut to each crop as the pack cuts it (areas, masks, GLIGEN boxes, ControlNet hints: tile_conditioning.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from engine.context import RunContext
 from engine.declare import Out, Provenance, node
 from engine.types import CONDITIONING, IMAGE, MODEL, VAE, Boolean, Choice, Float, Int, Link
+from nodes.packs.tile_conditioning import crop_conditioning
 from nodes.sampler_nodes import SEED_MAX, run_sampler
 from nodes.sampling import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.upscale import UPSCALE_MODEL, ImageUpscaleWithModel
@@ -192,6 +193,7 @@ class TileSampler:
     scheduler: str
     uniform: bool
     tiled_decode: bool
+    init_size: tuple[int, int] | None = None   # (width, height) the conditioning was made for; None: the canvas
 
     def run(self, batch: list[Image.Image], step: Step) -> list[Image.Image]:
         self.ctx.check_interrupt()
@@ -201,8 +203,11 @@ class TileSampler:
         crop_size = crops[0].size
         crops = [c if c.size == size else c.resize(size, Image.Resampling.LANCZOS) for c in crops]
         latent = {"samples": encode(self.vae, torch.cat([from_pil(c) for c in crops]))}
+        canvas = batch[0].size
+        positive, negative = crop_conditioning((self.positive, self.negative), region, self.init_size or canvas,
+                                               canvas, size)
         samples = run_sampler(self.ctx, self.model, self.seed, self.steps, self.cfg, self.sampler_name,
-                              self.scheduler, self.positive, self.negative, latent, denoise=step.denoise)["samples"]
+                              self.scheduler, positive, negative, latent, denoise=step.denoise)["samples"]
         pixels = decode_tiled(self.vae, samples, 512, 64) if self.tiled_decode else decode(self.vae, samples)
         out = []
         for i, picture in enumerate(batch):
@@ -286,7 +291,7 @@ class UltimateSDUpscale:
             force_uniform_tiles, tiled_decode, batch_size) -> tuple:
         # batch_size (tiles sampled together) only changes speed here: tiles always run one at a time.
         sampler = TileSampler(ctx, model, vae, positive, negative, seed, steps, cfg, sampler_name, scheduler,
-                              force_uniform_tiles, tiled_decode)
+                              force_uniform_tiles, tiled_decode, init_size=(image.shape[2], image.shape[1]))
         return (ultimate_upscale(ctx, image, sampler, upscale_by, upscale_model, mode_type, tile_width, tile_height,
                                  mask_blur, tile_padding, denoise, seam_fix_mode, seam_fix_denoise, seam_fix_width,
                                  seam_fix_mask_blur, seam_fix_padding),)
@@ -329,7 +334,8 @@ class UltimateSDUpscaleNoUpscale:
             seam_fix_denoise, seam_fix_width, seam_fix_mask_blur, seam_fix_padding, force_uniform_tiles,
             tiled_decode, batch_size) -> tuple:
         sampler = TileSampler(ctx, model, vae, positive, negative, seed, steps, cfg, sampler_name, scheduler,
-                              force_uniform_tiles, tiled_decode)
+                              force_uniform_tiles, tiled_decode,
+                              init_size=(upscaled_image.shape[2], upscaled_image.shape[1]))
         return (ultimate_upscale(ctx, upscaled_image, sampler, 1.0, None, mode_type, tile_width, tile_height,
                                  mask_blur, tile_padding, denoise, seam_fix_mode, seam_fix_denoise, seam_fix_width,
                                  seam_fix_mask_blur, seam_fix_padding),)

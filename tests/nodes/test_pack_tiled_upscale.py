@@ -11,6 +11,7 @@ from engine.context import InterruptHandle, RunContext
 from engine.paths import Paths
 from engine.registry import NodeRegistry
 from engine.ui_format import ui_to_api
+from nodes.conditioning.value import AppliedControl
 from nodes.conditioning_nodes import CLIPTextEncode
 from nodes.loaders import CheckpointLoaderSimple
 from nodes.packs import tiled_ksampler, ultimate_sd_upscale
@@ -260,3 +261,31 @@ def test_usdu_and_tiled_ksampler_widget_values_from_the_editor_convert_past_the_
     assert api["70"]["inputs"]["seed"] == 123 and api["70"]["inputs"]["steps"] == 20
     assert api["70"]["inputs"]["seam_fix_mode"] == "Half Tile" and api["70"]["inputs"]["batch_size"] == 1
     assert api["71"]["inputs"]["tile_width"] == 512 and api["71"]["inputs"]["tiling_strategy"] == "random"
+
+
+def test_usdu_samples_each_tile_with_the_conditioning_cut_to_it(pipeline, monkeypatch):
+    ctx, model, vae, positive, negative = pipeline
+    hint = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    control = AppliedControl(net="net", source="cn", hint=hint)
+    # A 32×32 image upscaled ×2 into four 32×32 tiles; the area covers the image's top-left quarter.
+    area_positive = tuple(e.with_(area=(2, 2, 0, 0), strength=0.5, control=(control,)) for e in positive)
+    controlled_negative = tuple(e.with_(control=(control,)) for e in negative)
+    seen = []
+
+    def recording_sampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
+                          denoise):
+        seen.append((positive, negative))
+        return latent
+
+    monkeypatch.setattr(ultimate_sd_upscale, "run_sampler", recording_sampler)
+    image = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(4))
+    ultimate_sd_upscale.UltimateSDUpscale().run(
+        ctx, image, model, area_positive, controlled_negative, vae, 2.0, 1, 1, 7.0, "euler", "normal", 0.5, None,
+        "Linear", 32, 32, 0, 0, "None", 1.0, 64, 8, 16, True, False, 1)
+    assert [(p[0].area, p[0].strength) for p, _ in seen] == [((4, 4, 0, 0), 0.5), (None, 1.0), (None, 1.0),
+                                                            (None, 1.0)]
+    tiles = [(0, 0), (16, 0), (0, 16), (16, 16)]   # (x, y) of each tile on the hint (canvas 64, hint 32)
+    for (cut_positive, cut_negative), (x, y) in zip(seen, tiles):
+        cut = cut_positive[0].control[0]
+        assert cut is cut_negative[0].control[0]
+        assert torch.equal(cut.hint, hint[:, :, y:y + 16, x:x + 16].repeat_interleave(2, 2).repeat_interleave(2, 3))
