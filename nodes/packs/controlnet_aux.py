@@ -362,13 +362,18 @@ class MiDaSDepthMapPreprocessor:
 @node("Zoe-DepthMapPreprocessor", display_name="Zoe Depth Map", category=f"{PACK}/Normal and Depth Estimators",
       outputs=[Out(IMAGE, "IMAGE")])
 class ZoeDepthMapPreprocessor:
-    """Declared so workflows validate; running it says the ZoeDepth model is not supported."""
+    """Relative depth (near is white) by ZoeDepth-N, `ZoeD_M12_N.pt` in models/annotators, with ZoeDepth's
+    padding and flip averaging; each map stretched between its 2nd and 85th percentiles, as in the pack."""
 
     image = Link(IMAGE)
     resolution = _resolution()
 
     def run(self, ctx: RunContext, image: torch.Tensor, resolution: int = 512) -> tuple:
-        raise _needs_model("Zoe-DepthMapPreprocessor")
+        from nodes.models.annotators.zoe import ZOE_FILE, load_zoe, zoe_depth_map
+
+        model = load_zoe(_annotator(ctx, "Zoe-DepthMapPreprocessor", ZOE_FILE),
+                         runtime_from_settings(ctx.settings).device)
+        return (_preprocess_padded(ctx, image, resolution, lambda x: zoe_depth_map(model, x)),)
 
 
 @node("LineArtPreprocessor", display_name="Realistic Lineart", category=f"{PACK}/Line Extractors",
@@ -417,6 +422,7 @@ MODEL_FREE: dict[str, type] = {
 }
 WITH_MODEL: dict[str, type] = {
     "LineArtPreprocessor": LineArtPreprocessor, "MiDaS-DepthMapPreprocessor": MiDaSDepthMapPreprocessor,
+    "Zoe-DepthMapPreprocessor": ZoeDepthMapPreprocessor,
 }
 NEEDS_MODEL = ("DWPreprocessor", "LineArtPreprocessor", "MiDaS-DepthMapPreprocessor", "Zoe-DepthMapPreprocessor")
 
