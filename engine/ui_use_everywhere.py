@@ -20,7 +20,12 @@ Rules (the pack's `add_ue_from_node`, `UseEverywhere.matches` and `find_best_mat
   take part only when opted in (`widget_ue_connectable`) and plain inputs may opt out
   (`input_ue_unconnectable`); older files list only converted widgets as inputs, all of which take part.
 - The highest priority wins; a tie for the highest leaves the input unconnected, as the pack does.
-Only the top-level graph is resolved (the pack's subgraph support came later).
+
+Subgraphs (the pack's `for_all_graphs`, `analyse_graph`): the top-level graph and each subgraph definition
+are resolved on their own. UE nodes inside a definition broadcast within it only, what feeds them may
+come from the subgraph's inputs (typed by the definition's input slot), and the definition's unlinked
+outputs are candidates too (as "subgraph output node"; no group or colour rule reaches them). A
+top-level broadcast never reaches inside a subgraph, except through the instance's own unlinked inputs.
 """
 
 from __future__ import annotations
@@ -30,7 +35,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from engine.ui_subgraph import BYPASSED, MUTED, UIFormatError, parse_links
+from engine.ui_subgraph import (
+    BYPASSED,
+    MUTED,
+    SUBGRAPH_INPUT_NODE,
+    SUBGRAPH_OUTPUT_NODE,
+    UIFormatError,
+    collect_definitions,
+    parse_links,
+)
 
 ANYTHING, ANYTHING3, ANYTHING_Q = "Anything Everywhere", "Anything Everywhere3", "Anything Everywhere?"
 PROMPTS, SEED = "Prompts Everywhere", "Seed Everywhere"
@@ -42,6 +55,8 @@ UE_CONSTANT_TYPES = frozenset({SEED})
 SEED_INPUT = r"seed|随机种"
 PROMPT_INPUTS = (r"(_|\b)pos(itive|_|\b)|^prompt|正面", r"(_|\b)neg(ative|_|\b)|负面")
 TITLE_BAR_HEIGHT = 30   # LiteGraph draws a node's title above its `pos`
+# How the pack names a subgraph's output node when matching title regexes (display_name).
+OUTPUT_NODE = {"id": SUBGRAPH_OUTPUT_NODE, "title": "subgraph output node"}
 
 
 @dataclass
@@ -78,9 +93,15 @@ class Broadcast:
         return True
 
 
+def _graph_nodes(graph: dict) -> list[dict]:
+    nodes = graph.get("nodes")
+    return [n for n in nodes if isinstance(n, dict)] if isinstance(nodes, list) else []
+
+
 def uses_everywhere(ui: dict) -> bool:
-    nodes = ui.get("nodes")
-    return isinstance(nodes, list) and any(isinstance(n, dict) and n.get("type") in UE_TYPES for n in nodes)
+    """Whether the workflow has a UE node, at the top level or in a subgraph definition."""
+    graphs = [ui, *collect_definitions(ui).values()]
+    return any(n.get("type") in UE_TYPES for graph in graphs for n in _graph_nodes(graph))
 
 
 def resolve_use_everywhere(ui: dict) -> dict:
@@ -88,13 +109,29 @@ def resolve_use_everywhere(ui: dict) -> dict:
     if not uses_everywhere(ui):
         return ui
     ui = copy.deepcopy(ui)
-    nodes = [n for n in ui["nodes"] if isinstance(n, dict)]
-    by_id = {n.get("id"): n for n in nodes}
-    links = parse_links(ui.get("links") or [], "")
+    subgraphs = list(collect_definitions(ui).values())
+    graphs = [ui, *subgraphs]
     modern = any(n.get("type") in UE_TYPES and isinstance((n.get("properties") or {}).get("ue_properties"), dict)
-                 for n in nodes)
+                 for graph in graphs for n in _graph_nodes(graph))
+    # New link ids are unique across the whole file, whichever graph holds the link.
+    next_id = max([ui.get("last_link_id") or 0]
+                  + [_link_id(entry) for graph in graphs for entry in graph.get("links") or []]) + 1
+    for graph in graphs:
+        next_id = _resolve_graph(graph, modern, next_id, is_subgraph=graph is not ui)
+    if next_id - 1 > (ui.get("last_link_id") or 0):
+        ui["last_link_id"] = next_id - 1
+    return ui
+
+
+def _resolve_graph(graph: dict, modern: bool, next_id: int, is_subgraph: bool) -> int:
+    """Add one graph's UE links (the pack's analyse_graph); returns the next free link id."""
+    nodes = _graph_nodes(graph)
+    if not any(n.get("type") in UE_TYPES for n in nodes):
+        return next_id
+    by_id = {n.get("id"): n for n in nodes}
+    links = parse_links(graph.get("links") or [], "")
     broadcasts = [b for n in nodes if n.get("type") in UE_TYPES and _live(n)
-                  for b in _broadcasts(n, by_id, links, ui, nodes)]
+                  for b in _broadcasts(n, by_id, links, graph, nodes)]
     added = []
     for node in nodes:
         if node.get("type") in UE_TYPES or not _live(node) or (node.get("properties") or {}).get("rejects_ue_links"):
@@ -105,9 +142,14 @@ def resolve_use_everywhere(ui: dict) -> dict:
             best = _best(broadcasts, node, inp)
             if best is not None:
                 added.append((best, node, index, inp))
-    if added:
-        _add_links(ui, added)
-    return ui
+    if is_subgraph:
+        linked_outputs = {link.target_slot for link in links.values() if link.target == str(SUBGRAPH_OUTPUT_NODE)}
+        for index, slot in enumerate(graph.get("outputs") or []):
+            if isinstance(slot, dict) and index not in linked_outputs:
+                best = _best(broadcasts, OUTPUT_NODE, slot)
+                if best is not None:
+                    added.append((best, OUTPUT_NODE, index, slot))
+    return _add_links(graph, added, next_id, as_objects=is_subgraph) if added else next_id
 
 
 def _live(node: dict) -> bool:
@@ -118,6 +160,8 @@ def _connected(inp: dict, links: dict, by_id: dict) -> bool:
     link = links.get(inp.get("link")) if inp.get("link") is not None else None
     if link is None:
         return False
+    if link.origin == str(SUBGRAPH_INPUT_NODE):
+        return True   # fed by the subgraph's input
     origin = _node(by_id, link.origin)
     return origin is not None and origin.get("mode", 0) != MUTED
 
@@ -157,8 +201,9 @@ def _widget(node: dict, index: int, default: Any = None) -> Any:
     return values[index] if isinstance(values, list) and index < len(values) else default
 
 
-def _feeds(node: dict, index: int, links: dict, by_id: dict) -> tuple[str, int, str] | None:
-    """(source id, slot, type) of what is linked to the UE node's input `index`."""
+def _feeds(node: dict, index: int, links: dict, by_id: dict, graph: dict) -> tuple[str, int, str] | None:
+    """(source id, slot, type) of what is linked to the UE node's input `index`; from a subgraph's input,
+    the type is that input slot's (the pack's get_subgraph_input_type)."""
     inputs = node.get("inputs") or []
     if index >= len(inputs) or not isinstance(inputs[index], dict):
         return None
@@ -166,6 +211,10 @@ def _feeds(node: dict, index: int, links: dict, by_id: dict) -> tuple[str, int, 
     if link is None:
         return None
     link_type = link.type
+    if link.origin == str(SUBGRAPH_INPUT_NODE):
+        slots = graph.get("inputs") or []
+        slot = slots[link.origin_slot] if link.origin_slot < len(slots) else None
+        return link.origin, link.origin_slot, str(slot.get("type", link_type)) if isinstance(slot, dict) else link_type
     origin = _node(by_id, link.origin)
     if link_type in ("", "*") and origin is not None:
         outputs = origin.get("outputs") or []
@@ -182,14 +231,14 @@ def _broadcasts(node: dict, by_id: dict, links: dict, ui: dict, nodes: list[dict
     if kind == SEED:
         sends.append((node["id"], 0, "INT", SEED_INPUT, 5))
     elif kind == PROMPTS:
-        sends += [(*fed, PROMPT_INPUTS[i], 5) for i in range(2) if (fed := _feeds(node, i, links, by_id))]
+        sends += [(*fed, PROMPT_INPUTS[i], 5) for i in range(2) if (fed := _feeds(node, i, links, by_id, ui))]
     elif kind == ANYTHING3:
-        sends += [(*fed, None, 2) for i in range(3) if (fed := _feeds(node, i, links, by_id))]
+        sends += [(*fed, None, 2) for i in range(3) if (fed := _feeds(node, i, links, by_id, ui))]
     elif kind == ANYTHING_Q:
-        sends += [(*fed, None, 10) for fed in [_feeds(node, 0, links, by_id)] if fed]
+        sends += [(*fed, None, 10) for fed in [_feeds(node, 0, links, by_id, ui)] if fed]
     else:   # Anything Everywhere (in pack version 7 it takes any number of inputs)
         count = max(1, len(node.get("inputs") or [])) if ue is not None else 1
-        sends += [(*fed, None, 2) for i in range(count) if (fed := _feeds(node, i, links, by_id))]
+        sends += [(*fed, None, 2) for i in range(count) if (fed := _feeds(node, i, links, by_id, ui))]
     result = []
     for source, slot, link_type, input_pattern, priority in sends:
         b = Broadcast(node["id"], _source_id(source, by_id), slot, link_type, float(priority),
@@ -202,7 +251,9 @@ def _broadcasts(node: dict, by_id: dict, links: dict, ui: dict, nodes: list[dict
 def _source_id(source: Any, by_id: dict) -> Any:
     if isinstance(source, str):
         found = _node(by_id, source)
-        return found.get("id") if found is not None else source
+        if found is not None:
+            return found.get("id")
+        return int(source) if source.lstrip("-").isdigit() else source   # e.g. -10, a subgraph's inputs
     return source
 
 
@@ -301,19 +352,23 @@ def _group_mates(node: dict, ui: dict, nodes: list[dict]) -> set:
     return mates
 
 
-def _add_links(ui: dict, added: list) -> None:
-    links = ui.setdefault("links", [])
-    next_id = max([ui.get("last_link_id") or 0] + [_link_id(entry) for entry in links]) + 1
-    as_objects = bool(links) and all(isinstance(entry, dict) for entry in links)
+def _add_links(graph: dict, added: list, next_id: int, as_objects: bool) -> int:
+    """Append the links (objects in a subgraph definition or where the graph has them so); returns the next id."""
+    links = graph.setdefault("links", [])
+    as_objects = as_objects or (bool(links) and all(isinstance(entry, dict) for entry in links))
     for b, node, index, inp in added:
         if as_objects:
             links.append({"id": next_id, "origin_id": b.source, "origin_slot": b.slot, "target_id": node["id"],
                           "target_slot": index, "type": b.type})
         else:
             links.append([next_id, b.source, b.slot, node["id"], index, b.type])
-        inp["link"] = next_id
+        if node is OUTPUT_NODE:   # a subgraph output slot lists its links
+            if isinstance(inp.get("linkIds"), list):
+                inp["linkIds"].append(next_id)
+        else:
+            inp["link"] = next_id
         next_id += 1
-    ui["last_link_id"] = next_id - 1
+    return next_id
 
 
 def _link_id(entry: Any) -> int:
