@@ -20,7 +20,7 @@ from engine.validate import Limits
 # The project's own node packages, imported by name: the engine has no import-time tie to them.
 BUILTIN_NODE_PACKAGES = ("nodes",)
 # The `precision` run setting's values, for every front end and the loaders (what each means: nodes.models.runtime).
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from engine.types import CLIP, MODEL, VAE, Choice, Int, Link
 from nodes.models.builtin import BUILTIN_CHECKPOINTS, ensure_builtin_checkpoint
 from nodes.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from nodes.models.handles import ClipHandle, ModelHandle, VaeHandle
+from nodes.models.quantize import Int8Weights
 from nodes.models.runtime import runtime_from_settings
 from nodes.models.taesd import TAESD_SCALES, VaeChoices, load_taesd_vae, taesd_fingerprint
 from nodes.sampling import ModelSampling
@@ -37,12 +38,13 @@ def checkpoint_path(paths: Paths, name: str) -> Path:
         return ensure_builtin_checkpoint(paths.model_dirs("checkpoints")[0], name)
 
 
-def checkpoint_handles(loaded: LoadedCheckpoint, name: str) -> tuple:
-    """MODEL, CLIP and VAE of a loaded checkpoint, as the checkpoint loaders output them."""
+def checkpoint_handles(loaded: LoadedCheckpoint, name: str, int8: bool = False) -> tuple:
+    """MODEL, CLIP and VAE of a loaded checkpoint, as the checkpoint loaders output them (`int8`: the
+    MODEL samples with int8 layers, `precision=int8`)."""
     if loaded.vae is None:
         raise ValueError(f"checkpoint {name!r} has no VAE weights: add a VAELoader")
     model = ModelHandle(loaded.unet, loaded.family, ModelSampling(loaded.prediction_type), name,
-                        latent_scale=loaded.vae_scaling_factor)
+                        latent_scale=loaded.vae_scaling_factor, int8=Int8Weights() if int8 else None)
     clip = ClipHandle(tuple(loaded.text_encoders), tuple(loaded.tokenizers), loaded.family, source=name)
     vae = VaeHandle(loaded.vae, loaded.vae_scaling_factor, name)
     return (model, clip, vae)
@@ -76,7 +78,7 @@ class CheckpointLoaderSimple:
         runtime = runtime_from_settings(ctx.settings)
         loaded = load_checkpoint(checkpoint_path(ctx.paths, ckpt_name), dtype=runtime.dtype, device=runtime.device,
                                  memory_format=runtime.memory_format)
-        return checkpoint_handles(loaded, ckpt_name)
+        return checkpoint_handles(loaded, ckpt_name, runtime.int8)
 
 
 @node("CheckpointLoader", display_name="Load Checkpoint With Config (DEPRECATED)", category="advanced/loaders",
@@ -109,7 +111,7 @@ class CheckpointLoader:
             loaded.family = SD2_V if config.prediction_type == "v_prediction" else SD2_EPS
         if config.scale_factor is not None:
             loaded.configs.vae["scaling_factor"] = config.scale_factor
-        return checkpoint_handles(loaded, ckpt_name)
+        return checkpoint_handles(loaded, ckpt_name, runtime.int8)
 
 
 @node("DiffusersLoader", category="advanced/loaders/deprecated",
@@ -132,7 +134,7 @@ class DiffusersLoader:
         runtime = runtime_from_settings(ctx.settings)
         loaded = load_checkpoint(folder, dtype=runtime.dtype, device=runtime.device,
                                  memory_format=runtime.memory_format)
-        return checkpoint_handles(loaded, model_path)
+        return checkpoint_handles(loaded, model_path, runtime.int8)
 
 
 @node("VAELoader", display_name="Load VAE", category="loaders", outputs=[Out(VAE, "VAE")],

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from nodes.models.family import CheckpointFamily
+from nodes.models.quantize import Int8Weights
 from nodes.sampling import ModelSampling
 
 
@@ -43,6 +44,7 @@ class ModelHandle:
     patches: tuple = field(default=())
     hooks: tuple = field(default=())  # UnetHooks attached while sampling (FreeU, HyperTile...: unet_hooks)
     post_cfg: tuple = field(default=())  # PostCfg guidance terms added after CFG (PAG: sampling.cfg)
+    int8: Int8Weights | None = None  # loaded at precision int8: samples with int8 layers (quantize)
 
     @property
     def estimated_nbytes(self) -> int:

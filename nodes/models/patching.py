@@ -98,8 +98,9 @@ def applied(module: torch.nn.Module, patches: Iterable[WeightPatch]) -> Iterator
 def model_patches_applied(model: ModelHandle) -> Iterator[torch.nn.Module]:
     """The model's UNet with its weight patches and forward hooks (`unet_hooks`), for the duration of
     a `with` block (sampling); at precision int8, its layers then compute from the patched weights in int8."""
-    with applied(model.unet, [p for p in model.patches if p.part == UNET_PART]) as unet, \
-            hooks_attached(unet, model.hooks), int8_forwards(unet, model.int8):
+    patches = [p for p in model.patches if p.part == UNET_PART]
+    with applied(model.unet, patches) as unet, hooks_attached(unet, model.hooks), \
+            int8_forwards(unet, model.int8, patches):
         yield unet
 
 

@@ -1,8 +1,10 @@
 """Where and in which precision models run: the `device` and `precision` run settings.
 
-`precision` is fp32, bf16, fp16 or auto (the CLI flag, the server option, or a workflow's own
+`precision` is fp32, bf16, fp16, int8 or auto (the CLI flag, the server option, or a workflow's own
 `extra_data.settings`). auto means: on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX),
 bf16, about twice as fast as fp32 with half the memory; on other CPUs, fp32; on CUDA and MPS, fp16.
+int8 is opt-in and approximate, CPU only: fp32 weights, the UNet's convolutions and linears computed
+in int8 while sampling (nodes.models.quantize).
 On the CPU, convolution weights are kept channels_last (NHWC), the layout oneDNN computes in.
 """
 
@@ -25,9 +27,12 @@ _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 class Runtime:
     device: torch.device
     dtype: torch.dtype
+    int8: bool = False  # the UNet samples with int8 convolutions and linears (weights stay `dtype`)
 
     @property
     def precision(self) -> str:
+        if self.int8:
+            return "int8"
         return next(name for name, dtype in _DTYPES.items() if dtype == self.dtype)
 
     @property
@@ -73,4 +78,9 @@ def runtime_from_settings(settings: Mapping[str, Any]) -> Runtime:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
         precision = auto_precision(device)
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"precision int8 runs on the CPU only (oneDNN and FBGEMM kernels), not on {device}: "
+                             "use fp16 there")
+        return Runtime(device, torch.float32, int8=True)
     return Runtime(device, _DTYPES[precision])

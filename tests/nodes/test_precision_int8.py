@@ -1,0 +1,161 @@
+"""`precision=int8`: opt-in, CPU only, the UNet's convolutions and linears computed in int8 while it samples,
+close to fp32 but not equal, and LoRAs still change it (and are undone) as they do at fp32."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from engine.config import PRECISIONS, EngineConfig, build_registry
+from engine.execute import Executor
+from engine.paths import Paths
+from engine.workflow import Workflow
+from nodes.models.lora_weights import UNET_PART
+from nodes.models.patching import WeightPatch, model_patches_applied
+from nodes.models.quantize import quantizable
+from nodes.models.runtime import runtime_from_settings
+from tests.nodes.capture import Capture
+
+# A 4-step euler run of the tiny random model, int8 against fp32: the final latent's signal-to-error
+# ratio (measured 59.6 dB) and the decoded image's PSNR (the tiny VAE's image barely moves: 100 dB).
+# The demo model's and the full-size SD1.5's figures are in bench/RESULTS.md (bench/int8.py).
+MIN_LATENT_SNR_DB = 45.0
+MIN_IMAGE_PSNR_DB = 40.0
+
+
+@pytest.fixture(scope="module")
+def registry():
+    registry = build_registry(EngineConfig(extension_dirs=[]))
+    registry.register(Capture)
+    return registry
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of two images in [0, 1]."""
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def run_txt2img(registry, models_dir, tmp_path, **settings):
+    """(decoded image, MODEL handle) of a 4-step euler txt2img, or the failed result."""
+    captured: list = []
+    executor = Executor(registry, paths_in(models_dir, tmp_path),
+                        settings={**settings, "captured": captured})
+    result = executor.execute(Workflow.from_api({
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "model": ["4", 0], "seed": 1, "steps": 4, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+            "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0], "denoise": 1.0}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "c1": {"class_type": "Capture", "inputs": {"value": ["8", 0]}},
+        "c2": {"class_type": "Capture", "inputs": {"value": ["4", 0]}},
+        "c3": {"class_type": "Capture", "inputs": {"value": ["3", 0]}}}))
+    if result.status != "success":
+        return result
+    by_type = {type(v).__name__: v for v in captured}
+    return by_type["Tensor"], by_type["ModelHandle"], by_type["dict"]["samples"]
+
+
+def paths_in(models_dir, tmp_path) -> Paths:
+    return Paths(models_dir, tmp_path / "in", tmp_path / "out", tmp_path / "tmp")
+
+
+@pytest.fixture(scope="module")
+def fp32_run(registry, models_dir, tmp_path_factory):
+    return run_txt2img(registry, models_dir, tmp_path_factory.mktemp("fp32"), precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def int8_run(registry, models_dir, tmp_path_factory):
+    return run_txt2img(registry, models_dir, tmp_path_factory.mktemp("int8"), precision="int8")
+
+
+def test_int8_is_a_precision_every_front_end_offers():
+    assert "int8" in PRECISIONS
+
+
+def test_int8_keeps_fp32_weights_and_runs_on_the_cpu_only():
+    chosen = runtime_from_settings({"device": "cpu", "precision": "int8"})
+    assert chosen.precision == "int8" and chosen.int8 and chosen.dtype == torch.float32
+    assert runtime_from_settings({"device": "cpu", "precision": "fp32"}).int8 is False
+    with pytest.raises(ValueError, match="int8 runs on the CPU only"):
+        runtime_from_settings({"device": "cuda", "precision": "int8"})
+
+
+def test_an_unknown_precision_is_an_error_naming_the_choices(registry, models_dir, tmp_path):
+    result = run_txt2img(registry, models_dir, tmp_path, precision="int4")
+    assert result.status == "error"
+    message = str(result.error)
+    assert "'int4'" in message and "int8" in message and "fp32" in message
+
+
+def test_an_int8_run_is_close_to_fp32_but_really_quantized(fp32_run, int8_run):
+    (image_fp32, model_fp32, latent_fp32), (image_int8, model_int8, latent_int8) = fp32_run, int8_run
+    assert model_fp32.int8 is None and model_int8.int8 is not None
+    assert all(p.dtype == torch.float32 for p in model_int8.unet.parameters()), "fp32 masters, the VAE too"
+    assert not torch.equal(image_int8, image_fp32)
+    snr = 20 * math.log10(latent_fp32.norm() / (latent_int8 - latent_fp32).norm())
+    assert not torch.equal(latent_int8, latent_fp32)
+    assert snr >= MIN_LATENT_SNR_DB, f"latent SNR {snr:.1f} dB"
+    assert psnr(image_int8, image_fp32) >= MIN_IMAGE_PSNR_DB
+
+
+def test_while_sampling_the_unets_layers_compute_in_int8_and_afterwards_are_as_loaded(int8_run):
+    _, model, _ = int8_run
+    layers = [m for m in model.unet.modules() if quantizable(m)]
+    assert layers and any(isinstance(m, torch.nn.Conv2d) for m in layers)
+    assert any(isinstance(m, torch.nn.Linear) for m in layers)
+    with model_patches_applied(model):
+        assert all("forward" in m.__dict__ for m in layers)
+    assert not any("forward" in m.__dict__ for m in model.unet.modules())
+
+
+def unet_outputs(model) -> torch.Tensor:
+    """One UNet call on fixed inputs, through the sampling path (patches, hooks, int8)."""
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(1, 4, 8, 8, generator=generator)
+    context = torch.randn(1, 77, model.unet.config.cross_attention_dim, generator=generator)
+    with model_patches_applied(model) as unet, torch.inference_mode():
+        return unet(sample, torch.tensor([500.0]), encoder_hidden_states=context).sample
+
+
+class RandomDelta:
+    """A seeded LoRA-like change of one weight (what a LoRA layer adds: a delta of the weight's shape)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.nbytes = 0
+
+    def delta(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        return 0.05 * torch.randn(shape, generator=torch.Generator().manual_seed(self.seed)).to(device)
+
+
+def with_random_lora(model, strength: float):
+    """`model` with a LoRA-like patch on every quantizable layer's weight, as LoraLoader adds one."""
+    names = [f"{name}.weight" for name, m in model.unet.named_modules() if quantizable(m)]
+    layers = {name: RandomDelta(seed) for seed, name in enumerate(names)}
+    return replace(model, patches=model.patches + (WeightPatch(UNET_PART, strength, layers, "random"),))
+
+
+def test_a_lora_changes_the_int8_model_and_removing_it_restores_it(int8_run):
+    _, model, _ = int8_run
+    lora_model, stronger = with_random_lora(model, 1.0), with_random_lora(model, 2.0)
+    assert lora_model.int8 is model.int8, "the LoRA'd handle samples in int8 too"
+
+    plain = unet_outputs(model)
+    with_lora = unet_outputs(lora_model)
+    plain_again = unet_outputs(model)
+    assert torch.equal(plain, plain_again), "the unpatched int8 output is restored exactly"
+    assert torch.equal(with_lora, unet_outputs(lora_model)), "the same patches give the same int8 model"
+    assert not torch.equal(unet_outputs(stronger), with_lora), "a changed strength is quantized anew"
+    lora_effect = with_lora - plain
+    assert lora_effect.abs().max() > 1e-3
+
+    # The LoRA does at int8 what it does at fp32: the same change, up to int8 rounding.
+    fp32_effect = unet_outputs(replace(lora_model, int8=None)) - unet_outputs(replace(model, int8=None))
+    relative = (lora_effect - fp32_effect).norm() / fp32_effect.norm()
+    assert relative < 0.25, f"int8 LoRA effect differs from fp32's by {relative:.1%}"
