@@ -1,6 +1,6 @@
 """Fannovel16/comfyui_controlnet_aux's preprocessors that need no model, rebuilt in torch from the pack's
-OpenCV code (src/custom_controlnet_aux/*); MiDaS depth and LineArt run the pack's own weight files from
-`models/annotators` (nodes/models/annotators); the other model-based ones are declared and say they are unsupported.
+OpenCV code (src/custom_controlnet_aux/*); MiDaS and Zoe depth, LineArt and DWPose run the pack's own model files
+from `models/annotators` (nodes/models/annotators).
 
 The pack works on uint8 images: each image is truncated to 0..255, resized so its short side is
 `resolution` (bicubic up, area down), padded to a multiple of 64 with its edge, processed, and cropped
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from engine.context import RunContext
 from engine.declare import Out, node
 from engine.types import IMAGE, Choice, Float, Int, Link
-from nodes.models.annotators.files import AnnotatorFileMissing, annotator_file
+from nodes.models.annotators.files import ANNOTATORS_REPO, AnnotatorFileMissing, annotator_file
 from nodes.models.runtime import runtime_from_settings
 from nodes.pixel_cap import check_image_size
 
@@ -309,9 +309,9 @@ def _needs_model(class_type: str, missing: AnnotatorFileMissing | None = None) -
         f"({', '.join(MODEL_FREE)}) are available, or make the hint image elsewhere and load it with LoadImage")
 
 
-def _annotator(ctx: RunContext, class_type: str, filename: str) -> Path:
+def _annotator(ctx: RunContext, class_type: str, filename: str, repo: str = ANNOTATORS_REPO) -> Path:
     try:
-        return annotator_file(ctx.paths, filename)
+        return annotator_file(ctx.paths, filename, repo)
     except AnnotatorFileMissing as missing:
         raise _needs_model(class_type, missing) from None
 
@@ -398,7 +398,10 @@ class LineArtPreprocessor:
 @node("DWPreprocessor", display_name="DWPose Estimator", category=f"{PACK}/Faces and Poses Estimators",
       outputs=[Out(IMAGE, "IMAGE"), Out("POSE_KEYPOINT", "POSE_KEYPOINT")])
 class DWPreprocessor:
-    """Declared so workflows validate; the DWPose detector and estimator models are not supported."""
+    """OpenPose-style skeletons by DWPose: the YOLOX person detector (`bbox_detector`; "None": the whole image is
+    one person) and the whole-body estimator, from models/annotators (flat, or where the pack downloads them: e.g.
+    yzd-v/DWPose/yolox_l.onnx). Drawn at the image's size, resized to `resolution`; POSE_KEYPOINT holds OpenPose's
+    JSON for each image. ONNX files need onnxruntime; YOLO-NAS detectors are not supported."""
 
     image = Link(IMAGE)
     detect_hand = Choice(["enable", "disable"], default="enable", optional=True)
@@ -411,8 +414,32 @@ class DWPreprocessor:
                             default="dw-ll_ucoco_384_bs5.torchscript.pt", optional=True)
     scale_stick_for_xinsr_cn = Choice(["disable", "enable"], default="disable", optional=True)
 
-    def run(self, ctx: RunContext, image: torch.Tensor, **options: object) -> tuple:
-        raise _needs_model("DWPreprocessor")
+    def run(self, ctx: RunContext, image: torch.Tensor, detect_hand: str = "enable", detect_body: str = "enable",
+            detect_face: str = "enable", resolution: int = 512, bbox_detector: str = "yolox_l.onnx",
+            pose_estimator: str = "dw-ll_ucoco_384_bs5.torchscript.pt",
+            scale_stick_for_xinsr_cn: str = "disable") -> tuple:
+        from nodes.models.annotators import dwpose
+        from nodes.models.annotators.dwpose_draw import draw_poses, openpose_json, poses_of
+
+        if bbox_detector in dwpose.UNSUPPORTED_DETECTORS:
+            raise AnnotatorModelMissing(f"DWPreprocessor: bbox_detector {bbox_detector} (YOLO-NAS) is not supported "
+                                        f"here; choose yolox_l.onnx, yolox_l.torchscript.pt or None")
+        detector = (None if bbox_detector == "None" else
+                    _annotator(ctx, "DWPreprocessor", bbox_detector, dwpose.DETECTOR_REPOS[bbox_detector]))
+        estimator = _annotator(ctx, "DWPreprocessor", pose_estimator, dwpose.ESTIMATOR_REPOS[pose_estimator])
+        model = dwpose.load_dwpose(detector, estimator, runtime_from_settings(ctx.settings).device)
+        parts = {"body": detect_body == "enable", "hands": detect_hand == "enable", "face": detect_face == "enable"}
+        height, width = image.shape[1], image.shape[2]
+        k = resolution / min(height, width)
+        target_h, target_w = int(np.round(height * k)), int(np.round(width * k))
+        check_image_size(ctx, target_w, target_h, image.shape[0], "resolution")
+        maps, keypoints = [], []
+        for one in image:
+            poses = poses_of(model(dwpose.as_uint8_image(_to_uint8(one))))
+            canvas = draw_poses(poses, height, width, xinsr_sticks=scale_stick_for_xinsr_cn == "enable", **parts)
+            keypoints.append(openpose_json(poses, height, width, **parts))
+            maps.append(_resize(torch.from_numpy(canvas).permute(2, 0, 1)[None].float(), target_w, target_h))
+        return (torch.cat(maps).movedim(1, -1) / 255.0, keypoints)
 
 
 MODEL_FREE: dict[str, type] = {
@@ -422,7 +449,7 @@ MODEL_FREE: dict[str, type] = {
 }
 WITH_MODEL: dict[str, type] = {
     "LineArtPreprocessor": LineArtPreprocessor, "MiDaS-DepthMapPreprocessor": MiDaSDepthMapPreprocessor,
-    "Zoe-DepthMapPreprocessor": ZoeDepthMapPreprocessor,
+    "Zoe-DepthMapPreprocessor": ZoeDepthMapPreprocessor, "DWPreprocessor": DWPreprocessor,
 }
 NEEDS_MODEL = ("DWPreprocessor", "LineArtPreprocessor", "MiDaS-DepthMapPreprocessor", "Zoe-DepthMapPreprocessor")
 
@@ -442,4 +469,4 @@ class AIOPreprocessor:
         built = MODEL_FREE.get(preprocessor) or WITH_MODEL.get(preprocessor)
         if built is None:
             raise _needs_model(preprocessor)
-        return built().run(ctx, image, resolution=resolution)
+        return built().run(ctx, image, resolution=resolution)[:1]   # DWPose's keypoints are not AIO's output
