@@ -1,6 +1,6 @@
 """The web editor on big graphs: frame times and edit latencies measured from the page.
 
-    python bench/editor_big_graphs.py [--sizes 150 300 1000] [--repeats 3] [--frames 90]
+    python bench/editor_big_graphs.py [--sizes 150 300 1000] [--repeats 3] [--frames 90] [--before REV]
 
 Starts the real server (as tests/web do) and Debian's headless Chromium (Playwright), generates
 graphs of each size from the server's real node types (about 1.3 links per node, laid out in
@@ -9,12 +9,16 @@ fitted view and at 100 %, zooms in and out, then adds, connects, deletes a node 
 and zoom are driven from `requestAnimationFrame` through the view's own `panBy`/`zoomAt` (what the
 pointer handlers call); fps and the p95 frame come from the rAF timestamps. An edit's time runs
 from the call to the end of the next frame. Prints the median of the repeats and the CPU model.
+With `--before REV`, a second page runs the editor's files (web/) as they were at git revision REV
+(served from `git show`, the same server otherwise), and the repeats alternate between the two
+pages, so both are measured side by side under the same load of a shared machine.
 Targets (issue 21): pan/zoom >= 50 fps at 300 nodes, edits < 30 ms, 1,000 nodes open < 1 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import mimetypes
 import statistics
 import subprocess
 import sys
@@ -130,11 +134,27 @@ def cpu_model() -> str:
     return f"{model} ({cpus} CPUs)"
 
 
+def serve_revision(page, revision: str) -> None:
+    """Answer the page's requests for the editor's own files (web/) with their text at `revision`."""
+    root = Path(__file__).resolve().parents[1]
+
+    def handle(route) -> None:
+        path = route.request.url.split("://", 1)[1].split("/", 1)[1].split("?", 1)[0] or "index.html"
+        shown = subprocess.run(["git", "show", f"{revision}:web/{path}"], cwd=root, capture_output=True)
+        if shown.returncode:
+            route.continue_()
+            return
+        route.fulfill(status=200, body=shown.stdout, content_type=mimetypes.guess_type(path)[0] or "text/plain")
+
+    page.route(lambda url: url.split("?", 1)[0].endswith((".js", ".css", ".html", "/")), handle)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[150, 300, 1000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=90)
+    parser.add_argument("--before", metavar="REV", help="also measure web/ at this git revision, interleaved")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -145,17 +165,28 @@ def main() -> None:
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1440, "height": 900})
                 errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(server.url + "/")
-                page.wait_for_selector("body.ready", timeout=60_000)
+                pages = {}
+                for variant in (["before"] if args.before else []) + ["after" if args.before else "current"]:
+                    page = browser.new_page(viewport={"width": 1440, "height": 900})
+                    page.on("pageerror", lambda e: errors.append(str(e)))
+                    if variant == "before":
+                        serve_revision(page, args.before)
+                    page.goto(server.url + "/")
+                    page.wait_for_selector("body.ready", timeout=60_000)
+                    pages[variant] = page
                 for size in args.sizes:
-                    ui = page.evaluate(GENERATE_JS, size)
-                    runs = [page.evaluate(MEASURE_JS, [ui, args.frames]) for _ in range(args.repeats)]
-                    median = {key: statistics.median(run[key] for run in runs) for key, _ in COLUMNS}
-                    rows.append((size, len(ui["links"]), median))
-                    print(f"{size} nodes done: " + ", ".join(f"{k}={v:.1f}" for k, v in median.items()), flush=True)
+                    ui = next(iter(pages.values())).evaluate(GENERATE_JS, size)
+                    runs: dict[str, list[dict]] = {variant: [] for variant in pages}
+                    for _ in range(args.repeats):
+                        for variant, page in pages.items():
+                            page.bring_to_front()
+                            runs[variant].append(page.evaluate(MEASURE_JS, [ui, args.frames]))
+                    for variant in pages:
+                        median = {key: statistics.median(run[key] for run in runs[variant]) for key, _ in COLUMNS}
+                        rows.append((variant, size, len(ui["links"]), median))
+                        print(f"{variant}, {size} nodes: " + ", ".join(f"{k}={v:.1f}" for k, v in median.items()),
+                              flush=True)
                 browser.close()
                 if errors:
                     raise SystemExit("page errors:\n" + "\n".join(errors))
@@ -163,12 +194,13 @@ def main() -> None:
             server.stop()
 
     print(f"\nCPU: {cpu_model()}; Chromium headless, 1440x900; median of {args.repeats} repeats\n")
-    header = "| nodes | links | " + " | ".join(title for _, title in COLUMNS) + " |"
+    header = "| web/ | nodes | links | " + " | ".join(title for _, title in COLUMNS) + " |"
     print(header)
     print("|" + "|".join("-" * (len(cell) + 2) for cell in header.strip("|").split("|")) + "|")
-    for size, links, median in rows:
+    for variant, size, links, median in sorted(rows, key=lambda row: (row[0] != "before", row[1])):
         cells = [f"{median[key]:.0f}" if "fps" in key else f"{median[key]:.1f}" for key, _ in COLUMNS]
-        print(f"| {size} | {links} | " + " | ".join(cells) + " |")
+        name = args.before if variant == "before" else variant
+        print(f"| {name} | {size} | {links} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What keeps big graphs fast, as the user sees it: an edit redraws only the nodes it changes (and
 an undo keeps the elements it did not change, still wired to the graph), nodes off screen are not
-drawn yet come back when panned to, and zoomed out the widgets and text are not drawn."""
+drawn yet come back when panned to. Zoomed out, the overview draws them (test_overview.py)."""
 
 from __future__ import annotations
 
@@ -63,18 +63,3 @@ def test_off_screen_nodes_are_not_drawn_and_come_back_when_panned_to(editor: Edi
     editor.node(9).locator(".node-title-text").click()
     assert editor.js("() => [...sdgraph.view.selection]") == [9]
 
-
-def test_zoomed_out_widgets_and_text_are_not_drawn_and_links_still_meet_their_sockets(editor: EditorPage):
-    socket = "() => sdgraph.view.socketPosition(3, 'in', 0)"
-    before = editor.js(socket)
-    expect(editor.widget(3, "steps")).to_be_visible()
-    expect(editor.node(3).locator(".node-title-text")).to_be_visible()
-    editor.js("() => sdgraph.view.setViewport({ scale: 0.3, offset: [200, 200] })")
-    expect(editor.widget(3, "steps")).to_be_hidden()
-    expect(editor.node(3).locator(".node-title-text")).to_be_hidden()
-    expect(editor.node(3)).to_be_visible()
-    expect(editor.socket(3, "in", "model")).to_be_visible()
-    assert editor.js(socket) == before
-    editor.js("() => sdgraph.view.setViewport({ scale: 1, offset: [0, 0] })")
-    expect(editor.widget(3, "steps")).to_be_visible()
-    expect(editor.node(3).locator(".node-title-text")).to_be_visible()

@@ -5,12 +5,13 @@
  *
  * Big graphs stay fast: a redraw rebuilds only the nodes whose drawn content changed (see
  * `nodeSignature`) and rewrites only the link paths that moved; pan and zoom move one transformed
- * container; nodes and links off screen are hidden (culled) and, zoomed out, widgets, labels and
- * titles are not drawn (`low-detail`).
+ * container; nodes and links off screen are hidden (culled) and, zoomed out, nodes and links are
+ * drawn on one <canvas> instead (overview.js) while their DOM stays, transparent, for hit-testing.
  */
 
 import { applyStatus, nodeSignature, renderNode } from "./nodeview.js";
 import { typeColour } from "./nodedefs.js";
+import { OverviewLayer } from "./overview.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 export const MIN_SCALE = 0.1;
@@ -18,8 +19,13 @@ export const MAX_SCALE = 4;
 /** A node's `pos` is the top-left of its body; its title bar sits above it (ComfyUI's convention). */
 export const TITLE_HEIGHT = 30;
 const GRID_SIZE = 20;
-/** Below this zoom, nodes are drawn without widgets, labels and titles (they are unreadable anyway). */
-export const LOW_DETAIL_SCALE = 0.45;
+/** A socket's row height (style.css `.socket`): the overview's hit-testing finds sockets by it. */
+const SOCKET_ROW = 22;
+/**
+ * Below this zoom nodes are drawn by the overview (boxes, titles, sockets): widgets' 12 px text
+ * would be under 6 px, unreadable anyway. The shipped workflows all fit above it at 1440×900.
+ */
+export const LOW_DETAIL_SCALE = 0.5;
 /** What is drawn around the visible area, in screen pixels, so a short pan shows no gaps. */
 const CULL_MARGIN = 300;
 /** How long the world stays a composited layer after the viewport last moved. */
@@ -54,6 +60,8 @@ export class CanvasView extends EventTarget {
     this.culled = new Set();        // node ids and "link:<id>" keys hidden as off screen
     this.builtWith = null;          // the status map the elements were drawn with (one per tab)
     this.hiddenLink = null;         // a link being dragged off its input
+    // A node grows without a rebuild (an image loads, a textarea is resized): keep its size current.
+    this.resizes = new ResizeObserver((entries) => this.resized(entries));
     root.classList.add("canvas");
     root.tabIndex = 0;
     this.grid = this.make("div", "grid", root);
@@ -63,9 +71,14 @@ export class CanvasView extends EventTarget {
     this.svg.classList.add("link-layer");
     this.world.append(this.svg);
     this.nodeLayer = this.make("div", "node-layer", this.world);
+    // The link being dragged has a layer of its own: it stays drawn when the overview hides the links.
+    this.dragLayer = document.createElementNS(SVG, "svg");
+    this.dragLayer.classList.add("link-layer", "drag-layer");
+    this.world.append(this.dragLayer);
     this.dragPath = document.createElementNS(SVG, "path");
     this.dragPath.classList.add("link", "dragging");
     this.selectBox = this.make("div", "select-box", root);
+    this.overview = new OverviewLayer(this);
     this.applyTransform();
   }
 
@@ -87,11 +100,12 @@ export class CanvasView extends EventTarget {
     if (this.grid.style.backgroundSize !== size) this.grid.style.backgroundSize = size;
     const shift = (value) => (((value * this.scale) % cell) + cell) % cell - cell;
     this.grid.style.transform = `translate(${shift(ox)}px, ${shift(oy)}px)`;
-    this.root.classList.toggle("low-detail", this.scale < LOW_DETAIL_SCALE);
+    const overview = this.scale < LOW_DETAIL_SCALE;
+    this.root.classList.toggle("overview", overview);
+    this.overview.setActive(overview);
     this.graph.extra.ds = { scale: this.scale, offset: [...this.offset] };
-    // While the viewport moves the world is its own layer, so a pan repaints little. Not when zoomed
-    // out: the whole world is in view then, and rastering it all as one layer costs more than it saves.
-    this.world.classList.toggle("moving", this.scale >= LOW_DETAIL_SCALE);
+    // While the viewport moves the world is its own layer, so a pan repaints little.
+    this.world.classList.add("moving");
     clearTimeout(this.movingTimer);
     this.movingTimer = setTimeout(() => this.world.classList.remove("moving"), MOVING_MS);
     this.scheduleCull();
@@ -143,11 +157,12 @@ export class CanvasView extends EventTarget {
     this.applyTransform();
   }
 
-  /** [x, y, width, height] of a node in world units (its drawn size when it is drawn). */
+  /**
+   * [x, y, width, height] of a node in world units: its drawn size as last measured (kept fresh by
+   * `resizes`), so callers that look at every node (minimap, fit, box select) force no layout.
+   */
   nodeBox(node) {
-    const el = this.elements.get(node.id);
-    const w = el ? el.offsetWidth : node.size[0];
-    const h = el ? el.offsetHeight : node.size[1] + TITLE_HEIGHT;
+    const [w, h] = this.sizes.get(node.id) || [node.size[0], node.size[1] + TITLE_HEIGHT];
     return [node.pos[0], node.pos[1] - TITLE_HEIGHT, w, h];
   }
 
@@ -156,8 +171,9 @@ export class CanvasView extends EventTarget {
   /**
    * Bring the drawing up to date with the graph: build the nodes that are new or whose drawn
    * content changed (and those in `rebuild`), remove the deleted ones, redraw links that moved.
+   * `only`: the ids of the only nodes that may have changed (an undo's diff names them).
    */
-  render({ rebuild = [] } = {}) {
+  render({ rebuild = [], only = null } = {}) {
     const forced = new Set(rebuild);
     if (this.builtWith !== this.status) {     // another tab's run state: redraw every node
       this.builtWith = this.status;
@@ -169,7 +185,9 @@ export class CanvasView extends EventTarget {
       this.forget(id);
     }
     const built = [];
-    for (const node of this.graph.nodes.values()) {
+    const candidates = only && !forced.size
+      ? only.map((id) => this.graph.nodes.get(id)).filter(Boolean) : this.graph.nodes.values();
+    for (const node of candidates) {
       if (!forced.has(node.id) && this.signatures.get(node.id) === nodeSignature(this.graph, node)) this.place(node);
       else built.push(this.rebuild(node));
     }
@@ -185,17 +203,29 @@ export class CanvasView extends EventTarget {
     this.signatures.set(node.id, nodeSignature(this.graph, node));
     const old = this.elements.get(node.id);
     const fresh = this.buildNode(node);
-    if (old) old.replaceWith(fresh);
+    if (old) { this.resizes.unobserve(old); old.replaceWith(fresh); }
     else this.nodeLayer.append(fresh);
     return node;
   }
 
   forget(id) {
+    const el = this.elements.get(id);
+    if (el) this.resizes.unobserve(el);
     this.elements.delete(id);
     this.sockets.delete(id);
     this.sizes.delete(id);
     this.signatures.delete(id);
     this.culled.delete(id);
+  }
+
+  resized(entries) {
+    for (const entry of entries) {
+      const id = Number(entry.target.dataset.nodeId);
+      const box = entry.borderBoxSize?.[0];
+      if (!box || this.elements.get(id) !== entry.target) continue;
+      this.sizes.set(id, [box.inlineSize, box.blockSize]);   // CSS pixels of the untransformed node: world units
+    }
+    this.scheduleCull();
   }
 
   buildNode(node) {
@@ -204,6 +234,7 @@ export class CanvasView extends EventTarget {
     el.classList.toggle("selected", this.selection.has(node.id));
     this.culled.delete(node.id);
     this.elements.set(node.id, el);
+    this.resizes.observe(el, { box: "border-box" });
     return el;
   }
 
@@ -294,7 +325,7 @@ export class CanvasView extends EventTarget {
         path = document.createElementNS(SVG, "path");
         path.classList.add("link");
         path.dataset.linkId = String(link.id);
-        this.svg.insertBefore(path, this.dragPath.isConnected ? this.dragPath : null);
+        this.svg.append(path);
         this.paths.set(link.id, path);
       }
       const colour = typeColour(link.type);
@@ -320,7 +351,8 @@ export class CanvasView extends EventTarget {
     if (!from) { this.dragPath.remove(); this.drawLinks(); this.cull(); return; }
     this.dragPath.setAttribute("d", CanvasView.curve(from, to));
     this.dragPath.style.stroke = typeColour(type);
-    if (!this.dragPath.isConnected) this.svg.append(this.dragPath);
+    if (this.hiddenLink != null) this.overview.schedule();
+    if (!this.dragPath.isConnected) this.dragLayer.append(this.dragPath);
   }
 
   renderGroups() {
@@ -354,6 +386,7 @@ export class CanvasView extends EventTarget {
 
   /** Cull once in the next frame, however often the viewport moved before it. */
   scheduleCull() {
+    this.overview.schedule();
     if (this.cullFrame) return;
     this.cullFrame = requestAnimationFrame(() => { this.cullFrame = 0; this.cull(); });
   }
@@ -363,6 +396,7 @@ export class CanvasView extends EventTarget {
    * so measuring, fitting and selecting still see them, but they cost no painting.
    */
   cull() {
+    this.overview.schedule();
     const rect = this.root.getBoundingClientRect();
     if (!rect.width) return;
     const margin = CULL_MARGIN / this.scale;
@@ -390,6 +424,44 @@ export class CanvasView extends EventTarget {
     }
   }
 
+  // --- hit-testing -------------------------------------------------------------------------
+
+  /**
+   * The element under a client point, as `document.elementFromPoint` finds it; in the overview,
+   * where nodes are drawn on the canvas and their DOM is not rendered, a node's socket row, title
+   * or element is found from the nodes' measured geometry instead.
+   */
+  elementAt(clientX, clientY) {
+    const hit = document.elementFromPoint(clientX, clientY);
+    if (!this.overview.active || (hit && hit !== this.root && !this.world.contains(hit))) return hit;
+    return this.nodePartAt(clientX, clientY) || hit;
+  }
+
+  /** What a pointer event is on: its target, or in the overview the node part under it. */
+  targetOf(event) {
+    return this.overview.active ? this.elementAt(event.clientX, event.clientY) || event.target : event.target;
+  }
+
+  nodePartAt(clientX, clientY) {
+    const [wx, wy] = this.toWorld(clientX, clientY);
+    const ids = [...this.elements.keys()];
+    for (let i = ids.length - 1; i >= 0; i--) {     // the last drawn is on top
+      const node = this.graph.nodes.get(ids[i]);
+      if (!node) continue;
+      const [x, y, w, h] = this.nodeBox(node);
+      if (wx < x || wx > x + w || wy < y || wy > y + h) continue;
+      const el = this.elements.get(node.id);
+      if (wy < y + TITLE_HEIGHT) return el.querySelector(".node-title") || el;
+      for (const direction of ["in", "out"]) {
+        const found = (this.sockets.get(node.id)?.[direction] || []).findIndex(([sx, sy]) =>
+          Math.abs(node.pos[1] + sy - wy) <= SOCKET_ROW / 2 && (direction === "in" ? wx < x + w / 2 : wx >= x + w / 2));
+        if (found >= 0) return el.querySelectorAll(`.socket.${direction}`)[found] || el;
+      }
+      return el.querySelector(".node-body") || el;
+    }
+    return null;
+  }
+
   // --- selection and run state -------------------------------------------------------------
 
   select(ids, { additive = false } = {}) {
@@ -406,6 +478,7 @@ export class CanvasView extends EventTarget {
 
   refreshSelection() {
     for (const [id, el] of this.elements) el.classList.toggle("selected", this.selection.has(id));
+    this.overview.schedule();
     this.dispatchEvent(new CustomEvent("selection", { detail: { ids: [...this.selection] } }));
   }
 
@@ -416,6 +489,7 @@ export class CanvasView extends EventTarget {
     this.status.set(key, status);
     const el = this.elements.get(key);
     if (!el) return;
+    this.overview.schedule();
     if ("errors" in patch) {           // errors mark sockets and widgets: redraw the node
       this.renderNodes([key]);
       return;

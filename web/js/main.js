@@ -29,7 +29,7 @@ import { installShortcuts } from "./shortcuts.js";
 import { AutoSave, SessionStore } from "./storage.js";
 import { TabStrip, WorkflowTab } from "./tabs.js";
 import { editTitle } from "./title_editor.js";
-import { parseSnapshot, snapshotOf } from "./undo.js";
+import { applySnapshot, parseSnapshot, snapshotOf } from "./undo.js";
 import { WorkflowBrowser } from "./workflow_browser.js";
 
 const DEFAULT_WORKFLOW = "txt2img.json";
@@ -99,8 +99,8 @@ class Editor {
 
   snapshot() { return snapshotOf(this.graph.toJSON(), this.workflowName); }
 
-  changed({ kind, nodes = [] }) {
-    if (kind === "structure" || kind === "mode" || kind === "load") this.view.render({ rebuild: nodes });
+  changed({ kind, nodes = [], only = null }) {
+    if (kind === "structure" || kind === "mode" || kind === "load") this.view.render({ rebuild: nodes, only });
     this.autosave.schedule();
     if (this.restoring || kind === "load") return;
     clearTimeout(this.undoTimer);
@@ -252,7 +252,7 @@ class Editor {
     this.tab.name = name;
     this.restoring = true;
     try {
-      this.graph.load(workflow);
+      applySnapshot(this.graph, workflow);
     } finally {
       this.restoring = false;
     }

@@ -36,7 +36,7 @@ export class PointerController {
   }
 
   down(e) {
-    const target = e.target;
+    const target = this.view.targetOf(e);   // zoomed out, nodes are drawn on a canvas: hit-tested by geometry
     if (e.button === 2 || this.isControl(target)) return;
     this.view.root.focus({ preventScroll: true });
     const start = { x: e.clientX, y: e.clientY };
@@ -149,7 +149,7 @@ export class PointerController {
   }
 
   socketAt(x, y) {
-    const hit = document.elementFromPoint(x, y);
+    const hit = this.view.elementAt(x, y);
     return hit?.closest?.(".canvas .socket") || null;
   }
 
@@ -207,7 +207,7 @@ export class PointerController {
     drag.hovered?.classList.remove("drop-ok", "drop-refused");
     this.view.showDragLink(null);
     this.view.hiddenLink = null;
-    const hit = document.elementFromPoint(e.clientX, e.clientY);
+    const hit = this.view.elementAt(e.clientX, e.clientY);
     const socketEl = hit?.closest?.(".canvas .socket");
     const nodeId = hit ? this.nodeIdOf(hit) : null;
     const { from, detached } = drag;
@@ -279,7 +279,7 @@ export class PointerController {
 
   doubleClick(e) {
     // The clicks' pointer capture (for dragging) retargets the dblclick to the canvas: find what is under the pointer.
-    const target = document.elementFromPoint(e.clientX, e.clientY) || e.target;
+    const target = this.view.elementAt(e.clientX, e.clientY) || e.target;
     if (target.closest?.(".node, .group-title, .palette, .menu")) {
       const nodeId = this.nodeIdOf(target);
       if (nodeId != null && target.closest(".node-title")) this.callbacks.rename(nodeId);
@@ -289,9 +289,10 @@ export class PointerController {
   }
 
   contextMenu(e) {
-    if (this.isControl(e.target) && !e.target.closest(".node-images img")) return;
+    const target = this.view.targetOf(e);
+    if (this.isControl(target) && !target.closest(".node-images img")) return;
     e.preventDefault();
-    const nodeId = this.nodeIdOf(e.target);
+    const nodeId = this.nodeIdOf(target);
     if (nodeId != null && !this.view.selection.has(nodeId)) this.view.select([nodeId]);
     this.callbacks.menu(e, nodeId);
   }

@@ -2,7 +2,8 @@
  * Undo/redo as a stack of document snapshots: the workflow's name and its JSON text without the
  * viewport (panning and zooming are not steps). Only document state is in a snapshot, never what
  * the view measures or shows (drawn sizes, images, errors), so a run never breaks the history.
- * Simple and exact: restoring a snapshot is loading a workflow.
+ * Simple and exact; restoring one applies it as a diff (`applySnapshot`), so an undo on a big
+ * graph touches only the nodes the step changed.
  */
 
 export const UNDO_LIMIT = 100;
@@ -54,4 +55,37 @@ export function snapshotOf(workflow, name = "Untitled") {
 /** `{name, workflow}` back from a snapshot. */
 export function parseSnapshot(snapshot) {
   return JSON.parse(snapshot);
+}
+
+/**
+ * Bring `graph` back to a workflow it serialised itself (an undo snapshot's) as a diff: a node whose
+ * JSON is unchanged keeps its object, and so its drawn element; the others are replaced or removed;
+ * links, groups and the rest are taken whole. One "load" change names the nodes that differ
+ * (`only`), so the view looks at those alone. The viewport (`extra.ds`) is left as it is.
+ */
+export function applySnapshot(graph, workflow) {
+  const { nodes = [], links = [], groups = [], config = {}, extra = {}, last_node_id: lastNode = 0,
+    last_link_id: lastLink = 0, version, ...rest } = workflow;
+  const wanted = new Map(nodes.map((raw) => [Number(raw.id), raw]));
+  const only = [];
+  for (const id of [...graph.nodes.keys()]) {
+    if (!wanted.has(id)) { graph.nodes.delete(id); only.push(id); }
+  }
+  for (const [id, raw] of wanted) {
+    const node = graph.nodes.get(id);
+    // Serialised as toJSON does (a copy with its `order`): equal text, equal node.
+    if (node && JSON.stringify({ ...node, order: raw.order }) === JSON.stringify(raw)) continue;
+    graph.nodes.set(id, raw);
+    only.push(id);
+  }
+  graph.links = new Map(links.map(([id, originId, originSlot, targetId, targetSlot, type]) => [id,
+    { id, origin_id: originId, origin_slot: originSlot, target_id: targetId, target_slot: targetSlot, type }]));
+  graph.groups = groups;
+  graph.config = config;
+  graph.extra = { ...extra, ...(graph.extra.ds ? { ds: graph.extra.ds } : {}) };
+  graph.rest = rest;
+  graph.lastNodeId = lastNode;
+  graph.lastLinkId = lastLink;
+  graph.changed("load", { only });
+  return only;
 }
