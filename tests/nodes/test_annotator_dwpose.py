@@ -165,6 +165,26 @@ def test_onnx_and_torchscript_files_agree(models_dir):
     assert np.allclose(onnx[1][0]["people"][0]["pose_keypoints_2d"], script[1][0]["people"][0]["pose_keypoints_2d"])
 
 
+def test_two_people_through_a_fixed_batch_onnx_estimator(models_dir, tmp_path, monkeypatch):
+    """An estimator exported with batch 1 (as some published files are) takes the crops one at a time; the second
+    person's box, shifted 20 px right, moves its shoulders 20 px right."""
+    flat = tmp_path / "annotators"
+    flat.mkdir()
+    (flat / "yolox_l.onnx").write_bytes((models_dir / "annotators/yzd-v/DWPose/yolox_l.onnx").read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TinyEstimator().eval(), (torch.zeros(1, 3, 384, 288),), str(flat / "dw-ll_ucoco_384.onnx"),
+                          input_names=["input"], output_names=["simcc_x", "simcc_y"], dynamo=False)
+    boxes = np.array([BOX, [BOX[0] + 20, BOX[1], BOX[2] + 20, BOX[3]]])
+    monkeypatch.setattr(dwpose, "people_boxes", lambda predictions, ratio: boxes)
+    _, keypoints = aux.DWPreprocessor().run(context(tmp_path), dot_image(), resolution=96,
+                                            pose_estimator="dw-ll_ucoco_384.onnx")
+    people = [np.array(person["pose_keypoints_2d"]).reshape(18, 3) for person in keypoints[0]["people"]]
+    assert len(people) == 2
+    assert np.allclose(people[0][2], [*RIGHT_SHOULDER, 1.0], atol=1e-3)
+    assert np.allclose(people[1][2], [RIGHT_SHOULDER[0] + 20, RIGHT_SHOULDER[1], 1.0], atol=1e-3)
+
+
 def test_without_a_detector_the_whole_image_is_one_person(models_dir):
     """The whole image as the box: centre (64, 48), 160 × 120 grown; 160 > 120 · 0.75, so 160 × 213.3 px."""
     pose_map, keypoints = aux.DWPreprocessor().run(context(models_dir), dot_image(), resolution=96,

@@ -48,7 +48,8 @@ class ExportedModel:
 
 
 def load_exported(path: Path, device: torch.device) -> ExportedModel:
-    """An `.onnx` file on onnxruntime's CPU provider, anything else as TorchScript (`torch.jit.load`)."""
+    """An `.onnx` file on onnxruntime's CPU provider (in its input's dtype, and a batch at a time where the file
+    fixes the batch size), anything else as TorchScript (`torch.jit.load`)."""
     if path.name.endswith(".onnx"):
         try:
             import onnxruntime
@@ -56,8 +57,13 @@ def load_exported(path: Path, device: torch.device) -> ExportedModel:
             raise RuntimeError(f"{path.name} is an ONNX model: install onnxruntime to run it, or choose the "
                                f".torchscript.pt file") from missing
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return ExportedModel(lambda batch: list(session.run(None, {name: batch})), torchscript=False)
+        spec = session.get_inputs()[0]
+        dtype = np.float16 if spec.type == "tensor(float16)" else np.float32
+        fixed = spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) else None
+
+        def run_onnx(batch: np.ndarray) -> list[np.ndarray]:
+            return [np.asarray(o, np.float32) for o in session.run(None, {spec.name: batch.astype(dtype)})]
+        return ExportedModel(lambda batch: in_batches(run_onnx, batch, fixed), torchscript=False)
     with warnings.catch_warnings():   # torch deprecates TorchScript; the pack's files are TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
         module = torch.jit.load(str(path), map_location=device).eval()
@@ -69,6 +75,17 @@ def load_exported(path: Path, device: torch.device) -> ExportedModel:
         outputs = out if isinstance(out, (tuple, list)) else (out,)
         return [o.float().cpu().numpy() for o in outputs]
     return ExportedModel(run, torchscript=True)
+
+
+def in_batches(run: Callable[[np.ndarray], list[np.ndarray]], batch: np.ndarray,
+               size: int | None) -> list[np.ndarray]:
+    """`run` on batches of exactly `size` (None: all at once), the last filled with zeros, outputs cut back."""
+    count = len(batch)
+    if size is None or count == size:
+        return run(batch)
+    filled = np.concatenate([batch, np.zeros((-count % size, *batch.shape[1:]), batch.dtype)])
+    parts = [run(filled[i:i + size]) for i in range(0, len(filled), size)]
+    return [np.concatenate([part[k] for part in parts])[:count] for k in range(len(parts[0]))]
 
 
 def _resize_linear(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -185,13 +202,9 @@ def estimate_keypoints(estimator: ExportedModel, image: np.ndarray, boxes: np.nd
 
 
 def _run_estimator(estimator: ExportedModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if not estimator.torchscript:
-        simcc_x, simcc_y = estimator.run(batch)[:2]
-        return simcc_x, simcc_y
-    count = len(batch)
-    filled = np.concatenate([batch, np.zeros((-count % TORCHSCRIPT_BATCH, *batch.shape[1:]), batch.dtype)])
-    outputs = [estimator.run(filled[i:i + TORCHSCRIPT_BATCH]) for i in range(0, len(filled), TORCHSCRIPT_BATCH)]
-    return (np.concatenate([o[0] for o in outputs])[:count], np.concatenate([o[1] for o in outputs])[:count])
+    simcc_x, simcc_y = (in_batches(estimator.run, batch, TORCHSCRIPT_BATCH) if estimator.torchscript
+                        else estimator.run(batch))[:2]
+    return simcc_x, simcc_y
 
 
 def openpose_order(keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
