@@ -190,7 +190,7 @@ class _Validator:
             message = check(self.paths, **self.constants[node_id], **extra)
         except Exception as exc:  # a node's own check must not take validation down
             message = f"validation raised {type(exc).__name__}: {exc}"
-        if message:
+        if message and message is not True:   # True passes, as ComfyUI's VALIDATE_INPUTS returns it
             self.fail(node_id, input_error("custom_validation_failed", str(message), None, str(message)))
 
 

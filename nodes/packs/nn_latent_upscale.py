@@ -46,8 +46,8 @@ class NNLatentUpscale:
     version = Choice(list(RESIZER_FILES))
     upscale = Float(1.5, min=1.0, max=2.0, step=0.01)
 
-    def validate_inputs(self, paths: Paths, version: str = "SDXL", **_: Any) -> bool | str:
-        return resizer_problem(paths, version) or True
+    def validate_inputs(self, paths: Paths, version: str = "SDXL", **_: Any) -> str | None:
+        return resizer_problem(paths, version)
 
     def fingerprint(self, paths: Paths, version: str = "SDXL", **_: Any) -> str:
         """The resizer file's stamp: a replaced file re-runs the node."""

@@ -158,7 +158,7 @@ def test_a_missing_resizer_file_fails_validation_naming_the_file_and_folder(tmp_
 
 def test_the_validation_passes_and_the_fingerprint_follows_the_file(resizers, tmp_path):
     root, weights = resizers
-    assert NNLatentUpscale().validate_inputs(Paths(root), version="SDXL") is True
+    assert NNLatentUpscale().validate_inputs(Paths(root), version="SDXL") is None
     assert NNLatentUpscale().fingerprint(Paths(tmp_path), version="SDXL") == "missing"
     assert NNLatentUpscale().fingerprint(Paths(root), version="SDXL") != "missing"
 
