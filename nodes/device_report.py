@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 import torch
 
+from nodes.models.quantize import int8_kernels_available
 from nodes.models.runtime import cpu_has_native_bf16, runtime_from_settings
 
 
@@ -20,4 +21,6 @@ def describe_runtime(settings: Mapping[str, Any]) -> dict[str, str]:
         "device": str(chosen.device),
         "precision auto": auto.precision,
         "precision used": chosen.precision,
+        "precision int8": "available (opt-in, approximate: the UNet in int8)" if int8_kernels_available()
+        else "not available in this torch build",
     }

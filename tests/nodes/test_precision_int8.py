@@ -1,12 +1,16 @@
 """`precision=int8`: opt-in, CPU only, the UNet's convolutions and linears computed in int8 while it samples,
 close to fp32 but not equal, and LoRAs still change it (and are undone) as they do at fp32."""
 
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
+from engine.cli import main
 from engine.config import PRECISIONS, EngineConfig, build_registry
 from engine.execute import Executor
 from engine.paths import Paths
@@ -15,6 +19,7 @@ from nodes.models.lora_weights import UNET_PART
 from nodes.models.patching import WeightPatch, model_patches_applied
 from nodes.models.quantize import quantizable
 from nodes.models.runtime import runtime_from_settings
+from nodes.provenance import RECORD_CHUNK
 from tests.nodes.capture import Capture
 
 # A 4-step euler run of the tiny random model, int8 against fp32: the final latent's signal-to-error
@@ -76,6 +81,31 @@ def int8_run(registry, models_dir, tmp_path_factory):
 
 def test_int8_is_a_precision_every_front_end_offers():
     assert "int8" in PRECISIONS
+
+
+def test_doctor_lists_int8_and_resolves_it(capsys):
+    assert main(["doctor", "--json", "--device", "cpu", "--precision", "int8"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["precision used"] == "int8" and report["precision int8"].startswith("available")
+
+
+def test_the_cli_runs_a_workflow_at_int8(models_dir, tmp_path, capsys):
+    workflow = tmp_path / "txt2img.json"
+    workflow.write_text(json.dumps({
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "model": ["4", 0], "seed": 1, "steps": 2, "cfg": 1.0, "sampler_name": "euler", "scheduler": "normal",
+            "positive": ["6", 0], "negative": ["6", 0], "latent_image": ["5", 0], "denoise": 1.0}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "int8"}}}))
+    assert main(["run", str(workflow), "--precision", "int8", "--quiet", "--models-dir", str(models_dir),
+                 "--output-dir", str(tmp_path / "out"), "--input-dir", str(tmp_path / "in"),
+                 "--temp-dir", str(tmp_path / "tmp")]) == 0
+    saved = [Path(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(saved) == 1 and saved[0].is_file()
+    assert json.loads(Image.open(saved[0]).info[RECORD_CHUNK])["dtype"] == "int8"
 
 
 def test_int8_keeps_fp32_weights_and_runs_on_the_cpu_only():
