@@ -1,9 +1,11 @@
 """Classify, convert and validate a corpus of real ComfyUI workflows, and print how far we get.
 
-Reads UI-format workflow JSON from folders or wheels (ComfyUI's template packages on PyPI), keeps
-the SD1.x / SD2 / SDXL ones, converts each with the full registry, and validates it with an empty
-placeholder file for every model it names and a small image for every image it loads. The table
-says how many convert and validate, and which node types are still missing (core or custom pack).
+Reads UI-format workflow JSON from folders or wheels (ComfyUI's template packages on PyPI) and the
+workflows PNGs in folders carry, keeps the SD1.x / SD2 / SDXL ones, converts each with the full registry,
+and validates it with an empty placeholder file for every model it names and a small image for every
+image it loads. The table says how many convert and validate, and which node types are still missing
+(core or custom pack). `--packs` adds, for the workflows that use custom pack nodes, how many validate
+without our rebuilt pack nodes (nodes/packs, and Use Everywhere's links) and with them.
 
     python tools/workflow_corpus.py /tmp/corpus/*.whl tests/fixtures/comfy_workflows [--core-docs DOCS.whl] [-v]
 """
@@ -25,13 +27,16 @@ if __package__ in (None, ""):  # run as a script: the repository root holds engi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.paths import Paths, UnsafePathError, contained  # noqa: E402
+from engine.pngmeta import read_png_metadata  # noqa: E402
 from engine.registry import NodeRegistry  # noqa: E402
 from engine.types import Choice  # noqa: E402
 from engine.ui_format import FRONTEND_ONLY_TYPES, UIFormatError, is_ui_format, ui_to_api  # noqa: E402
+from engine.ui_use_everywhere import UE_TYPES  # noqa: E402
 from engine.validate import validate  # noqa: E402
 from engine.workflow import Workflow  # noqa: E402
 
 IN_SCOPE = ("SD1.x", "SD2", "SDXL")
+PACKS_PACKAGE = "nodes.packs"   # our rebuilds of custom packs' nodes
 # Loaders whose checkpoint holds a whole SD1.x/SD2/SDXL model; a workflow without one is another family's.
 CHECKPOINT_LOADERS = frozenset({"CheckpointLoaderSimple", "CheckpointLoader", "unCLIPCheckpointLoader"})
 # Nodes that only other families' workflows use (separate text encoders, video and audio latents).
@@ -111,9 +116,10 @@ def _index_tags(entries: dict[str, bytes]) -> dict[str, list[str]]:
 
 
 def _entries(source: Path) -> dict[str, bytes]:
-    """Every `.json` file in a wheel (or any zip) or under a folder, by path."""
+    """Every `.json` file in a wheel (or any zip), or `.json` and `.png` file under a folder, by path."""
     if source.is_dir():
-        return {p.relative_to(source).as_posix(): p.read_bytes() for p in sorted(source.rglob("*.json"))}
+        return {p.relative_to(source).as_posix(): p.read_bytes() for p in sorted(source.rglob("*"))
+                if p.suffix.lower() in (".json", ".png") and p.is_file()}
     with zipfile.ZipFile(source) as archive:
         return {n: archive.read(n) for n in sorted(archive.namelist()) if n.endswith(".json")}
 
@@ -126,13 +132,21 @@ def read_corpus(sources: Iterable[Path]) -> list[CorpusWorkflow]:
         tags = _index_tags(entries)
         for path, data in entries.items():
             try:
-                ui = json.loads(data)
+                ui = _png_workflow(data) if path.lower().endswith(".png") else json.loads(data)
             except ValueError:
                 continue
             if is_ui_format(ui):
                 name = Path(path).stem
                 found.append(CorpusWorkflow(Path(source).name, name, ui, tags.get(name)))
     return found
+
+
+def _png_workflow(data: bytes) -> Any:
+    """The UI workflow a PNG carries (None when it carries none)."""
+    try:
+        return read_png_metadata(data).workflow
+    except Exception:  # noqa: BLE001 - any unreadable PNG just holds no workflow for the corpus
+        return None
 
 
 def ui_nodes(ui: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -146,6 +160,11 @@ def ui_node_types(ui: dict[str, Any]) -> set[str]:
     """Node types the workflow uses, without subgraph instances and front-end-only nodes."""
     subgraph_ids = {s.get("id") for s in (ui.get("definitions") or {}).get("subgraphs", []) or []}
     return {str(n.get("type")) for n in ui_nodes(ui)} - subgraph_ids - FRONTEND_ONLY_TYPES
+
+
+def everywhere_types(ui: dict[str, Any]) -> set[str]:
+    """The Use Everywhere node types the workflow uses (front-end-only, so not among `ui_node_types`)."""
+    return {str(n.get("type")) for n in ui_nodes(ui)} & UE_TYPES
 
 
 # --- classifying -----------------------------------------------------------------------------------
@@ -210,16 +229,27 @@ def node_origins(corpus: Iterable[CorpusWorkflow], registry: NodeRegistry,
 # --- converting and validating ---------------------------------------------------------------------
 
 
+def implicit_model_files() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Node type → (model kind, file names) for nodes that load fixed files no input names."""
+    from nodes.packs.nn_latent_upscale import KIND, RESIZER_FILES
+
+    return {"NNLatentUpscale": (KIND, tuple(RESIZER_FILES.values()))}
+
+
 def write_placeholders(workflow: Workflow, registry: NodeRegistry, paths: Paths) -> None:
     """An empty file for every model the workflow names (in the folder its loader reads) and a
     64×64 PNG for every image it loads, so that only the graph itself is validated."""
     from PIL import Image
 
+    implicit = implicit_model_files()
     for spec in workflow.nodes.values():
         decl = registry.get(spec.class_type)
         if decl is None:
             continue
         constants = spec.constants()
+        kind, files = implicit.get(spec.class_type, ("", ()))
+        for name in files:
+            _touch(paths.models_dir / kind, name)
         for name, kind in decl.model_inputs.items():
             if isinstance(constants.get(name), str) and constants[name]:
                 _touch(paths.models_dir / kind, constants[name])
@@ -251,9 +281,21 @@ def first_error(response: dict[str, Any]) -> str:
     return f"{error.get('message')}: {error.get('details')}"
 
 
-def check(workflow: CorpusWorkflow, registry: NodeRegistry, work_dir: Path) -> Outcome:
-    """Classify, convert, and (for an in-scope workflow) validate with placeholder files under `work_dir`."""
+def without_packs(registry: NodeRegistry) -> NodeRegistry:
+    """The registry less our rebuilds of custom packs' nodes: the engine as it was before them."""
+    core = NodeRegistry(decl.cls for decl in registry if not decl.cls.__module__.startswith(PACKS_PACKAGE + "."))
+    core.missing_explainers = list(registry.missing_explainers)
+    return core
+
+
+def check(workflow: CorpusWorkflow, registry: NodeRegistry, work_dir: Path, use_everywhere: bool = True) -> Outcome:
+    """Classify, convert, and (for an in-scope workflow) validate with placeholder files under `work_dir`.
+    Without `use_everywhere`, a workflow with Use Everywhere nodes fails as it did before they were resolved."""
     outcome = Outcome(workflow, model_family(workflow))
+    everywhere = sorted(everywhere_types(workflow.ui))
+    if everywhere and not use_everywhere:
+        outcome.missing, outcome.error = everywhere, "Use Everywhere's broadcasts are not resolved"
+        return outcome
     try:
         converted = ui_to_api(workflow.ui, registry)
     except (UIFormatError, ValueError, KeyError, TypeError) as exc:
@@ -272,9 +314,9 @@ def check(workflow: CorpusWorkflow, registry: NodeRegistry, work_dir: Path) -> O
     return outcome
 
 
-def check_corpus(corpus: list[CorpusWorkflow], registry: NodeRegistry) -> list[Outcome]:
+def check_corpus(corpus: list[CorpusWorkflow], registry: NodeRegistry, use_everywhere: bool = True) -> list[Outcome]:
     with tempfile.TemporaryDirectory(prefix="workflow-corpus-") as tmp:
-        return [check(w, registry, Path(tmp) / f"{i}") for i, w in enumerate(corpus)]
+        return [check(w, registry, Path(tmp) / f"{i}", use_everywhere) for i, w in enumerate(corpus)]
 
 
 # --- the table -------------------------------------------------------------------------------------
@@ -312,11 +354,37 @@ def table(outcomes: list[Outcome], origins: dict[str, str], verbose: bool = Fals
     return "\n".join(lines)
 
 
+def custom_types(ui: dict[str, Any], origins: dict[str, str]) -> set[str]:
+    """The workflow's node types that are not ComfyUI core (custom packs' and unknown ones, Use Everywhere's)."""
+    return {t for t in ui_node_types(ui) if origins.get(t, "unknown") != "core"} | everywhere_types(ui)
+
+
+def pack_table(before: list[Outcome], after: list[Outcome], origins: dict[str, str]) -> str:
+    """For the in-scope workflows that use custom pack nodes: how many validate without our pack nodes and
+    with them, per family, and the custom types still missing with the number of workflows using each."""
+    pairs = [(b, a) for b, a in zip(before, after) if a.in_scope and custom_types(a.workflow.ui, origins)]
+    lines = [f"{'workflows using custom nodes':30}{'workflows':>10}{'valid before':>14}{'valid after':>13}"]
+    for family in (*IN_SCOPE, None):
+        group = [(b, a) for b, a in pairs if family is None or a.family == family]
+        lines.append(f"{family or 'all in scope':30}{len(group):>10}{sum(b.valid for b, _ in group):>14}"
+                     f"{sum(a.valid for _, a in group):>13}")
+    missing = Counter(t for _, a in pairs for t in a.missing if origins.get(t, "unknown") != "core")
+    lines += ["", "custom node types still missing (workflows using each):"]
+    lines += [f"  {t} ({n})" for t, n in sorted(missing.items(), key=lambda i: (-i[1], i[0]))] or ["  -"]
+    blocked = Counter(a.error.split(":")[0] for _, a in pairs if a.converted and not a.valid and not a.missing)
+    if blocked:
+        lines += ["", "invalid for other reasons (first error's node):"]
+        lines += [f"  {reason} ({n})" for reason, n in blocked.most_common()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sources", nargs="+", type=Path, help="folders or wheels holding workflow JSON")
     parser.add_argument("--core-docs", type=Path, help="a comfyui-embedded-docs wheel: its node list marks core types")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per in-scope workflow")
+    parser.add_argument("--packs", action="store_true",
+                        help="also: workflows using custom nodes, valid without and with our pack nodes")
     args = parser.parse_args(argv)
 
     from engine.config import EngineConfig, build_registry
@@ -324,8 +392,14 @@ def main(argv: list[str] | None = None) -> int:
     registry = build_registry(EngineConfig(extension_dirs=[]))
     corpus = read_corpus(args.sources)
     docs = core_docs_types(args.core_docs) if args.core_docs else set()
+    # Origins from the core registry: our rebuilt pack nodes are still custom nodes.
+    origins = node_origins(corpus, without_packs(registry), docs)
     outcomes = check_corpus(corpus, registry)
-    print(table(outcomes, node_origins(corpus, registry, docs), args.verbose))
+    print(table(outcomes, origins, args.verbose))
+    if args.packs:
+        before = check_corpus(corpus, without_packs(registry), use_everywhere=False)
+        print()
+        print(pack_table(before, outcomes, origins))
     return 0
 
 
