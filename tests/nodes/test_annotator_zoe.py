@@ -68,14 +68,15 @@ def zoe_model(tmp_path_factory):
 
 
 def reference_depth(model, pixels: torch.Tensor) -> torch.Tensor:
-    """ZoeDepth's infer for a 64×64 image, spelled out: reflect-pad 16 (int(3·√32)) on each side, MiDaS's resize
-    of 96×96 to 384×384 (the height's scale, 4, is nearer 1 than the width's), -1..1, the model, bicubic back to
-    96×96, crop; averaged with the same for the mirrored image."""
+    """ZoeDepth's infer for a 64×512 image (a wide one keeps the network's input small), spelled out: reflect-pad
+    int(3·√32) = 16 rows and int(3·√256) = 48 columns on each side (96×608), MiDaS's resize to 96×512 (the width's
+    scale, 512/608, is the nearer to 1; 96·512/608 = 80.8 rounds to 96), -1..1, the model, bicubic back to 96×608,
+    crop; averaged with the same for the mirrored image."""
     def padded(x):
-        x = F.pad(x, [16, 16, 16, 16], mode="reflect")
-        net = F.interpolate(x, (384, 384), mode="bilinear", align_corners=True) * 2 - 1
+        x = F.pad(x, [48, 48, 16, 16], mode="reflect")
+        net = F.interpolate(x, (96, 512), mode="bilinear", align_corners=True) * 2 - 1
         depth = model(pixel_values=net).predicted_depth[:, None]
-        return F.interpolate(depth, (96, 96), mode="bicubic", align_corners=False)[:, :, 16:-16, 16:-16]
+        return F.interpolate(depth, (96, 608), mode="bicubic", align_corners=False)[:, :, 16:-16, 48:-48]
     with torch.no_grad():
         return (padded(pixels) + torch.flip(padded(torch.flip(pixels, dims=[3])), dims=[3])) / 2
 
@@ -150,13 +151,13 @@ def test_a_file_of_another_model_is_refused():
 
 def test_zoe_depth_is_the_models_between_its_percentiles_inverted(zoe_model):
     models_dir, model, _ = zoe_model
-    image = torch.rand(1, 64, 64, 3)
+    image = torch.rand(1, 64, 512, 3)
     out = aux.ZoeDepthMapPreprocessor().run(context(models_dir), image, resolution=64)[0]
     pixels = (image[0] * 255.0).floor().movedim(-1, 0)[None] / 255.0
     depth = reference_depth(model, pixels)[0, 0].numpy()
     near, far = np.percentile(depth, 2), np.percentile(depth, 85)
     expected = torch.from_numpy(np.clip((1.0 - (depth - near) / (far - near)) * 255.0, 0, 255)).floor() / 255.0
-    assert out.shape == (1, 64, 64, 3)
+    assert out.shape == (1, 64, 512, 3)
     assert torch.allclose(out[0, :, :, 0].double(), expected.double(), atol=1.5 / 255)
     assert torch.equal(out[..., 0], out[..., 2])
     assert (out == 1.0).float().mean() >= 0.019 and (out == 0.0).float().mean() >= 0.149
@@ -174,7 +175,7 @@ def test_percentiles_2_and_85_map_to_white_and_black(monkeypatch):
 
 def test_aio_runs_zoe(zoe_model):
     models_dir = zoe_model[0]
-    image = torch.rand(1, 64, 64, 3)
+    image = torch.rand(1, 64, 512, 3)
     assert torch.equal(aux.AIOPreprocessor().run(context(models_dir), image, "Zoe-DepthMapPreprocessor", 64)[0],
                        aux.ZoeDepthMapPreprocessor().run(context(models_dir), image, resolution=64)[0])
 

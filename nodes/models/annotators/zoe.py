@@ -6,6 +6,8 @@ table of templates that reads both ways, after transformers' conversion script (
 fused `qkv` with its `q_bias` and `v_bias` becomes query, key and value. The architecture's sizes are read from the
 file's shapes, so the real file and a tiny one in the same layout load alike. `infer_depth` repeats the steps
 ZoeDepth's `infer` takes around the network (reflect padding, a horizontal flip averaged in, MiDaS's resize).
+This is the pack's ZoeDetector as it ran ZoeD_M12_N.pt until 2025; its newest releases call transformers' pipeline
+on Intel/zoedepth-nyu-kitti from the Hugging Face cache instead (same percentiles, no padding or flip).
 """
 
 from __future__ import annotations
