@@ -7,7 +7,7 @@ fused `qkv` with its `q_bias` and `v_bias` becomes query, key and value. The arc
 file's shapes, so the real file and a tiny one in the same layout load alike. `infer_depth` repeats the steps
 ZoeDepth's `infer` takes around the network (reflect padding, a horizontal flip averaged in, MiDaS's resize).
 This is the pack's ZoeDetector as it ran ZoeD_M12_N.pt until 2025; its newest releases call transformers' pipeline
-on Intel/zoedepth-nyu-kitti from the Hugging Face cache instead (same percentiles, no padding or flip).
+on Intel/zoedepth-nyu-kitti from the Hugging Face cache instead (the same percentiles, of its 8-bit depth image).
 """
 
 from __future__ import annotations
