@@ -20,6 +20,11 @@ Rules (the pack's `add_ue_from_node`, `UseEverywhere.matches` and `find_best_mat
   take part only when opted in (`widget_ue_connectable`) and plain inputs may opt out
   (`input_ue_unconnectable`); older files list only converted widgets as inputs, all of which take part.
 - The highest priority wins; a tie for the highest leaves the input unconnected, as the pack does.
+- Version 7 also lets any node broadcast its own outputs (`properties.ue_convert`, minus those in
+  `ue_properties.output_not_broadcasting`), and a node broadcasting one type twice sends each only to
+  inputs that fit the name it is sent under (`repeated_type_rule`: 0 the same name, 1 a common start,
+  2 a common end, 3 the target node's title, 4 the name as a regex; `apply_to_unrepeated` applies it
+  to every type), raising its default priority by 20.
 
 Subgraphs (the pack's `for_all_graphs`, `analyse_graph`): the top-level graph and each subgraph definition
 are resolved on their own. UE nodes inside a definition broadcast within it only, what feeds them may
@@ -73,9 +78,13 @@ class Broadcast:
     restrict_to: set | None = None
     invert_title: bool = False
     invert_input: bool = False
+    name: str = ""                        # the UE input (or broadcast output) it is sent under
+    repeated_rule: int | None = None      # how target names must fit `name` (see the module doc)
 
     def matches(self, node: dict, inp: dict) -> bool:
         if node.get("id") == self.source:
+            return False
+        if self.repeated_rule is not None and not _fits_name(self.repeated_rule, self.name, node, inp):
             return False
         if self.restrict_to is not None and node.get("id") not in self.restrict_to:
             return False
@@ -93,6 +102,31 @@ class Broadcast:
         return True
 
 
+def _fits_name(rule: int, name: str, node: dict, inp: dict) -> bool:
+    """The pack's `repeated_type_rule` requirement on a target (node, input)."""
+    target = str(inp.get("label") or inp.get("name") or "")
+    common = min(len(name), len(target))
+    if rule == 0:
+        return target == name
+    if rule == 1:
+        return target[:common] == name[:common]
+    if rule == 2:
+        return target[len(target) - common:] == name[len(name) - common:]
+    if rule == 3:
+        return node.get("title") == name
+    if rule == 4:
+        try:
+            return re.search(name, target) is not None
+        except re.error:
+            return False
+    return True
+
+
+def _broadcasts_itself(node: dict) -> bool:
+    """A UE node, or (pack version 7) any node converted to broadcast its own outputs."""
+    return node.get("type") in UE_TYPES or bool((node.get("properties") or {}).get("ue_convert"))
+
+
 def _graph_nodes(graph: dict) -> list[dict]:
     nodes = graph.get("nodes")
     return [n for n in nodes if isinstance(n, dict)] if isinstance(nodes, list) else []
@@ -101,7 +135,7 @@ def _graph_nodes(graph: dict) -> list[dict]:
 def uses_everywhere(ui: dict) -> bool:
     """Whether the workflow has a UE node, at the top level or in a subgraph definition."""
     graphs = [ui, *collect_definitions(ui).values()]
-    return any(n.get("type") in UE_TYPES for graph in graphs for n in _graph_nodes(graph))
+    return any(_broadcasts_itself(n) for graph in graphs for n in _graph_nodes(graph))
 
 
 def resolve_use_everywhere(ui: dict) -> dict:
@@ -111,7 +145,7 @@ def resolve_use_everywhere(ui: dict) -> dict:
     ui = copy.deepcopy(ui)
     subgraphs = list(collect_definitions(ui).values())
     graphs = [ui, *subgraphs]
-    modern = any(n.get("type") in UE_TYPES and isinstance((n.get("properties") or {}).get("ue_properties"), dict)
+    modern = any(_broadcasts_itself(n) and isinstance((n.get("properties") or {}).get("ue_properties"), dict)
                  for graph in graphs for n in _graph_nodes(graph))
     # New link ids are unique across the whole file, whichever graph holds the link.
     next_id = max([ui.get("last_link_id") or 0]
@@ -126,11 +160,11 @@ def resolve_use_everywhere(ui: dict) -> dict:
 def _resolve_graph(graph: dict, modern: bool, next_id: int, is_subgraph: bool) -> int:
     """Add one graph's UE links (the pack's analyse_graph); returns the next free link id."""
     nodes = _graph_nodes(graph)
-    if not any(n.get("type") in UE_TYPES for n in nodes):
+    if not any(_broadcasts_itself(n) for n in nodes):
         return next_id
     by_id = {n.get("id"): n for n in nodes}
     links = parse_links(graph.get("links") or [], "")
-    broadcasts = [b for n in nodes if n.get("type") in UE_TYPES and _live(n)
+    broadcasts = [b for n in nodes if _broadcasts_itself(n) and _live(n)
                   for b in _broadcasts(n, by_id, links, graph, nodes)]
     added = []
     for node in nodes:
@@ -227,23 +261,36 @@ def _broadcasts(node: dict, by_id: dict, links: dict, ui: dict, nodes: list[dict
     props = node.get("properties") or {}
     ue = props.get("ue_properties") if isinstance(props.get("ue_properties"), dict) else None
     kind = node["type"]
-    sends: list[tuple[Any, int, str, str | None, int]] = []
-    if kind == SEED:
-        sends.append((node["id"], 0, "INT", SEED_INPUT, 5))
+    # (source, slot, type, input regex, priority, index of the UE input or output it goes out under)
+    sends: list[tuple[Any, int, str, str | None, int, int]] = []
+    if kind not in UE_TYPES:   # ue_convert: the node's own outputs
+        ue = ue if ue is not None else {}
+        muted = ue.get("output_not_broadcasting") or {}
+        sends += [(node["id"], i, str(out.get("type")), None, 10, i) for i, out in enumerate(node.get("outputs") or [])
+                  if isinstance(out, dict) and not muted.get(out.get("name"))]
+    elif kind == SEED:
+        sends.append((node["id"], 0, "INT", SEED_INPUT, 5, 0))
     elif kind == PROMPTS:
-        sends += [(*fed, PROMPT_INPUTS[i], 5) for i in range(2) if (fed := _feeds(node, i, links, by_id, ui))]
+        sends += [(*fed, PROMPT_INPUTS[i], 5, i) for i in range(2) if (fed := _feeds(node, i, links, by_id, ui))]
     elif kind == ANYTHING3:
-        sends += [(*fed, None, 2) for i in range(3) if (fed := _feeds(node, i, links, by_id, ui))]
+        sends += [(*fed, None, 2, i) for i in range(3) if (fed := _feeds(node, i, links, by_id, ui))]
     elif kind == ANYTHING_Q:
-        sends += [(*fed, None, 10) for fed in [_feeds(node, 0, links, by_id, ui)] if fed]
+        sends += [(*fed, None, 10, 0) for fed in [_feeds(node, 0, links, by_id, ui)] if fed]
     else:   # Anything Everywhere (in pack version 7 it takes any number of inputs)
         count = max(1, len(node.get("inputs") or [])) if ue is not None else 1
-        sends += [(*fed, None, 2) for i in range(count) if (fed := _feeds(node, i, links, by_id, ui))]
+        sends += [(*fed, None, 2, i) for i in range(count) if (fed := _feeds(node, i, links, by_id, ui))]
+    types = [send[2] for send in sends]
+    repeated = {t for t in types if types.count(t) > 1} if ue is not None else set()
+    slots = (node.get("outputs") if kind not in UE_TYPES else node.get("inputs")) or []
     result = []
-    for source, slot, link_type, input_pattern, priority in sends:
+    for source, slot, link_type, input_pattern, priority, index in sends:
         b = Broadcast(node["id"], _source_id(source, by_id), slot, link_type, float(priority),
                       input_regex=_regex(input_pattern))
-        _apply_rules(b, node, ue, props, ui, nodes)
+        _apply_rules(b, node, ue, props, ui, nodes, bool(repeated))
+        if ue is not None and (link_type in repeated or ue.get("apply_to_unrepeated")):
+            entry = slots[index] if index < len(slots) and isinstance(slots[index], dict) else {}
+            b.name = str(entry.get("label") or entry.get("name") or "")
+            b.repeated_rule = int(ue.get("repeated_type_rule") or 0)
         result.append(b)
     return result
 
@@ -257,7 +304,8 @@ def _source_id(source: Any, by_id: dict) -> Any:
     return source
 
 
-def _apply_rules(b: Broadcast, node: dict, ue: dict | None, props: dict, ui: dict, nodes: list[dict]) -> None:
+def _apply_rules(b: Broadcast, node: dict, ue: dict | None, props: dict, ui: dict, nodes: list[dict],
+                 repeats_a_type: bool = False) -> None:
     """Regexes, group and colour restrictions, and priority, from the widgets (pack < 7) or ue_properties."""
     if ue is not None:
         settings = ue
@@ -292,7 +340,7 @@ def _apply_rules(b: Broadcast, node: dict, ue: dict | None, props: dict, ui: dic
     b.restrict_to = restrict
     if ue is not None:
         b.priority = float(ue["priority"]) if isinstance(ue.get("priority"), (int, float)) \
-            else _v7_priority(node["type"], ue)
+            else _v7_priority(node["type"], ue, repeats_a_type)
     else:
         b.priority += (0.1 if group_rule in (1, 2) else 0) + (0.3 if colour_rule in (1, 2) else 0)
         boost = props.get("priority_boost")
@@ -300,10 +348,10 @@ def _apply_rules(b: Broadcast, node: dict, ue: dict | None, props: dict, ui: dic
             b.priority += boost
 
 
-def _v7_priority(kind: str, ue: dict) -> float:
+def _v7_priority(kind: str, ue: dict, repeats_a_type: bool = False) -> float:
     """The pack's `default_priority` (version 7)."""
     p = 10 + (10 if kind in (SEED, PROMPTS) else 0)
-    if any(ue.get(k) and ue.get(k) != ".*" for k in ("title_regex", "input_regex", "group_regex")):
+    if repeats_a_type or any(ue.get(k) and ue.get(k) != ".*" for k in ("title_regex", "input_regex", "group_regex")):
         p += 20
     p += 3 if (ue.get("group_restricted") or 0) > 0 else 0
     p += 6 if (ue.get("color_restricted") or 0) > 0 else 0
