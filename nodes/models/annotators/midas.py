@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from nodes.models.annotators.key_templates import KeyTemplates
 from nodes.models.state_dict_files import load_state_dict
 
 MIDAS_FILE = "dpt_hybrid-midas-501f0c75.pt"
@@ -69,21 +70,11 @@ def _templates() -> list[tuple[str, str]]:
     return pairs
 
 
-def _compile(template: str) -> re.Pattern[str]:
-    pattern = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{j\}", r"(?P<j>\d+)")
-    return re.compile(rf"^{pattern}(?P<rest>\..+)?$")
-
-
-_RULES = [(_compile(original), ours, _compile(ours), original) for original, ours in _templates()]
+_TEMPLATES = KeyTemplates(_templates())
 
 
 def _rename(key: str, forward: bool) -> str | None:
-    for original_pattern, ours, ours_pattern, original in _RULES:
-        match = (original_pattern if forward else ours_pattern).match(key)
-        if match:
-            fields = {name: value for name, value in match.groupdict().items() if name != "rest"}
-            return (ours if forward else original).format(**fields) + (match["rest"] or "")
-    return None
+    return _TEMPLATES.to_ours(key) if forward else _TEMPLATES.to_original(key)
 
 
 def to_transformers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nodes.models.annotators.key_templates import KeyTemplates
 from nodes.models.state_dict_files import load_state_dict
 
 ZOE_FILE = "ZoeD_M12_N.pt"
@@ -70,29 +71,8 @@ def _templates() -> list[tuple[str, str]]:
     return pairs
 
 
-# The original counts act_postprocess and layer_rn from 1, transformers from 0: `{i}` on the original side of
-# those templates is one more than on ours.
-_ONE_BASED = ("act_postprocess", "_rn")
-
-
-def _compile(template: str) -> re.Pattern[str]:
-    pattern = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)")
-    return re.compile(rf"^{pattern}(?P<rest>\..+)?$")
-
-
-_RULES = [(_compile(original), original, _compile(ours), ours) for original, ours in _templates()]
-
-
-def _rename(key: str, forward: bool) -> str | None:
-    for original_pattern, original, ours_pattern, ours in _RULES:
-        match = (original_pattern if forward else ours_pattern).match(key)
-        if match:
-            fields = {}
-            if match.groupdict().get("i") is not None:
-                shift = (-1 if forward else 1) if any(part in original for part in _ONE_BASED) else 0
-                fields["i"] = str(int(match["i"]) + shift)
-            return (ours if forward else original).format(**fields) + (match["rest"] or "")
-    return None
+# The original counts act_postprocess and layer_rn from 1, transformers from 0.
+_TEMPLATES = KeyTemplates(_templates(), one_based=("act_postprocess", "_rn"))
 
 
 def to_transformers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -108,7 +88,7 @@ def to_transformers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tens
                     converted[f"{prefix}.{name}.weight"] = part
             else:
                 converted[f"{prefix}.{_QKV_BIASES[attention[2]]}.bias"] = tensor
-        elif (renamed := _rename(key, forward=True)) is not None:
+        elif (renamed := _TEMPLATES.to_ours(key)) is not None:
             converted[renamed] = tensor
         elif not _UNUSED.search(key):
             unknown.append(key)
@@ -131,7 +111,7 @@ def to_original(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 converted[f"{block}.qkv.weight"] = torch.cat(
                     [state_dict[f"{prefix}.{name}_proj.weight"] for name in "qkv"])
             continue
-        renamed = _rename(key, forward=False)
+        renamed = _TEMPLATES.to_original(key)
         if renamed is None:
             raise ValueError(f"no original name for {key}")
         converted[renamed] = tensor
