@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from .control import Residuals, batched_residuals, control_residuals
+from .control import PreparedHints, Residuals, batched_residuals, control_residuals
 from .grounding import grounded
 from .schedule import ModelSampling
 from .unet_call import UnetCall, unet_call_scope
@@ -98,6 +98,7 @@ class _UNetDenoiser:
         if self.negative is None and not self.skips_uncond:
             raise ValueError(f"cfg={cfg} needs negative conditioning; only cfg == 1 may omit it")
         self._stacked: dict[tuple, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+        self.hints = PreparedHints()  # ControlNet hints, prepared on the first step for the whole run
 
     @property
     def skips_uncond(self) -> bool:
@@ -134,11 +135,12 @@ class _UNetDenoiser:
             return None
         if all(c.control == conds[0].control for c in conds):
             sample = torch.cat([x_in] * len(conds)) if len(conds) > 1 else x_in
-            return control_residuals(conds[0].control, sample, timestep, sigma, embeds, added, self.model_sampling)
+            return control_residuals(conds[0].control, sample, timestep, sigma, embeds, added, self.model_sampling,
+                                     self.hints)
         n = x_in.shape[0]
         return batched_residuals([
             control_residuals(c.control, x_in, timestep, sigma, embeds[i * n:(i + 1) * n],
-                              {k: v[i * n:(i + 1) * n] for k, v in added.items()}, self.model_sampling)
+                              {k: v[i * n:(i + 1) * n] for k, v in added.items()}, self.model_sampling, self.hints)
             for i, c in enumerate(conds)], n)
 
     def _unet_output(self, x_in: torch.Tensor, timestep: torch.Tensor, conds: list[Cond],

@@ -4,6 +4,10 @@ the current sigma runs on the same input, and their outputs are summed (ComfyUI 
 An applied control is any object with `net` (a diffusers ControlNetModel or T2IAdapter, or a UnionControl:
 a ControlNetUnionModel with its type), `hint` [B, C, H, W]
 in 0..1, `strength`, `start_percent` and `end_percent` (nodes.conditioning.value.AppliedControl).
+
+A hint is the same at every step of a run, so a run's `PreparedHints` resizes, batches and moves each one
+once (and keeps a T2I-Adapter's features, which depend on the hint alone, as ComfyUI does); a step then
+costs the UNet plus each ControlNet's forward.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ class Residuals:
         return Residuals(_sum_lists(self.down, other.down), _sum(self.mid, other.mid),
                          _sum_lists(self.intrablock, other.intrablock))
 
+    def add_(self, other: "Residuals") -> "Residuals":
+        """`self + other` written into self's tensors where they match: only for residuals this step computed
+        (a ControlNet's outputs, scaled adapter features), never for tensors kept across steps."""
+        self.down = _sum_lists(self.down, other.down, in_place=True)
+        self.mid = _sum(self.mid, other.mid, in_place=True)
+        self.intrablock = _sum_lists(self.intrablock, other.intrablock, in_place=True)
+        return self
+
     def unet_kwargs(self, dtype: torch.dtype) -> dict[str, Any]:
         """The diffusers UNet arguments; the adapter list is a fresh one, as the UNet pops from it."""
         kwargs: dict[str, Any] = {}
@@ -48,14 +60,20 @@ class Residuals:
         return kwargs
 
 
-def _sum(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
-    return b if a is None else a if b is None else a + b
-
-
-def _sum_lists(a: list[torch.Tensor] | None, b: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+def _sum(a: torch.Tensor | None, b: torch.Tensor | None, in_place: bool = False) -> torch.Tensor | None:
     if a is None or b is None:
         return b if a is None else a
-    return [x + y for x, y in zip(a, b)] + (a[len(b):] if len(a) > len(b) else b[len(a):])
+    if in_place and a.shape == b.shape and a.dtype == b.dtype and a.device == b.device:
+        return a.add_(b)
+    return a + b
+
+
+def _sum_lists(a: list[torch.Tensor] | None, b: list[torch.Tensor] | None,
+               in_place: bool = False) -> list[torch.Tensor] | None:
+    if a is None or b is None:
+        return b if a is None else a
+    summed = [_sum(x, y, in_place) for x, y in zip(a, b)]
+    return summed + (a[len(b):] if len(a) > len(b) else b[len(a):])  # type: ignore[return-value]
 
 
 def percent_to_sigma(model_sampling: ModelSampling, percent: float) -> float:
@@ -87,33 +105,67 @@ def hint_for(hint: torch.Tensor, x: torch.Tensor, size: tuple[int, int] | None =
     return _to_batch(hint, x.shape[0])
 
 
-def _adapter_residuals(control: Any, x_in: torch.Tensor) -> Residuals:
-    """A T2I-Adapter's features (they depend on the hint alone), times the strength; an SDXL adapter's
-    last one goes to the mid block, which diffusers' UNet takes from the same list."""
-    net = control.net
-    hint = hint_for(control.hint, x_in[:1], hint_size(net, x_in.shape[2] * LATENT_TO_PIXELS,
-                                                       x_in.shape[3] * LATENT_TO_PIXELS))
-    features = adapter_features(net, hint)
+def _net_parameter(net: Any) -> torch.Tensor:
+    return next((net.net if isinstance(net, UnionControl) else net).parameters())
+
+
+class PreparedHints:
+    """One sampling run's hints, each at the latent's size and batch on its net's device and dtype, and
+    T2I-Adapters' features: prepared on a control's first step, reused by the others. Keyed by the applied
+    control (kept alive here, so its id stays its own), the latent's shape and the net's device and dtype."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple, tuple[Any, Any]] = {}
+        self.prepared = 0  # how many hints were prepared (one per control and latent shape in a run)
+
+    def _get(self, kind: str, control: Any, x_in: torch.Tensor, make: Any) -> Any:
+        param = _net_parameter(control.net)  # a net moved between runs of a kept guider gets its hint anew
+        key = (kind, id(control), tuple(x_in.shape), param.device, param.dtype)
+        if key not in self._kept:
+            self.prepared += 1
+            self._kept[key] = (control, make())
+        return self._kept[key][1]
+
+    def hint(self, control: Any, x_in: torch.Tensor) -> torch.Tensor:
+        """The control's hint resized to `x_in`'s pixel size and batch, on its net's device and dtype."""
+        param = _net_parameter(control.net)
+        return self._get("hint", control, x_in, lambda: hint_for(control.hint, x_in).to(param.device, param.dtype))
+
+    def adapter_features(self, control: Any, x_in: torch.Tensor) -> list[torch.Tensor]:
+        """A T2I-Adapter's features for one image of `x_in`'s size (they depend on the hint alone)."""
+        def make() -> list[torch.Tensor]:
+            net = control.net
+            height, width = x_in.shape[2] * LATENT_TO_PIXELS, x_in.shape[3] * LATENT_TO_PIXELS
+            return adapter_features(net, hint_for(control.hint, x_in[:1], hint_size(net, height, width)))
+        return self._get("adapter", control, x_in, make)
+
+
+def _adapter_residuals(control: Any, x_in: torch.Tensor, hints: PreparedHints) -> Residuals:
+    """A T2I-Adapter's features times the strength; an SDXL adapter's last one goes to the mid block,
+    which diffusers' UNet takes from the same list."""
+    features = hints.adapter_features(control, x_in)
     return Residuals(intrablock=[_to_batch(f, x_in.shape[0]) * float(control.strength) for f in features])
 
 
 def control_residuals(controls: Sequence[Any], x_in: torch.Tensor, timestep: torch.Tensor, sigma: float,
                       embeds: torch.Tensor, added: dict[str, torch.Tensor],
-                      model_sampling: ModelSampling) -> Residuals | None:
-    """The summed residuals of the controls active at `sigma`; None when none is."""
+                      model_sampling: ModelSampling, hints: PreparedHints | None = None) -> Residuals | None:
+    """The summed residuals of the controls active at `sigma`; None when none is. `hints`: the run's
+    prepared hints (without, each is prepared for this call alone)."""
+    hints = PreparedHints() if hints is None else hints
     total: Residuals | None = None
     for control in controls:
         if not is_active(control, sigma, model_sampling):
             continue
         if isinstance(control.net, UnionControl):
-            part = _union_residuals(control, x_in, timestep, embeds, added)
+            part = _union_residuals(control, x_in, timestep, embeds, added, hints.hint(control, x_in))
         elif is_adapter(control.net):
-            part = _adapter_residuals(control, x_in)
+            part = _adapter_residuals(control, x_in, hints)
         else:
-            part = _controlnet_residuals(control.net, hint_for(control.hint, x_in), float(control.strength), x_in,
+            part = _controlnet_residuals(control.net, hints.hint(control, x_in), float(control.strength), x_in,
                                          timestep, embeds, added)
         part = _advanced(part, control)
-        total = part if total is None else total + part
+        total = part if total is None else total.add_(part)  # each part is this step's own: add in place
     return total
 
 
@@ -156,14 +208,13 @@ def _controlnet_residuals(net: Any, hint: torch.Tensor, strength: float, x_in: t
 
 
 def _union_residuals(control: Any, x_in: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor,
-                     added: dict[str, torch.Tensor]) -> Residuals:
+                     added: dict[str, torch.Tensor], hint: torch.Tensor) -> Residuals:
     """A union ControlNet as ComfyUI runs it: the type's one-hot (all zeros for auto) joins the time embedding;
     with a type, the hint's features get that type's alpha from the type transformer, for auto they go in bare.
 
     diffusers' type transformer attends across the batch (nn.MultiheadAttention, not batch-first), ComfyUI's
     over one image's tokens: the same when every image has the same hint, so differing hints run one by one."""
     net, types = control.net.net, control.net.control_type
-    hint = hint_for(control.hint, x_in)
     if len(types) > 1:
         raise ValueError(f"ControlNet {control.source!r}: one union control type at a time, got {list(types)}")
     if any(t >= net.config.num_control_type for t in types):
