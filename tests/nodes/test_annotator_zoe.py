@@ -57,6 +57,7 @@ def zoe_model(tmp_path_factory):
     extra = {"core.core.pretrained.model.blocks.0.attn.relative_position_index": torch.zeros(17, 17, dtype=torch.long),
              "conditional_log_binomial.log_binomial_transform.k_idx": torch.arange(8).view(1, -1, 1, 1),
              "conditional_log_binomial.log_binomial_transform.K_minus_1": torch.tensor([7]).view(1, -1, 1, 1),
+             "core.core.pretrained.model.blocks.0.attn.k_bias": torch.zeros(32),
              "core.core.pretrained.model.fc_norm.weight": torch.ones(32),
              "core.core.pretrained.model.head.weight": torch.zeros(1000, 32)}
     models_dir = tmp_path_factory.mktemp("models")

@@ -29,8 +29,9 @@ _CORE = "core.core.pretrained"
 _SCRATCH = "core.core.scratch"
 _QKV_BIASES = {"q_bias": "q_proj", "v_bias": "v_proj"}
 # Buffers and the classifier the depth model does not use: BEiT's relative position index (rebuilt from the
-# window size), timm's pooled norm and head, the log-binomial's constant tables.
-_UNUSED = re.compile(r"(\.relative_position_index|\.k_idx|\.K_minus_1)$"
+# window size) and zero key bias (which some timm versions save), timm's pooled norm and head, the log-binomial's
+# constant tables.
+_UNUSED = re.compile(r"(\.relative_position_index|\.attn\.k_bias|\.k_idx|\.K_minus_1)$"
                      r"|^core\.core\.pretrained\.model\.(fc_norm|head)\.")
 # ZoeD_N: trained on NYU depth, bins between 1 mm and 10 m, MiDaS's input at 384×512 keeping the aspect ratio.
 _MIN_DEPTH, _MAX_DEPTH = 1e-3, 10.0
