@@ -38,6 +38,7 @@ from nodes.packs.ultimate_sd_upscale import (
 from nodes.sampler_nodes import KSampler, run_sampler
 from nodes.sampling import initial_noise, ksampler_sigmas
 from nodes.vae_nodes import decode, encode
+from tests.nodes.test_controlnet import tiny_controlnet
 
 
 def _ctx(paths):
@@ -289,3 +290,18 @@ def test_usdu_samples_each_tile_with_the_conditioning_cut_to_it(pipeline, monkey
         cut = cut_positive[0].control[0]
         assert cut is cut_negative[0].control[0]
         assert torch.equal(cut.hint, hint[:, :, y:y + 16, x:x + 16].repeat_interleave(2, 2).repeat_interleave(2, 3))
+
+
+def test_usdu_samples_tiles_with_a_cut_controlnet_hint_through_the_sampler(pipeline):
+    """A 32×32 hint for a 64×32 image in two tiles: each tile's ControlNet pass takes its half of the hint."""
+    ctx, model, vae, positive, negative = pipeline
+    net = tiny_controlnet(model.unet, seed=5)
+    hint = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    control = AppliedControl(net=net, source="tiny", hint=hint, strength=1.0)
+    controlled = tuple(e.with_(control=(control,)) for e in positive)
+    image = torch.rand(1, 32, 64, 3, generator=torch.Generator().manual_seed(7))
+    args = (2, 2, 7.0, "euler", "normal", 0.5, "Linear", 32, 32, 0, 0, "None", 1.0, 64, 8, 16, True, False, 1)
+    with_control = UltimateSDUpscaleNoUpscale().run(ctx, image, model, controlled, negative, vae, *args)[0]
+    without = UltimateSDUpscaleNoUpscale().run(ctx, image, model, positive, negative, vae, *args)[0]
+    assert with_control.shape == without.shape == (1, 32, 64, 3)
+    assert (with_control - without).abs().max() > 0
