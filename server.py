@@ -26,7 +26,7 @@ from api.connections import start_server
 from api.security import is_loopback_host
 from api.state import ServerSettings, build_state
 from engine.backends import BACKENDS
-from engine.config import PRECISIONS, EngineConfig
+from engine.config import COMPILE_MODES, PRECISIONS, EngineConfig
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -59,6 +59,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     engine.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="model weights precision (default auto: fp16 on GPU; bf16 on CPUs with native "
                              "bf16, else fp32); a workflow's extra_data.settings overrides it")
+    engine.add_argument("--compile", choices=COMPILE_MODES, default="auto",
+                        help="run the UNet compiled for this CPU, cached on disk after the first run (default auto: "
+                             "only where measured faster); a workflow's extra_data.settings overrides it")
     engine.add_argument("--history-max-items", type=int, default=10_000,
                         help="finished prompts kept in the history (default 10000)")
     engine.add_argument("--max-upload-mb", type=float, default=64, help="largest uploaded file (default 64)")
@@ -123,7 +126,7 @@ def configure(args: argparse.Namespace) -> tuple[EngineConfig, ServerSettings]:
         print(f"access token (generated; pass --token to choose one): {token}", flush=True)
     config = EngineConfig(models_dir=Path(args.models_dir), input_dir=Path(args.input_dir),
                           output_dir=Path(args.output_dir), temp_dir=Path(args.temp_dir),
-                          settings={"precision": args.precision},
+                          settings={"precision": args.precision, "compile": args.compile},
                           extra_model_paths=Path(args.extra_model_paths) if args.extra_model_paths else None)
     if args.extensions:
         config.extension_dirs = [Path(p) for p in args.extensions]

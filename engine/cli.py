@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from engine.config import PRECISIONS, EngineConfig, build_executor, build_registry
+from engine.config import COMPILE_MODES, PRECISIONS, EngineConfig, build_executor, build_registry
 from engine.device_facts import NATIVE_BF16_FLAGS, read_cpu_facts
 from engine.errors import describe
 from engine.events import EXECUTING, PROGRESS, TERMINAL_EVENTS
@@ -47,6 +47,10 @@ class ProgressBar:
             self.close()
             print(f"running {self.titles.get(data['node'], data['node'])}", file=sys.stderr)
         elif event == PROGRESS:
+            if data.get("text"):  # a notice (compiling a model for this CPU), not a step count
+                self.close()
+                print(data["text"], file=sys.stderr)
+                return
             if self.bar is None:
                 self.bar = tqdm(total=data["max"], file=sys.stderr, leave=False, unit="step")
             self.bar.n = data["value"]
@@ -64,7 +68,7 @@ def _config(args: argparse.Namespace) -> EngineConfig:
         config.extra_model_paths = Path(args.extra_model_paths)
     if getattr(args, "extensions", None):
         config.extension_dirs = [Path(p) for p in args.extensions]
-    for name in ("precision", "device"):
+    for name in ("precision", "device", "compile"):
         if getattr(args, name, None):
             config.settings[name] = getattr(args, name)
     return config
@@ -205,6 +209,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", choices=PRECISIONS,
                        help="weight precision for models (default auto; a workflow's extra_data.settings overrides)")
         p.add_argument("--device", help="torch device for models, e.g. cpu, cuda, cuda:1, mps (default: best found)")
+        p.add_argument("--compile", choices=COMPILE_MODES,
+                       help="run the UNet compiled for this CPU, cached on disk after the first run (default auto: "
+                            "only where measured faster; a workflow's extra_data.settings overrides)")
 
     run = sub.add_parser("run", help="run a workflow (API JSON, UI JSON, or a PNG carrying one)")
     run.add_argument("workflow")

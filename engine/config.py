@@ -21,6 +21,8 @@ from engine.validate import Limits
 BUILTIN_NODE_PACKAGES = ("nodes",)
 # The `precision` run setting's values, for every front end and the loaders (what each means: nodes.models.runtime).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+# The `compile` run setting: whether the UNet runs compiled for this CPU (what each means: nodes.models.compiled).
+COMPILE_MODES = ("auto", "off", "on")
 
 
 @dataclass

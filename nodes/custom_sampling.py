@@ -18,6 +18,7 @@ from nodes.conditioning.inpaint import with_inpaint_guider
 from nodes.conditioning.regions import covers_whole
 from nodes.conditioning.value import Conditioning, with_uncond_control
 from nodes.guidance import guided_denoiser, unet_cond
+from nodes.models.compiled import compiled_unet_used
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import model_patches_applied
 from nodes.models.unclip_loading import with_image_inputs
@@ -113,7 +114,7 @@ def sample_custom(ctx: RunContext, guider: Guider | DualGuider, noise: NoiseSour
             preview(denoised)
         ctx.progress(i + 1, total)
 
-    with model_patches_applied(model), torch.inference_mode():
+    with model_patches_applied(model), compiled_unet_used(ctx, model), torch.inference_mode():
         out = sampler.loop()(denoiser, x.float(), sigmas, noise.seed, step)
     output = {**latent, "samples": (out / scale).cpu()}
     denoised_output = {**latent, "samples": (last["x0"] / scale).cpu()} if "x0" in last else output

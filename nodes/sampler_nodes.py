@@ -14,6 +14,7 @@ from engine.declare import Out, Provenance, node
 from engine.types import CONDITIONING, LATENT, MODEL, Choice, Float, Int, Link
 from nodes.conditioning.inpaint import with_inpaint_inputs
 from nodes.guidance import guided_denoiser
+from nodes.models.compiled import compiled_unet_used
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import model_patches_applied
 from nodes.previews import Previewer
@@ -66,7 +67,7 @@ def run_sampler(ctx: RunContext, model: ModelHandle, seed: int, steps: int, cfg:
             preview(denoised)
         ctx.progress(i + 1, total)
 
-    with model_patches_applied(model), torch.inference_mode():
+    with model_patches_applied(model), compiled_unet_used(ctx, model), torch.inference_mode():
         out = sample(sampler_name, denoiser, x, sigmas, seed, step)
     return {**latent, "samples": (out / scale).cpu()}
 

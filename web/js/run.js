@@ -148,6 +148,7 @@ export class Runner extends EventTarget {
 
   onProgress(data) {
     const id = editorNodeId(data.node) ?? this.current;
+    if (data.text) this.ui.toast(data.text);  // a notice ("compiling UNet for this CPU, one-time"), not a step
     if (id == null) return;
     this.view.setStatus(id, { progress: { value: data.value, max: data.max } });
     this.ui.setRunStatus(null, data.value / Math.max(1, data.max));

@@ -1,0 +1,225 @@
+"""The UNet compiled for this CPU by OpenVINO, used while sampling when the `compile` run setting asks for it.
+
+`compile` is off, on or auto (CLI and server `--compile`, or a workflow's `extra_data.settings`); auto compiles
+only on CPU kinds where it was measured faster than eager (bench/compiled.py, bench/RESULTS.md). The path is
+exact: fp32 in, fp32 out, within 45 dB PSNR of eager. The converted model (OpenVINO IR, weights included) is
+kept on disk under the user's cache folder (`compile_cache`), keyed by a digest of the weights as they are
+when sampling (patches applied: a LoRA'd model is another entry, never a stale one) and the runtime versions;
+each latent shape is then compiled from it in memory (seconds). A call the compiled graph cannot express
+(ControlNet residuals, IP-Adapter or GLIGEN attention, hooks, extra inputs) runs eager.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import weakref
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+
+from engine.config import COMPILE_MODES
+from engine.context import RunContext
+from engine.events import PROGRESS
+from nodes.models.compile_cache import CompileCache, cache_key, user_cache_dir
+from nodes.models.handles import ModelHandle
+
+IR_NAME = "unet.xml"
+FORMAT_VERSION = 1
+# CPU kinds where the compiled fp32 UNet was measured faster than eager, so that `auto` compiles there.
+# None yet: see bench/RESULTS.md ("Compiled UNet"); `--compile on` opts in anywhere.
+AUTO_COMPILES_ON: frozenset[str] = frozenset()
+MEMORY_ENTRIES = 4  # compiled (weights, shape) pairs kept in memory; each holds a copy of the weights
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def compile_mode(settings: Mapping[str, Any]) -> str:
+    mode = settings.get("compile") or "auto"
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    return mode
+
+
+def compile_wanted(settings: Mapping[str, Any], model: ModelHandle, cpu_kind: str = "") -> bool:
+    """Whether this model samples compiled: an fp32 UNet on the CPU, asked for (on) or measured faster (auto)."""
+    mode = compile_mode(settings)
+    if mode == "off" or getattr(model, "int8", None) is not None:
+        return False
+    param = next(model.unet.parameters())
+    if param.device.type != "cpu" or param.dtype != torch.float32:
+        return False
+    if not openvino_available():
+        if mode == "on":
+            raise ValueError("compile=on needs OpenVINO: pip install openvino")
+        return False
+    return mode == "on" or cpu_kind in AUTO_COMPILES_ON
+
+
+def runtime_versions() -> dict[str, str]:
+    import diffusers
+    import openvino
+
+    return {"torch": torch.__version__, "openvino": openvino.__version__, "diffusers": diffusers.__version__,
+            "format": str(FORMAT_VERSION)}
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over every parameter and buffer as it is now (patched tensors included): names, shapes,
+    dtypes and bytes. About 2 s for the full-size fp32 UNet; computed once per process and patch set."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted([*module.named_parameters(), *module.named_buffers()], key=lambda item: item[0]):
+        tensor = tensor.detach().contiguous()
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def _structure(unet: torch.nn.Module) -> tuple:
+    """What a frozen graph would miss: hooks on any submodule and the attention processors' types."""
+    return tuple((name, bool(m._forward_hooks or m._forward_pre_hooks), type(getattr(m, "processor", None)))
+                 for name, m in unet.named_modules())
+
+
+class _SampleOnly(torch.nn.Module):
+    """The UNet's plain call returning its sample tensor (what the converter traces)."""
+
+    def __init__(self, unet: torch.nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        # The class's forward: the instance's, while sampling, is the dispatcher that asked for this trace.
+        return type(self.unet).forward(self.unet, sample, timestep, encoder_hidden_states=encoder_hidden_states).sample
+
+
+@dataclass
+class CompiledUnets:
+    """Compiled UNets of this process: in memory by (UNet, patches, shapes), on disk by weights and versions.
+    `compilations` counts conversions from torch (the slow, one-time step) and is what tests observe."""
+
+    cache: CompileCache
+    compilations: int = 0
+    loads: int = 0
+    _memory: OrderedDict = field(default_factory=OrderedDict)
+    _digests: dict = field(default_factory=dict)
+
+    def model_ir(self, unet: torch.nn.Module, identity: str, example: tuple,
+                 notify: Callable[[str], None]) -> Path:
+        """The IR file for these weights: from the disk cache, or converted now and stored there."""
+        key = cache_key({"weights": identity, **runtime_versions()})
+        folder = self.cache.entry(key)
+        if folder is not None:
+            self.loads += 1
+            return folder / IR_NAME
+
+        def write(target: Path) -> None:
+            import openvino as ov
+
+            notify("compiling UNet for this CPU, one-time, ~30 s")
+            with torch.no_grad():
+                converted = ov.convert_model(_SampleOnly(unet), example_input=example)
+            ov.save_model(converted, str(target / IR_NAME), compress_to_fp16=False)
+            self.compilations += 1
+
+        return self.cache.store(key, write) / IR_NAME
+
+    def compiled(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...],
+                 weights: Callable[[], str], notify: Callable[[str], None]) -> Any:
+        """The compiled call for these inputs' shapes; `weights()` names the weights (computed only on a miss)."""
+        shapes = tuple(tuple(t.shape) for t in inputs)
+        key = (id(unet), tuple(id(p) for p in patches), shapes)
+        entry = self._memory.get(key)
+        if entry is not None and entry[0]() is unet and entry[1] == patches:
+            self._memory.move_to_end(key)
+            return entry[2]
+        import openvino as ov
+
+        weights_key = (id(unet), tuple(id(p) for p in patches))
+        known = self._digests.get(weights_key)
+        if known is None or known[0]() is not unet or known[1] != patches:
+            known = (weakref.ref(unet), patches, weights())  # a new shape of the same weights is not hashed again
+            if len(self._digests) >= 4 * MEMORY_ENTRIES:
+                self._digests.clear()
+            self._digests[weights_key] = known
+        ir = self.model_ir(unet, known[2], inputs, notify)
+        core = ov.Core()
+        model = core.read_model(str(ir))
+        model.reshape({i: ov.PartialShape(list(shape)) for i, shape in enumerate(shapes)})
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        self._memory[key] = (weakref.ref(unet), patches, compiled)
+        while len(self._memory) > MEMORY_ENTRIES:
+            self._memory.popitem(last=False)
+        return compiled
+
+    def clear_memory(self) -> None:
+        self._memory.clear()
+        self._digests.clear()
+
+
+_PROCESS: dict[Path, CompiledUnets] = {}
+
+
+def compiled_unets(root: Path | None = None) -> CompiledUnets:
+    """This process's compiled UNets for a cache folder (default: the user's, `compiled-unet` in it)."""
+    root = root or user_cache_dir() / "compiled-unet"
+    if root not in _PROCESS:
+        _PROCESS[root] = CompiledUnets(CompileCache(root))
+    return _PROCESS[root]
+
+
+def cpu_kind() -> str:
+    """The row of the measured table this CPU falls in."""
+    from nodes.models.runtime import cpu_has_native_bf16
+
+    return "native-bf16" if cpu_has_native_bf16() else "fp32"
+
+
+@contextmanager
+def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets | None = None) -> Iterator[None]:
+    """Inside the block (entered with the model's patches applied), plain calls of `model.unet` run compiled
+    when the `compile` setting wants it; any other call runs eager. The module is as before afterwards."""
+    if not compile_wanted(ctx.settings, model, cpu_kind()) or model.hooks:
+        yield
+        return
+    unet = model.unet
+    if unets is None:
+        folder = ctx.settings.get("compile_cache_dir")
+        unets = compiled_unets(Path(folder) if folder else None)
+    own_forward = unet.__dict__.get("forward")
+    eager_forward = unet.forward
+    plain = _structure(unet)
+    patches = tuple(p for p in model.patches if getattr(p, "part", "unet") == "unet")
+
+    def notify(text: str) -> None:
+        ctx.emit(PROGRESS, {"value": 0, "max": 1, "node": ctx.node_id, "prompt_id": ctx.prompt_id, "text": text})
+
+    def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
+        extra = {k: v for k, v in kwargs.items() if v is not None and k != "return_dict"}
+        if args or extra or encoder_hidden_states is None or _structure(unet) != plain:
+            return eager_forward(sample, timestep, encoder_hidden_states, *args, **kwargs)
+        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+        inputs = (sample.float(), torch.as_tensor(timestep, dtype=torch.float32).reshape(-1).expand(sample.shape[0]),
+                  encoder_hidden_states.float())
+        with torch.inference_mode(False):  # the converter traces: it needs ordinary tensors
+            inputs = tuple(t.clone() for t in inputs)
+            call = unets.compiled(unet, patches, inputs, lambda: weights_digest(unet), notify)
+        result = call([t.numpy() for t in inputs])[0]
+        return UNet2DConditionOutput(sample=torch.from_numpy(result.copy()).to(sample.dtype))
+
+    unet.forward = forward
+    try:
+        yield
+    finally:
+        if own_forward is not None:
+            unet.forward = own_forward
+        else:
+            del unet.forward  # the class's own forward again

@@ -1,0 +1,180 @@
+"""The compiled UNet (`compile` setting): exact against eager, cached on disk, never stale after a patch,
+bounded on disk, and off unless asked for on CPUs where it was not measured faster."""
+
+import math
+import os
+import threading
+
+import pytest
+import torch
+
+from engine.context import InterruptHandle, RunContext
+from engine.events import PROGRESS
+from engine.paths import Paths
+from nodes.models.compile_cache import CompileCache, user_cache_dir
+from nodes.models.compiled import CompiledUnets, compile_wanted, compiled_unet_used
+from nodes.models.family import SD15
+from nodes.models.handles import ModelHandle
+from nodes.models.patching import WeightPatch, model_patches_applied
+from nodes.models.tiny import tiny_modules
+from nodes.sampling import ModelSampling
+
+
+class ConstantDelta:
+    """A patch layer adding `value` everywhere (what a LoRA layer does, without the factors)."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    @property
+    def nbytes(self) -> int:
+        return 4
+
+    def delta(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        return torch.full(shape, self.value, device=device)
+
+
+def psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
+    mse = float(((output - reference) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(float(reference.abs().max()) ** 2 / mse)
+
+
+def run_context(settings: dict, events: list) -> RunContext:
+    return RunContext("3", "p1", Paths(), InterruptHandle(), lambda name, data: events.append((name, data)),
+                      settings=settings)
+
+
+@pytest.fixture(scope="module")
+def model() -> ModelHandle:
+    unet = tiny_modules(SD15, seed=5)["unet"].eval()
+    return ModelHandle(unet, SD15, ModelSampling("epsilon"), "tiny")
+
+
+@pytest.fixture(scope="module")
+def inputs(model):
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randn(2, 4, 8, 8, generator=generator), torch.tensor([500.0]).expand(2),
+            torch.randn(2, 77, model.unet.config.cross_attention_dim, generator=generator))
+
+
+def sampled(model: ModelHandle, inputs, unets: CompiledUnets | None, settings: dict | None = None,
+            events: list | None = None, **kwargs) -> torch.Tensor:
+    """One UNet call as the samplers make it: patches applied, then the compiled scope, in inference mode."""
+    ctx = run_context(settings if settings is not None else {"compile": "on"}, events if events is not None else [])
+    x, t, embeds = inputs
+    with model_patches_applied(model) as unet, compiled_unet_used(ctx, model, unets), torch.inference_mode():
+        return unet(x, t, encoder_hidden_states=embeds, **kwargs).sample
+
+
+def eager(model: ModelHandle, inputs) -> torch.Tensor:
+    return sampled(model, inputs, None, {"compile": "off"})
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("compiled-unet")
+
+
+@pytest.mark.slow
+def test_compiled_output_is_exact_and_the_compile_is_announced(model, inputs, cache_root):
+    unets = CompiledUnets(CompileCache(cache_root))
+    events: list = []
+    compiled = sampled(model, inputs, unets, events=events)
+    assert psnr(compiled, eager(model, inputs)) >= 45
+    assert unets.compilations == 1
+    texts = [data.get("text", "") for name, data in events if name == PROGRESS]
+    assert any(text.startswith("compiling UNet for this CPU, one-time") for text in texts)
+    assert model.unet.forward.__func__ is type(model.unet).forward  # the module is as before
+
+
+@pytest.mark.slow
+def test_a_new_process_loads_the_compiled_model_from_disk(model, inputs, cache_root):
+    first = CompiledUnets(CompileCache(cache_root))
+    reference = sampled(model, inputs, first)
+    fresh = CompiledUnets(CompileCache(cache_root))  # nothing in memory, as in a new process
+    events: list = []
+    again = sampled(model, inputs, fresh, events=events)
+    assert fresh.compilations == 0 and fresh.loads == 1
+    assert not [data for name, data in events if name == PROGRESS]
+    assert torch.equal(again, reference)
+
+
+@pytest.mark.slow
+def test_a_patched_model_never_reuses_the_unpatched_compiled_one(model, inputs, cache_root):
+    unets = CompiledUnets(CompileCache(cache_root))
+    plain = sampled(model, inputs, unets)
+    patch = WeightPatch("unet", 0.5, {"conv_in.weight": ConstantDelta(0.1)}, "test-lora")
+    patched_model = ModelHandle(model.unet, SD15, model.model_sampling, "tiny", patches=(patch,))
+    compiled = sampled(patched_model, inputs, unets)
+    assert psnr(compiled, eager(patched_model, inputs)) >= 45
+    assert psnr(compiled, plain) < 45  # the patch shows
+    assert len(CompileCache(cache_root).entries()) == 2
+    assert torch.equal(sampled(model, inputs, unets), plain)  # and the unpatched model is itself again
+
+
+def test_calls_the_compiled_graph_cannot_express_run_eager(model, inputs, tmp_path):
+    unets = CompiledUnets(CompileCache(tmp_path))
+    x, t, embeds = inputs
+    shapes: dict = {}
+    handle = model.unet.mid_block.register_forward_hook(lambda module, args, out: shapes.update(mid=out.shape))
+    with torch.inference_mode():
+        model.unet(x, t, encoder_hidden_states=embeds)
+    handle.remove()
+    residual = torch.ones(shapes["mid"])
+    with_residual = sampled(model, inputs, unets, mid_block_additional_residual=residual)
+    with torch.inference_mode():
+        expected = model.unet(x, t, encoder_hidden_states=embeds, mid_block_additional_residual=residual).sample
+    assert torch.equal(with_residual, expected)
+    assert unets.compilations == 0 and unets.loads == 0
+
+
+def test_compile_is_off_by_default_where_not_measured_faster(model, inputs, tmp_path):
+    assert not compile_wanted({}, model, "fp32")
+    assert not compile_wanted({"compile": "auto"}, model, "native-bf16")
+    assert not compile_wanted({"compile": "off"}, model, "fp32")
+    assert compile_wanted({"compile": "on"}, model, "fp32")
+    with pytest.raises(ValueError, match="compile must be one of"):
+        compile_wanted({"compile": "yes"}, model, "fp32")
+    unets = CompiledUnets(CompileCache(tmp_path))
+    assert torch.equal(sampled(model, inputs, unets, settings={}), eager(model, inputs))
+    assert unets.compilations == 0 and not list(tmp_path.iterdir())
+
+
+def test_the_disk_cache_keeps_under_its_bound_dropping_the_least_recently_used(tmp_path):
+    cache = CompileCache(tmp_path, bound_bytes=2500)
+
+    def kilobyte(folder):
+        (folder / "unet.bin").write_bytes(b"x" * 1000)
+
+    for key in ("a", "b"):
+        cache.store(key, kilobyte)
+    os.utime(tmp_path / "a", (1, 1))
+    os.utime(tmp_path / "b", (2, 2))
+    assert cache.entry("a") is not None  # reading marks it used: b is now the oldest
+    cache.store("c", kilobyte)
+    assert sorted(key for _, key, _ in cache.entries()) == ["a", "c"]
+    assert cache.total_bytes() <= 2500
+
+
+def test_concurrent_writers_of_one_entry_leave_one_complete_copy(tmp_path):
+    cache = CompileCache(tmp_path)
+    barrier = threading.Barrier(4)
+
+    def write(folder):
+        barrier.wait()  # every writer is mid-write at once
+        (folder / "unet.xml").write_text(f"written by {threading.get_ident()}")
+
+    threads = [threading.Thread(target=cache.store, args=("k", write)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]  # no temporary folder left behind
+    assert (tmp_path / "k" / "unet.xml").read_text().startswith("written by ")
+
+
+def test_the_cache_lives_in_the_user_cache_folder():
+    assert user_cache_dir({"SDGRAPH_CACHE_DIR": "/x/y"}) == user_cache_dir({"SDGRAPH_CACHE_DIR": "/x/y"})
+    assert str(user_cache_dir({"SDGRAPH_CACHE_DIR": "/x/y"})) == "/x/y"
+    assert str(user_cache_dir({"XDG_CACHE_HOME": "/c"})) == "/c/sdgraph"
+    assert user_cache_dir({}).parts[-2:] == (".cache", "sdgraph")
