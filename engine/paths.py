@@ -6,6 +6,7 @@ resolves outside its folder (through `..`, an absolute path or a symlink) is eve
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -72,6 +73,15 @@ def contained(root: Path, name: str) -> Path:
     if candidate != root_resolved and root_resolved not in candidate.parents:
         raise UnsafePathError(f"{name!r} leaves the folder {root}")
     return candidate
+
+
+def posix_model_name(name: str) -> str:
+    """A model name saved on Windows (ComfyUI lists subfolders there as `SD1_5\\model.safetensors`)
+    with `/` separators; UnsafePathError for an absolute path, a drive letter or a `..` part."""
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or re.match(r"[A-Za-z]:", posix) or ".." in posix.split("/"):
+        raise UnsafePathError(f"{name!r} leaves the model folders")
+    return posix
 
 
 def _stays_inside(folder: Path, path: Path) -> bool:

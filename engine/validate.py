@@ -16,6 +16,7 @@ import networkx as nx
 
 from engine.declare import NodeDeclaration
 from engine.errors import input_error, prompt_error
+from engine.paths import UnsafePathError, posix_model_name
 from engine.registry import NodeRegistry
 from engine.types import Choice, CoercionError, InputSpec
 from engine.workflow import LinkRef, MalformedLink, Workflow
@@ -149,6 +150,14 @@ class _Validator:
             return
         if isinstance(spec, Choice):
             available = self.choices(spec)
+            if coerced not in available and spec.loads is not None and "\\" in coerced:
+                try:   # a workflow made on Windows names files in subfolders with backslashes
+                    posix = posix_model_name(coerced)
+                except UnsafePathError as exc:
+                    self.fail(node_id, input_error("value_not_in_list", "Unsafe model file name", name,
+                                                   f"{name}: {exc}", received_value=coerced))
+                    return
+                coerced = posix if posix in available else coerced
             if coerced not in available:
                 shown = available[:_MAX_LISTED_CHOICES] + (["..."] if len(available) > _MAX_LISTED_CHOICES else [])
                 self.fail(node_id, input_error(
