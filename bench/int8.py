@@ -1,0 +1,264 @@
+"""`--precision int8` on the full-size SD1.5 layout: per-step speed, closeness to fp32, and end to end.
+
+    python bench/int8.py [--sizes 256 512] [--repeats 3] [--image-steps 8] [--e2e-size 512 --e2e-steps 20]
+
+Three parts, each optional (`--parts unet image e2e`), on the random-weight SD1.5 checkpoint of
+bench/full_size.py:
+- `unet`: one UNet call on the CFG batch (2) at each size, fp32 eager, bf16 (where the CPU has native
+  bf16) and int8 (through the sampling path, `model_patches_applied`), interleaved, `--repeats` times;
+  the minimum and median seconds, and each output's SNR against fp32's on the same inputs.
+- `image`: the whole txt2img workflow at fp32 and int8, same seed: the decoded images' PSNR.
+- `demo`: the demo model's prompt accuracy (tests/nodes/test_demo_model.py's 14 prompts and analysis,
+  euler, dpmpp_2m, ddim) at int8 and fp32, and each int8 image's PSNR against its fp32 twin.
+- `e2e`: diffusers' fp32 pipeline (bench/vs_diffusers.py's) and our int8 run, each in its own process,
+  the whole process timed: the ratio the issue's target is about.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "nodes"))  # the demo model's accuracy check (test_demo_model.py)
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from full_size import CACHE_DIR, CHECKPOINT_NAME, MODELS_DIR, ensure_full_size_checkpoint  # noqa: E402
+
+RESULT_TAG = "INT8-RESULT "
+
+
+def snr_db(reference, value) -> float:
+    """Signal-to-error ratio of `value` against `reference`, in dB."""
+    error = float((value.float() - reference.float()).norm())
+    return math.inf if error == 0 else 20 * math.log10(float(reference.float().norm()) / error)
+
+
+def psnr_db(a, b) -> float:
+    """PSNR of two images in [0, 1], in dB."""
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def load_unet(precision: str):
+    """The full-size MODEL handle at `precision`, as CheckpointLoaderSimple loads it."""
+    from nodes.loaders import checkpoint_handles
+    from nodes.models.checkpoint import load_checkpoint
+    from nodes.models.runtime import runtime_from_settings
+
+    runtime = runtime_from_settings({"device": "cpu", "precision": precision})
+    loaded = load_checkpoint(MODELS_DIR / "checkpoints" / CHECKPOINT_NAME, dtype=runtime.dtype,
+                             device=runtime.device, memory_format=runtime.memory_format)
+    return checkpoint_handles(loaded, CHECKPOINT_NAME, runtime.int8)[0]
+
+
+def unet_part(sizes: list[int], repeats: int) -> None:
+    import torch
+
+    from nodes.models.patching import model_patches_applied
+    from nodes.models.quantize import Int8Weights
+    from nodes.models.runtime import cpu_has_native_bf16
+
+    fp32 = load_unet("fp32")
+    models = {"fp32": fp32, "int8": replace(fp32, int8=Int8Weights())}  # the same fp32 weights: less memory
+    if cpu_has_native_bf16():
+        models["bf16"] = load_unet("bf16")
+    precisions = list(models)
+    print(f"\nUNet call, batch 2 (CFG), torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"min / median of {repeats}, interleaved; SNR of the output against fp32's")
+    for size in sizes:
+        generator = torch.Generator().manual_seed(0)
+        sample = torch.randn(2, 4, size // 8, size // 8, generator=generator)
+        context = torch.randn(2, 77, 768, generator=generator)
+        timestep = torch.full((2,), 500.0)
+        times: dict[str, list[float]] = {p: [] for p in precisions}
+        outputs = {}
+        first_call = {}
+        with torch.inference_mode():
+            for repeat in range(repeats + 1):  # the first round warms up (and packs the int8 weights)
+                for precision, model in models.items():
+                    dtype = next(model.unet.parameters()).dtype
+                    started = time.perf_counter()
+                    with model_patches_applied(model) as unet:
+                        out = unet(sample.to(dtype), timestep, encoder_hidden_states=context.to(dtype)).sample
+                    seconds = time.perf_counter() - started
+                    if repeat == 0:
+                        first_call[precision], outputs[precision] = seconds, out.float()
+                    else:
+                        times[precision].append(seconds)
+        base = statistics.median(times["fp32"])
+        for precision in precisions:
+            median = statistics.median(times[precision])
+            snr = snr_db(outputs["fp32"], outputs[precision])
+            print(f"  {size}×{size} {precision:5} min {min(times[precision]):7.3f} s  median {median:7.3f} s  "
+                  f"×fp32 {median / base:5.2f}  first call {first_call[precision]:7.3f} s  SNR {snr:6.1f} dB")
+
+
+def image_part(size: int, steps: int) -> None:
+    import torch
+    from vs_diffusers import workflow
+
+    from engine.config import EngineConfig, build_executor, build_registry
+    from engine.workflow import Workflow
+
+    images = {}
+    for precision in ("fp32", "int8"):
+        config = EngineConfig(models_dir=MODELS_DIR, input_dir=CACHE_DIR / "input", output_dir=CACHE_DIR / "output",
+                              temp_dir=CACHE_DIR / "temp", extension_dirs=[], settings={"precision": precision})
+        executor = build_executor(config, build_registry(config))
+        graph = workflow(size, steps)
+        graph["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}
+        result = executor.execute(Workflow.from_api(graph))
+        assert result.status == "success", result.error
+        import numpy as np
+        from PIL import Image
+
+        saved = result.outputs["9"]["images"][0]
+        path = CACHE_DIR / "temp" / saved.get("subfolder", "") / saved["filename"]
+        images[precision] = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255)
+    print(f"\nwhole txt2img, {size}×{size}, {steps} steps euler: int8 image vs fp32 image PSNR "
+          f"{psnr_db(images['fp32'], images['int8']):.1f} dB (8-bit PNGs; random weights: the images are noise)")
+
+
+def demo_part(runs: list[str]) -> None:
+    """tests/nodes/test_demo_model.py's check (its 14 prompts, workflow and analysis) in process, for each
+    `precision:sampler` of `runs`, and each image's PSNR against its fp32 twin where that ran too."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from test_demo_model import REQUESTS, SAMPLERS, analyse, batch_workflow
+
+    from engine.config import EngineConfig, build_executor, build_registry
+    from engine.workflow import Workflow
+
+    schedulers = dict(SAMPLERS)
+    images: dict[tuple[str, str], list] = {}
+    executors: dict = {}
+    print("\ndemo model (demo-shapes), 14 prompts each, drawn as asked:")
+    for run in runs:
+        precision, sampler = run.split(":")
+        if precision not in executors:
+            config = EngineConfig(models_dir=CACHE_DIR / "demo-models", input_dir=CACHE_DIR / "input",
+                                  output_dir=CACHE_DIR / "output", temp_dir=CACHE_DIR / "temp", extension_dirs=[],
+                                  settings={"precision": precision})
+            executors[precision] = build_executor(config, build_registry(config))
+        graph = batch_workflow(sampler, schedulers[sampler])
+        for node in graph.values():
+            if node["class_type"] == "SaveImage":
+                node["class_type"], node["inputs"] = "PreviewImage", {"images": node["inputs"]["images"]}
+        started = time.perf_counter()
+        result = executors[precision].execute(Workflow.from_api(graph))
+        assert result.status == "success", result.error
+        drawn = []
+        for node_id, node in graph.items():
+            if node["class_type"] == "PreviewImage":
+                saved = result.outputs[node_id]["images"][0]
+                path = CACHE_DIR / "temp" / saved.get("subfolder", "") / saved["filename"]
+                drawn.append(np.asarray(Image.open(path).convert("RGB")))
+        images[precision, sampler] = drawn
+        good = sum(analyse(image, request) is None for image, request in zip(drawn, REQUESTS))
+        line = f"  {precision:5} {sampler:9} {good}/{len(REQUESTS)}  ({time.perf_counter() - started:.0f} s)"
+        pair = [images.get((p, sampler)) for p in ("fp32", "int8")]
+        if precision in ("fp32", "int8") and all(pair):
+            values = [psnr_db(torch.from_numpy(a / 255.0), torch.from_numpy(b / 255.0)) for a, b in zip(*pair)]
+            line += f"  int8 vs fp32 PSNR: median {statistics.median(values):.1f} dB, min {min(values):.1f} dB"
+        print(line, flush=True)
+
+
+def e2e_worker(variant: str, size: int, steps: int) -> dict:
+    from vs_diffusers import run_diffusers, step_seconds, workflow
+
+    if variant == "diffusers":
+        return run_diffusers(size, steps, "fp32")
+    from engine.config import EngineConfig, build_executor, build_registry
+    from engine.workflow import Workflow
+
+    precision = variant.removeprefix("ours-")
+    config = EngineConfig(models_dir=MODELS_DIR, input_dir=CACHE_DIR / "input", output_dir=CACHE_DIR / "output",
+                          temp_dir=CACHE_DIR / "temp", extension_dirs=[], settings={"precision": precision})
+    stamps: list[float] = []
+
+    def listener(event: str, data: dict) -> None:
+        if event == "progress" and data.get("node") == "3":
+            stamps.append(time.perf_counter())
+
+    started = time.perf_counter()
+    executor = build_executor(config, build_registry(config))
+    result = executor.execute(Workflow.from_api(workflow(size, steps)), listener=listener)
+    assert result.status == "success", result.error
+    report = result.report
+    return {"end_to_end_s": time.perf_counter() - started, "load_s": report["4"].seconds,
+            "sample_s": report["3"].seconds, "decode_s": report["8"].seconds, "step_s": step_seconds(stamps)}
+
+
+def e2e_part(size: int, steps: int, variants: list[str]) -> None:
+    rows = {}
+    for variant in variants:
+        started = time.perf_counter()
+        child = subprocess.run([sys.executable, __file__, "--worker", variant, "--e2e-size", str(size),
+                                "--e2e-steps", str(steps)], cwd=ROOT, capture_output=True, text=True)
+        if child.returncode != 0:
+            raise RuntimeError(f"{variant} failed:\n{child.stderr[-3000:]}")
+        out = json.loads(next(line for line in child.stdout.splitlines()
+                              if line.startswith(RESULT_TAG))[len(RESULT_TAG):])
+        rows[variant] = {**out, "process_s": time.perf_counter() - started, "load_avg": os.getloadavg()[0]}
+    base = rows.get("diffusers")
+    print(f"\nwhole process, {size}×{size}, {steps} steps, euler/normal, CFG 7 (each variant its own process)")
+    for name, r in rows.items():
+        ratio = f"{r['process_s'] / base['process_s']:.3f}" if base else "-"
+        print(f"  {name:12} process {r['process_s']:8.1f} s  load {r.get('load_s', 0):6.1f} s  "
+              f"s/step {r.get('step_s', 0):6.2f}  decode {r.get('decode_s', 0):6.1f} s  ÷ diffusers {ratio}  "
+              f"load avg {r['load_avg']:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=("unet", "image", "demo", "e2e"),
+                        default=["unet", "image", "demo", "e2e"])
+    parser.add_argument("--demo-runs", nargs="+", default=[f"{p}:{s}" for p in ("int8", "fp32")
+                                                            for s in ("euler", "dpmpp_2m", "ddim")],
+                        help="precision:sampler pairs")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--image-steps", type=int, default=8)
+    parser.add_argument("--e2e-size", type=int, default=512)
+    parser.add_argument("--e2e-steps", type=int, default=20)
+    parser.add_argument("--e2e-variants", nargs="+", default=["diffusers", "ours-int8"],
+                        help="diffusers (fp32) and ours-<precision>")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    ensure_full_size_checkpoint()
+    if args.worker:
+        print(RESULT_TAG + json.dumps(e2e_worker(args.worker, args.e2e_size, args.e2e_steps)), flush=True)
+        return
+    print(f"CPU: {cpu_model()}; load average at start {os.getloadavg()[0]:.1f}")
+    if "unet" in args.parts:
+        unet_part(args.sizes, args.repeats)
+    if "image" in args.parts:
+        image_part(args.image_size, args.image_steps)
+    if "demo" in args.parts:
+        demo_part(args.demo_runs)
+    if "e2e" in args.parts:
+        e2e_part(args.e2e_size, args.e2e_steps, args.e2e_variants)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+if __name__ == "__main__":
+    main()
