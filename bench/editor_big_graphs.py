@@ -8,7 +8,8 @@ columns), and for each repeat: opens it (`sdgraph.load`, until the next painted 
 fitted view and at 100 %, zooms in and out, then adds, connects, deletes a node and undoes. Pan
 and zoom are driven from `requestAnimationFrame` through the view's own `panBy`/`zoomAt` (what the
 pointer handlers call); fps and the p95 frame come from the rAF timestamps. An edit's time runs
-from the call to the end of the next frame. Prints the median of the repeats and the CPU model.
+from the call to the end of the next frame, at rest (400 ms after the last pan). Prints the median
+of the repeats and the CPU model.
 With `--before REV`, a second page runs the editor's files (web/) as they were at git revision REV
 (served from `git show`, the same server otherwise), and the repeats alternate between the two
 pages, so both are measured side by side under the same load of a shared machine.
@@ -105,6 +106,9 @@ async ([ui, frames]) => {
   await settle();
   const pan100 = await animate((i) => view.panBy(i % 60 < 30 ? 12 : -12, i % 40 < 20 ? 5 : -5));
   result.pan_100_fps = pan100.fps; result.pan_100_p95 = pan100.p95;
+  // Edits are timed at rest: after the pan's gesture has ended (the editor draws a moving view on a canvas).
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  await settle();
   const [wx, wy] = view.toWorld(cx, cy);
   let added;
   result.add = await timed(() => { added = editor.addNode("KSampler", [wx, wy]); });

@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 from tests.web.editor_page import EditorPage
 
 OVERVIEW_SCALE = 0.3
+GEOMETRY = "(id) => [sdgraph.view.nodeBox(sdgraph.graph.nodes.get(id)), sdgraph.view.socketPosition(id, 'in', 1)]"
 
 
 def to_screen(editor: EditorPage, world: list[float]) -> tuple[float, float]:
@@ -78,3 +79,30 @@ def test_in_the_overview_dragging_from_socket_to_socket_connects(editor: EditorP
     target = to_screen(editor, editor.js("() => sdgraph.view.socketPosition(3, 'in', 0)"))
     editor.drag(source, target)
     assert editor.links_into(3)["model"] == 4
+
+
+def test_a_node_added_in_the_overview_is_measured_as_when_it_is_drawn(editor: EditorPage):
+    zoom_to(editor, OVERVIEW_SCALE)
+    added = editor.js("() => sdgraph.addNode('VAEDecode', [900, 700]).id")
+    hidden = editor.js(GEOMETRY, added)
+    zoom_to(editor, 1)
+    expect(editor.node(added)).to_be_visible()
+    editor.js("(id) => sdgraph.view.renderNodes([id])", added)    # measured again, now drawn
+    shown = editor.js(GEOMETRY, added)
+    assert all(abs(a - b) < 1 for a, b in zip(hidden[0] + hidden[1], shown[0] + shown[1], strict=True))
+    assert hidden[0][2] >= 180 and hidden[1][1] > 700      # the vae socket sits below the top of the body
+
+
+def test_while_the_view_is_panned_the_overview_draws_it_and_the_dom_returns_when_the_pan_stops(editor: EditorPage):
+    zoom_to(editor, 1)
+    editor.js("""() => { window.overviewSeen = false;
+        new MutationObserver(() => { window.overviewSeen ||= sdgraph.view.root.classList.contains('overview'); })
+            .observe(sdgraph.view.root, { attributes: true, attributeFilter: ['class'] }); }""")
+    start = editor.empty_point()
+    editor.drag(start, (start[0] + 80, start[1] - 40))
+    editor.page.wait_for_function("() => !sdgraph.view.moving")
+    assert editor.js("() => window.overviewSeen") is True
+    expect(editor.page.locator(".overview-layer")).to_be_hidden()
+    expect(editor.widget(3, "steps")).to_be_visible()
+    editor.set_widget(3, "steps", 12)
+    assert editor.widget_value(3, "steps") == 12

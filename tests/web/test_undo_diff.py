@@ -70,3 +70,14 @@ def test_an_undo_replaces_only_the_nodes_the_step_changed(editor: EditorPage):
     positions = editor.js("() => [sdgraph.view.elements.get(3).style.left, sdgraph.view.elements.get(3).style.top]")
     node = next(n for n in editor.workflow()["nodes"] if n["id"] == 3)
     assert positions == [f"{node['pos'][0]}px", f"{node['pos'][1] - 30}px"]
+
+
+def test_a_recorded_snapshot_is_the_text_of_the_saved_workflow(editor: EditorPage):
+    editor.js("""() => { const g = sdgraph.graph;
+        g.setTitle(g.nodes.get(7), 'Negative');
+        g.groups.push({ title: 'G', bounding: [0, 0, 100, 100] });
+        g.extra.note = 'kept'; g.rest.models = [{ name: 'a.safetensors' }]; }""")
+    texts = editor.js("""async () => { const undo = await import('/js/undo.js');
+        return [undo.snapshotOfGraph(sdgraph.graph, 'a name'), undo.snapshotOf(sdgraph.graph.toJSON(), 'a name')]; }""")
+    assert texts[0] == texts[1]
+    assert '"models":[{"name":"a.safetensors"}]' in texts[0] and '"note":"kept"' in texts[0]

@@ -55,6 +55,7 @@ export class CanvasView extends EventTarget {
     this.elements = new Map();      // node id → element
     this.sockets = new Map();       // node id → {in: [[x, y]], out: [[x, y]]} relative to the node
     this.sizes = new Map();         // node id → [width, height] as last measured, world units
+    this.details = new Map();       // node id → {rows, labels}: what the overview draws in detail (measure)
     this.signatures = new Map();    // node id → nodeSignature of the element drawn
     this.paths = new Map();         // link id → SVG path
     this.culled = new Set();        // node ids and "link:<id>" keys hidden as off screen
@@ -62,6 +63,7 @@ export class CanvasView extends EventTarget {
     this.hiddenLink = null;         // a link being dragged off its input
     // A node grows without a rebuild (an image loads, a textarea is resized): keep its size current.
     this.resizes = new ResizeObserver((entries) => this.resized(entries));
+    this.rootSize = null;           // [width, height] of the canvas, kept by `resizes`
     root.classList.add("canvas");
     root.tabIndex = 0;
     this.grid = this.make("div", "grid", root);
@@ -79,6 +81,7 @@ export class CanvasView extends EventTarget {
     this.dragPath.classList.add("link", "dragging");
     this.selectBox = this.make("div", "select-box", root);
     this.overview = new OverviewLayer(this);
+    this.resizes.observe(root);
     this.applyTransform();
   }
 
@@ -91,7 +94,8 @@ export class CanvasView extends EventTarget {
 
   // --- viewport ----------------------------------------------------------------------------
 
-  applyTransform() {
+  /** `gesture`: a pan or zoom by the user, drawn by the overview until it pauses (see `setMoving`). */
+  applyTransform({ gesture = false } = {}) {
     const [ox, oy] = this.offset;
     this.world.style.transform = `scale(${this.scale}) translate(${ox}px, ${oy}px)`;
     // The grid is its own layer, moved (not repainted) by a pan; one cell of travel is enough.
@@ -100,16 +104,29 @@ export class CanvasView extends EventTarget {
     if (this.grid.style.backgroundSize !== size) this.grid.style.backgroundSize = size;
     const shift = (value) => (((value * this.scale) % cell) + cell) % cell - cell;
     this.grid.style.transform = `translate(${shift(ox)}px, ${shift(oy)}px)`;
-    const overview = this.scale < LOW_DETAIL_SCALE;
-    this.root.classList.toggle("overview", overview);
-    this.overview.setActive(overview);
     this.graph.extra.ds = { scale: this.scale, offset: [...this.offset] };
-    // While the viewport moves the world is its own layer, so a pan repaints little.
-    this.world.classList.add("moving");
-    clearTimeout(this.movingTimer);
-    this.movingTimer = setTimeout(() => this.world.classList.remove("moving"), MOVING_MS);
+    if (gesture) {
+      clearTimeout(this.movingTimer);
+      this.movingTimer = setTimeout(() => this.setMoving(false), MOVING_MS);
+    }
+    this.setMoving(gesture || Boolean(this.moving && this.movingTimer));
     this.scheduleCull();
     this.dispatchEvent(new Event("viewport"));
+  }
+
+  /**
+   * While a pan or zoom goes on, the overview draws every node (in detail at legible zooms), and the
+   * DOM nodes are not rendered: Chromium repaints every node in view on each frame of a moved
+   * transform, which a big graph cannot afford. When the gesture pauses the DOM comes back.
+   */
+  setMoving(moving) {
+    if (!moving) { clearTimeout(this.movingTimer); this.movingTimer = 0; }
+    this.moving = moving;
+    const overview = moving || this.scale < LOW_DETAIL_SCALE;
+    this.root.classList.toggle("overview", overview);
+    this.overview.detailed = this.scale >= LOW_DETAIL_SCALE;
+    this.overview.setActive(overview);
+    if (overview) this.overview.schedule();
   }
 
   setViewport(ds) {
@@ -121,6 +138,16 @@ export class CanvasView extends EventTarget {
     this.applyTransform();
   }
 
+  /**
+   * [width, height] of the canvas in pixels, as last observed: reading it forces no layout (a cull
+   * right after an edit would otherwise lay out the whole graph's DOM to learn the canvas's size).
+   */
+  size() {
+    if (this.rootSize) return this.rootSize;
+    const rect = this.root.getBoundingClientRect();
+    return [rect.width, rect.height];
+  }
+
   /** World coordinates of a client (screen) point. */
   toWorld(clientX, clientY) {
     const rect = this.root.getBoundingClientRect();
@@ -129,7 +156,7 @@ export class CanvasView extends EventTarget {
 
   panBy(dx, dy) {
     this.offset = [this.offset[0] + dx / this.scale, this.offset[1] + dy / this.scale];
-    this.applyTransform();
+    this.applyTransform({ gesture: true });
   }
 
   /** Zoom by `factor`, keeping the world point under (clientX, clientY) in place. */
@@ -138,7 +165,7 @@ export class CanvasView extends EventTarget {
     this.scale = Math.min(MAX_SCALE, Math.max(MIN_SCALE, this.scale * factor));
     const rect = this.root.getBoundingClientRect();
     this.offset = [(clientX - rect.left) / this.scale - wx, (clientY - rect.top) / this.scale - wy];
-    this.applyTransform();
+    this.applyTransform({ gesture: true });
   }
 
   /** Fit every node (or the selection) in view, never zooming in past 100%. */
@@ -214,14 +241,16 @@ export class CanvasView extends EventTarget {
     this.elements.delete(id);
     this.sockets.delete(id);
     this.sizes.delete(id);
+    this.details.delete(id);
     this.signatures.delete(id);
     this.culled.delete(id);
   }
 
   resized(entries) {
     for (const entry of entries) {
-      const id = Number(entry.target.dataset.nodeId);
       const box = entry.borderBoxSize?.[0];
+      if (entry.target === this.root) { this.rootSize = box ? [box.inlineSize, box.blockSize] : null; continue; }
+      const id = Number(entry.target.dataset.nodeId);
       if (!box || this.elements.get(id) !== entry.target) continue;
       this.sizes.set(id, [box.inlineSize, box.blockSize]);   // CSS pixels of the untransformed node: world units
     }
@@ -279,6 +308,17 @@ export class CanvasView extends EventTarget {
       out: [...el.querySelectorAll(".socket.out .dot")].map((d) => centre(d, "out")),
     });
     this.sizes.set(node.id, [box.width / this.scale, box.height / this.scale]);
+    // What the overview draws of the node while the view moves: widget rows (boxes relative to the
+    // node's top-left, world units; the value is read from the control when drawn) and socket labels.
+    const local = (r) => [(r.left - box.left) / this.scale, (r.top - box.top) / this.scale, r.width / this.scale, r.height / this.scale];
+    this.details.set(node.id, {
+      rows: [...el.querySelectorAll(".node-widgets > .widget")].map((row) => ({
+        box: local(row.getBoundingClientRect()), label: row.querySelector(".widget-label")?.textContent || "",
+        control: row.querySelector("textarea, select, input:not([type=file])"), multiline: row.classList.contains("widget-multiline"),
+      })).filter((row) => row.box[2] > 0),
+      labels: { in: [...el.querySelectorAll(".socket.in .socket-label")].map((l) => l.textContent),
+        out: [...el.querySelectorAll(".socket.out .socket-label")].map((l) => l.textContent) },
+    });
   }
 
   /** [width, height] of a node as drawn (body only, ComfyUI's `size`), or its saved size. */
@@ -397,13 +437,13 @@ export class CanvasView extends EventTarget {
    */
   cull() {
     this.overview.schedule();
-    const rect = this.root.getBoundingClientRect();
-    if (!rect.width) return;
+    const [width, height] = this.size();
+    if (!width) return;
     const margin = CULL_MARGIN / this.scale;
     const x0 = -this.offset[0] - margin;
     const y0 = -this.offset[1] - margin;
-    const x1 = rect.width / this.scale - this.offset[0] + margin;
-    const y1 = rect.height / this.scale - this.offset[1] + margin;
+    const x1 = width / this.scale - this.offset[0] + margin;
+    const y1 = height / this.scale - this.offset[1] + margin;
     const show = (key, el, inside) => {
       if (inside === !this.culled.has(key)) return;
       if (inside) this.culled.delete(key);

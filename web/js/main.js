@@ -29,7 +29,7 @@ import { installShortcuts } from "./shortcuts.js";
 import { AutoSave, SessionStore } from "./storage.js";
 import { TabStrip, WorkflowTab } from "./tabs.js";
 import { editTitle } from "./title_editor.js";
-import { applySnapshot, parseSnapshot, snapshotOf } from "./undo.js";
+import { applySnapshot, parseSnapshot, snapshotOf, snapshotOfGraph } from "./undo.js";
 import { WorkflowBrowser } from "./workflow_browser.js";
 
 const DEFAULT_WORKFLOW = "txt2img.json";
@@ -97,7 +97,7 @@ class Editor {
       workflow: tab === this.tab ? this.graph.toJSON() : tab.workflow })) };
   }
 
-  snapshot() { return snapshotOf(this.graph.toJSON(), this.workflowName); }
+  snapshot() { return snapshotOfGraph(this.graph, this.workflowName); }
 
   changed({ kind, nodes = [], only = null }) {
     if (kind === "structure" || kind === "mode" || kind === "load") this.view.render({ rebuild: nodes, only });

@@ -1,8 +1,9 @@
 /**
- * The overview: zoomed out, nodes and links are drawn on one <canvas> instead of by the DOM, so a
- * pan or zoom frame paints one bitmap of boxes, titles and curves rather than hundreds of nodes'
- * boxes, sockets and text. The DOM nodes stay laid out and hit-testable but transparent (style.css:
- * `.canvas.overview`), so clicking, dragging, measuring sockets and focus work as they do zoomed in.
+ * The overview: zoomed out, and at any zoom while the view is panned or zoomed, nodes and links are
+ * drawn on one <canvas> instead of by the DOM, so a frame paints one bitmap rather than every node's
+ * boxes, controls and text. Zoomed out it draws boxes, titles and sockets; at legible zooms
+ * (`detailed`) also socket labels and widget rows, close to what the DOM shows. The DOM nodes stay
+ * laid out but are not rendered (style.css: `.canvas.overview`); CanvasView.elementAt hit-tests them.
  */
 
 import { MODE_BYPASSED, MODE_MUTED } from "./graph.js";
@@ -12,7 +13,11 @@ import { typeColour } from "./nodedefs.js";
 const MIN_TITLE_PX = 4;
 /** Below this zoom sockets are not drawn (under 3 pixels across). */
 const MIN_SOCKET_SCALE = 0.25;
-const TITLE_FONT = "600 13px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+const TITLE_FONT = `600 13px ${FONT}`;
+const LABEL_FONT = `12px ${FONT}`;
+const VALUE_FONT = `13px ${FONT}`;
+const RADIUS = 8;
 
 export class OverviewLayer {
   /** `view`: the CanvasView; its `nodeBox`, `socketPosition`, `selection` and `status` are what is drawn. */
@@ -24,6 +29,7 @@ export class OverviewLayer {
     this.canvas.setAttribute("aria-hidden", "true");   // the transparent DOM nodes carry the accessible tree
     view.root.insertBefore(this.canvas, view.selectBox);
     this.active = false;
+    this.detailed = false;     // draw socket labels and widgets too (set by the view from the zoom)
     this.frame = 0;
     this.colours = null;
   }
@@ -49,7 +55,7 @@ export class OverviewLayer {
       const read = (name, fallback) => style.getPropertyValue(name).trim() || fallback;
       this.colours = { body: read("--node-bg", "#353535"), title: read("--node-title-bg", "#2b2b2b"),
         border: read("--node-border", "#4a4a4a"), text: read("--text", "#e6e6e6"), ok: read("--ok", "#46a758"),
-        danger: read("--danger", "#e5484d") };
+        danger: read("--danger", "#e5484d"), dim: read("--text-dim", "#9a9a9a"), widget: read("--widget-bg", "#222") };
     }
     return this.colours;
   }
@@ -57,14 +63,13 @@ export class OverviewLayer {
   draw() {
     if (!this.active) return;
     const { view } = this;
-    const width = view.root.clientWidth;
-    const height = view.root.clientHeight;
+    const [width, height] = view.size();
     const ratio = window.devicePixelRatio || 1;
     if (this.canvas.width !== Math.round(width * ratio) || this.canvas.height !== Math.round(height * ratio)) {
       this.canvas.width = Math.round(width * ratio);
       this.canvas.height = Math.round(height * ratio);
     }
-    const ctx = this.canvas.getContext("2d");
+    const ctx = this.canvas.getContext("2d", { desynchronized: true });
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
     const { scale, offset } = view;
@@ -115,18 +120,31 @@ export class OverviewLayer {
       if (x > x1 || y > y1 || x + w < x0 || y + h < y0) continue;
       const status = view.status.get(node.id) || {};
       ctx.globalAlpha = node.mode === MODE_MUTED ? 0.45 : node.mode === MODE_BYPASSED ? 0.75 : 1;
-      ctx.fillStyle = node.mode === MODE_BYPASSED ? "#4a2f5c" : (node.bgcolor || colours.body);
-      ctx.fillRect(x, y, w, h);
-      ctx.fillStyle = node.color || colours.title;
-      ctx.fillRect(x, y, w, Math.min(titleHeight, h));
+      const body = node.mode === MODE_BYPASSED ? "#4a2f5c" : (node.bgcolor || colours.body);
+      if (this.detailed) {
+        this.roundRect(ctx, x, y, w, h, RADIUS, body);
+        this.roundRect(ctx, x, y, w, Math.min(titleHeight, h), [RADIUS, RADIUS, 0, 0], node.color || colours.title);
+      } else {
+        ctx.fillStyle = body;
+        ctx.fillRect(x, y, w, h);
+        ctx.fillStyle = node.color || colours.title;
+        ctx.fillRect(x, y, w, Math.min(titleHeight, h));
+      }
       const selected = view.selection.has(node.id);
       ctx.lineWidth = selected || status.executing || status.errors?.length ? 2 / Math.max(view.scale, 0.2) : 1;
       ctx.strokeStyle = status.errors?.length ? colours.danger : status.executing ? colours.ok
         : selected ? "#fff" : colours.border;
-      ctx.strokeRect(x, y, w, h);
-      if (titles) {
-        ctx.fillStyle = colours.text;
-        ctx.fillText(view.graph.title(node), x + 12, y + titleHeight / 2, Math.max(1, w - 24));
+      if (this.detailed) {
+        ctx.beginPath();
+        ctx.roundRect(x, y, w, h, RADIUS);
+        ctx.stroke();
+        this.drawDetails(ctx, node, x, y, w, colours);
+      } else {
+        ctx.strokeRect(x, y, w, h);
+        if (titles) {
+          ctx.fillStyle = colours.text;
+          ctx.fillText(view.graph.title(node), x + 12, y + titleHeight / 2, Math.max(1, w - 24));
+        }
       }
       if (sockets) this.collectSockets(node, sockets);
     }
@@ -137,6 +155,64 @@ export class OverviewLayer {
         ctx.fill(path);
       }
     }
+  }
+
+  roundRect(ctx, x, y, w, h, radii, fill) {
+    ctx.fillStyle = fill;
+    ctx.beginPath();
+    ctx.roundRect(x, y, w, h, radii);
+    ctx.fill();
+  }
+
+  /** Title, id, socket labels and widget rows, where the DOM draws them (CanvasView.measure). */
+  drawDetails(ctx, node, x, y, w, colours) {
+    const { view } = this;
+    const details = view.details.get(node.id);
+    ctx.fillStyle = "#777";
+    ctx.beginPath();
+    ctx.arc(x + 14, y + 15, 4, 0, 2 * Math.PI);
+    ctx.fill();
+    ctx.fillStyle = colours.text;
+    ctx.font = TITLE_FONT;
+    ctx.textAlign = "left";
+    ctx.fillText(view.graph.title(node), x + 26, y + 15, Math.max(1, w - 80));
+    ctx.fillStyle = colours.dim;
+    ctx.font = `11px ${FONT}`;
+    ctx.textAlign = "right";
+    ctx.fillText(`#${node.id}`, x + w - 10, y + 15);
+    if (!details) { ctx.textAlign = "left"; return; }
+    ctx.font = LABEL_FONT;
+    ctx.fillStyle = "#cfcfcf";
+    details.labels.in.forEach((label, slot) => {
+      const at = view.socketPosition(node.id, "in", slot);
+      if (at) { ctx.textAlign = "left"; ctx.fillText(label, at[0] + 12, at[1]); }
+    });
+    details.labels.out.forEach((label, slot) => {
+      const at = view.socketPosition(node.id, "out", slot);
+      if (at) { ctx.textAlign = "right"; ctx.fillText(label, at[0] - 12, at[1]); }
+    });
+    for (const row of details.rows) {
+      const [rx, ry, rw, rh] = row.box;
+      this.roundRect(ctx, x + rx, y + ry, rw, rh, row.multiline ? 6 : Math.min(12, rh / 2), colours.widget);
+      const value = row.control?.type === "checkbox" ? (row.control.checked ? "✓" : "") : (row.control?.value ?? "");
+      if (row.multiline) {
+        ctx.font = VALUE_FONT;
+        ctx.fillStyle = colours.text;
+        ctx.textAlign = "left";
+        String(value).split("\n").slice(0, Math.floor((rh - 8) / 18)).forEach((line, i) =>
+          ctx.fillText(line, x + rx + 8, y + ry + 15 + i * 18, rw - 16));
+        continue;
+      }
+      ctx.font = LABEL_FONT;
+      ctx.fillStyle = colours.dim;
+      ctx.textAlign = "left";
+      ctx.fillText(row.label, x + rx + 10, y + ry + rh / 2, rw * 0.45);
+      ctx.font = VALUE_FONT;
+      ctx.fillStyle = colours.text;
+      ctx.textAlign = "right";
+      ctx.fillText(String(value), x + rx + rw - 10, y + ry + rh / 2, rw * 0.5);
+    }
+    ctx.textAlign = "left";
   }
 
   collectSockets(node, byColour) {

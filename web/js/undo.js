@@ -52,6 +52,20 @@ export function snapshotOf(workflow, name = "Untitled") {
   return JSON.stringify({ name, workflow: { ...rest, extra: extraRest } });
 }
 
+/**
+ * The snapshot of the graph as it is: the text `snapshotOf(graph.toJSON(), name)` gives, written
+ * without toJSON's deep copy of every node (an edit on a big graph records one of these).
+ */
+export function snapshotOfGraph(graph, name = "Untitled") {
+  const order = new Map(graph.topologicalOrder().map((id, index) => [id, index]));
+  const nodes = [...graph.nodes.values()].sort((a, b) => a.id - b.id).map((node) => ({ ...node, order: order.get(node.id) }));
+  const links = [...graph.links.values()].sort((a, b) => a.id - b.id)
+    .map((l) => [l.id, l.origin_id, l.origin_slot, l.target_id, l.target_slot, l.type]);
+  const { ds, ...extra } = graph.extra;
+  return JSON.stringify({ name, workflow: { ...graph.rest, last_node_id: graph.lastNodeId, last_link_id: graph.lastLinkId,
+    nodes, links, groups: graph.groups, config: graph.config, version: 0.4, extra } });
+}
+
 /** `{name, workflow}` back from a snapshot. */
 export function parseSnapshot(snapshot) {
   return JSON.parse(snapshot);
