@@ -1,17 +1,24 @@
-"""Suzie1/ComfyUI_Comfyroll_CustomNodes' nodes that SD workflows use (nodes/nodes_lora.py)."""
+"""Suzie1/ComfyUI_Comfyroll_CustomNodes' nodes that SD workflows use: LoRA (nodes/nodes_lora.py), conversion
+(nodes/conversion.py), aspect ratios (nodes/nodes_aspect_ratio.py) and the animation utilities and simple
+schedulers (animation_nodes/, nodes/nodes_animation_schedulers.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from engine.context import RunContext
 from engine.declare import Out, Provenance, node
 from engine.paths import ModelFiles, Paths
-from engine.types import CLIP, MODEL, Choice, Float, Link
+from engine.types import CLIP, LATENT, MODEL, Choice, Float, Int, Link
+from nodes.latent import check_latent_size
 from nodes.lora import load_lora, lora_fingerprint, with_clip_lora, with_model_lora
 from nodes.models.builtin import BUILTIN_LORA
 
-HELP_URL = "https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes/wiki/LoRA-Nodes#cr-load-lora"
+PACK = "🧩 Comfyroll Studio"
+WIKI = "https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes/wiki"
+HELP_URL = f"{WIKI}/LoRA-Nodes#cr-load-lora"
 NO_LORA = "None"
 STRENGTH = {"min": -10.0, "max": 10.0, "step": 0.01}
 
@@ -45,3 +52,91 @@ class CRLoadLoRA:
             return (model, clip, HELP_URL)
         lora = load_lora(ctx.paths, lora_name, model, clip)
         return (with_model_lora(model, lora, strength_model), with_clip_lora(clip, lora, strength_clip), HELP_URL)
+
+
+# --- conversion ------------------------------------------------------------------------------------
+
+@node("CR Integer To String", display_name="🔧 CR Integer To String", category=f"{PACK}/🛠️ Utils/🔧 Conversion",
+      outputs=[Out("STRING", "STRING"), Out("STRING", "show_help")])
+class CRIntegerToString:
+    """The integer written in decimal."""
+
+    int_ = Int(0, min=0, max=0xFFFFFFFFFFFFFFFF)
+
+    def run(self, ctx: RunContext, int_: int) -> tuple:
+        return (f"{int_}", f"{WIKI}/Conversion-Nodes#cr-integer-to-string")
+
+
+@node("CR Float To String", display_name="🔧 CR Float To String", category=f"{PACK}/🛠️ Utils/🔧 Conversion",
+      outputs=[Out("STRING", "STRING"), Out("STRING", "show_help")])
+class CRFloatToString:
+    """The float as Python writes it (`1.0`, `0.75`)."""
+
+    float_ = Float(0.0, min=0.0, max=1000000.0)
+
+    def run(self, ctx: RunContext, float_: float) -> tuple:
+        return (f"{float(float_)}", f"{WIKI}/Conversion-Nodes#cr-float-to-string")
+
+
+# --- aspect ratios ---------------------------------------------------------------------------------
+
+# Preset → (width, height), in the pack's list order; "custom" keeps the width and height inputs.
+SD15_RATIOS = {"1:1 square 512x512": (512, 512), "1:1 square 1024x1024": (1024, 1024),
+               "2:3 portrait 512x768": (512, 768), "3:4 portrait 512x682": (512, 682),
+               "3:2 landscape 768x512": (768, 512), "4:3 landscape 682x512": (682, 512),
+               "16:9 cinema 910x512": (910, 512), "1.85:1 cinema 952x512": (952, 512),
+               "2:1 cinema 1024x512": (1024, 512), "2.39:1 anamorphic 1224x512": (1224, 512)}
+SDXL_RATIOS = {"1:1 square 1024x1024": (1024, 1024), "3:4 portrait 896x1152": (896, 1152),
+               "5:8 portrait 832x1216": (832, 1216), "9:16 portrait 768x1344": (768, 1344),
+               "9:21 portrait 640x1536": (640, 1536), "4:3 landscape 1152x896": (1152, 896),
+               "3:2 landscape 1216x832": (1216, 832), "16:9 landscape 1344x768": (1344, 768),
+               "21:9 landscape 1536x640": (1536, 640)}
+ASPECT_OUTPUTS = [Out("INT", "width"), Out("INT", "height"), Out("FLOAT", "upscale_factor"), Out("INT", "batch_size"),
+                  Out(LATENT, "empty_latent"), Out("STRING", "show_help")]
+
+
+def sized_by_preset(ctx: RunContext, ratios: dict[str, tuple[int, int]], width: int, height: int, aspect_ratio: str,
+                 swap_dimensions: str, upscale_factor: float, batch_size: int, anchor: str) -> tuple:
+    """The preset's size (or width × height for "custom"), swapped when asked, and an empty latent of it."""
+    width, height = ratios.get(aspect_ratio, (width, height))
+    if swap_dimensions == "On":
+        width, height = height, width
+    check_latent_size(ctx, width, height, batch_size, "width, height, aspect_ratio or batch_size")
+    latent = torch.zeros([batch_size, 4, height // 8, width // 8])
+    return (width, height, upscale_factor, batch_size, {"samples": latent}, f"{WIKI}/Aspect-Ratio-Nodes#{anchor}")
+
+
+@node("CR SD1.5 Aspect Ratio", display_name="🔳 CR SD1.5 Aspect Ratio", category=f"{PACK}/✨ Essential/🔳 Aspect Ratio",
+      outputs=ASPECT_OUTPUTS)
+class CRAspectRatioSD15:
+    """Width and height from an SD1.5 preset, with an empty latent of that size."""
+
+    width = Int(512, min=64, max=8192)
+    height = Int(512, min=64, max=8192)
+    aspect_ratio = Choice(["custom", *SD15_RATIOS])
+    swap_dimensions = Choice(["Off", "On"])
+    upscale_factor = Float(1.0, min=0.1, max=100.0, step=0.1)
+    batch_size = Int(1, min=1, max=64)
+
+    def run(self, ctx: RunContext, width: int, height: int, aspect_ratio: str, swap_dimensions: str,
+            upscale_factor: float, batch_size: int) -> tuple:
+        return sized_by_preset(ctx, SD15_RATIOS, width, height, aspect_ratio, swap_dimensions, upscale_factor,
+                               batch_size, "cr-sd15-aspect-ratio")
+
+
+@node("CR SDXL Aspect Ratio", display_name="🔳 CR SDXL Aspect Ratio", category=f"{PACK}/✨ Essential/🔳 Aspect Ratio",
+      outputs=ASPECT_OUTPUTS)
+class CRAspectRatioSDXL:
+    """Width and height from an SDXL preset, with an empty latent of that size."""
+
+    width = Int(1024, min=64, max=8192)
+    height = Int(1024, min=64, max=8192)
+    aspect_ratio = Choice(["custom", *SDXL_RATIOS])
+    swap_dimensions = Choice(["Off", "On"])
+    upscale_factor = Float(1.0, min=0.1, max=100.0, step=0.1)
+    batch_size = Int(1, min=1, max=64)
+
+    def run(self, ctx: RunContext, width: int, height: int, aspect_ratio: str, swap_dimensions: str,
+            upscale_factor: float, batch_size: int) -> tuple:
+        return sized_by_preset(ctx, SDXL_RATIOS, width, height, aspect_ratio, swap_dimensions, upscale_factor,
+                               batch_size, "cr-sdxl-aspect-ratio")

@@ -1,0 +1,47 @@
+"""More pack declarations written out by hand as data, in comfy_packs_object_info.py's shape.
+
+Read from Suzie1/ComfyUI_Comfyroll_CustomNodes (nodes/conversion.py, nodes/nodes_aspect_ratio.py,
+nodes/nodes_animation_schedulers.py, the animation utilities' CR Current Frame) and
+pythongosssss/ComfyUI-Custom-Scripts (py/show_text.py).
+"""
+
+SCHEDULE_FRAME = ("INT", {"default": 0, "min": 0, "max": 9999, "step": 1})
+
+
+def aspect_ratio(size: int, ratios: list[str]) -> dict:
+    return {"required": {"width": ("INT", {"default": size, "min": 64, "max": 8192}),
+                         "height": ("INT", {"default": size, "min": 64, "max": 8192}),
+                         "aspect_ratio": (["custom", *ratios], {}), "swap_dimensions": (["Off", "On"], {}),
+                         "upscale_factor": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 100.0, "step": 0.1}),
+                         "batch_size": ("INT", {"default": 1, "min": 1, "max": 64})},
+            "output": ["INT", "INT", "FLOAT", "INT", "LATENT", "STRING"],
+            "output_name": ["width", "height", "upscale_factor", "batch_size", "empty_latent", "show_help"]}
+
+
+PACK_NODES = {
+    "CR Integer To String": {"required": {"int_": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff})},
+                             "output": ["STRING", "STRING"], "output_name": ["STRING", "show_help"]},
+    "CR Float To String": {"required": {"float_": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000000.0})},
+                           "output": ["STRING", "STRING"], "output_name": ["STRING", "show_help"]},
+    "CR SD1.5 Aspect Ratio": aspect_ratio(512, [
+        "1:1 square 512x512", "1:1 square 1024x1024", "2:3 portrait 512x768", "3:4 portrait 512x682",
+        "3:2 landscape 768x512", "4:3 landscape 682x512", "16:9 cinema 910x512", "1.85:1 cinema 952x512",
+        "2:1 cinema 1024x512", "2.39:1 anamorphic 1224x512"]),
+    "CR SDXL Aspect Ratio": aspect_ratio(1024, [
+        "1:1 square 1024x1024", "3:4 portrait 896x1152", "5:8 portrait 832x1216", "9:16 portrait 768x1344",
+        "9:21 portrait 640x1536", "4:3 landscape 1152x896", "3:2 landscape 1216x832", "16:9 landscape 1344x768",
+        "21:9 landscape 1536x640"]),
+    "CR Current Frame": {"required": {"index": ("INT", {"default": 1, "min": -10000, "max": 10000}),
+                                      "print_to_console": (["Yes", "No"], {})},
+                         "output": ["INT"], "output_name": ["index"]},
+    "CR Simple Value Scheduler": {
+        "required": {"schedule": ("STRING", {"multiline": True, "default": "frame_number, value"}),
+                     "current_frame": SCHEDULE_FRAME},
+        "output": ["INT", "FLOAT", "STRING"], "output_name": ["INT", "FLOAT", "show_help"]},
+    "CR Simple Text Scheduler": {
+        "required": {"schedule": ("STRING", {"multiline": True, "default": "frame_number, text"}),
+                     "current_frame": SCHEDULE_FRAME},
+        "output": ["STRING", "STRING"], "output_name": ["STRING", "show_help"]},
+    "ShowText|pysssss": {"required": {"text": ("STRING", {"forceInput": True})},
+                         "output": ["STRING"], "output_name": ["STRING"], "output_node": True},
+}

@@ -1,0 +1,157 @@
+"""Comfyroll Studio's conversion, aspect-ratio and animation nodes and Custom-Scripts' Show Text, with the values
+the packs' code gives, and their `/object_info` as the packs declare them."""
+
+import pytest
+import torch
+
+from engine.context import InterruptHandle, RunContext
+from engine.declare import NodeResult
+from engine.paths import Paths
+from engine.registry import NodeRegistry
+from nodes.packs.comfyroll import CRAspectRatioSD15, CRAspectRatioSDXL, CRFloatToString, CRIntegerToString
+from nodes.packs.comfyroll_animation import (
+    CRCurrentFrame,
+    CRSimpleTextScheduler,
+    CRSimpleValueScheduler,
+    keyframe_value,
+)
+from nodes.packs.custom_scripts import ShowText
+from tests.nodes.comfy_packs2_object_info import PACK_NODES
+from tests.nodes.test_pack_object_info import comparable
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return RunContext(node_id="1", prompt_id="test", paths=Paths(tmp_path / "models"), interrupt=InterruptHandle(),
+                      emit=lambda event, data: None, settings={})
+
+
+@pytest.fixture(scope="module")
+def object_info():
+    registry = NodeRegistry()
+    registry.load_package("nodes.packs")
+    return registry.object_info()
+
+
+@pytest.mark.parametrize("class_type", sorted(PACK_NODES))
+def test_inputs_and_outputs_match_the_pack(object_info, class_type):
+    ours, theirs = object_info[class_type], PACK_NODES[class_type]
+    expected, actual = theirs["required"], ours["input"]["required"]
+    assert list(actual) == list(expected)
+    for name, entry in expected.items():
+        assert comparable(actual[name]) == comparable(entry), name
+    assert "optional" not in ours["input"]
+    assert ours["output"] == theirs["output"]
+    assert ours["output_name"] == theirs["output_name"]
+    assert ours["output_node"] == theirs.get("output_node", False)
+    assert ours["category"].startswith("🧩 Comfyroll Studio/") or class_type.endswith("|pysssss")
+
+
+def test_numbers_are_written_as_python_writes_them(ctx):
+    assert CRIntegerToString().run(ctx, int_=2**63 + 5)[0] == "9223372036854775813"
+    assert CRFloatToString().run(ctx, float_=0.75)[0] == "0.75"
+    assert CRFloatToString().run(ctx, float_=2)[0] == "2.0"   # a FLOAT widget's 2 is 2.0 in ComfyUI
+    assert CRIntegerToString().run(ctx, int_=6)[1].endswith("#cr-integer-to-string")
+
+
+@pytest.mark.parametrize("preset, swap, size", [("2:3 portrait 512x768", "Off", (512, 768)),
+                                                ("2:3 portrait 512x768", "On", (768, 512)),
+                                                ("2.39:1 anamorphic 1224x512", "Off", (1224, 512)),
+                                                ("custom", "Off", (320, 256)), ("custom", "On", (256, 320))])
+def test_sd15_aspect_ratio_gives_the_preset_size_and_an_empty_latent_of_it(ctx, preset, swap, size):
+    width, height, factor, batch, latent, help_url = CRAspectRatioSD15().run(
+        ctx, width=320, height=256, aspect_ratio=preset, swap_dimensions=swap, upscale_factor=1.5, batch_size=2)
+    assert (width, height, factor, batch) == (*size, 1.5, 2)
+    assert torch.equal(latent["samples"], torch.zeros(2, 4, size[1] // 8, size[0] // 8))
+    assert help_url.endswith("#cr-sd15-aspect-ratio")
+
+
+def test_sdxl_aspect_ratio_presets_and_the_682_that_floors_to_85_latent_rows(ctx):
+    out = CRAspectRatioSDXL().run(ctx, width=1024, height=1024, aspect_ratio="9:21 portrait 640x1536",
+                                  swap_dimensions="Off", upscale_factor=1.0, batch_size=1)
+    assert out[:2] == (640, 1536) and out[4]["samples"].shape == (1, 4, 192, 80)
+    out = CRAspectRatioSD15().run(ctx, width=512, height=512, aspect_ratio="3:4 portrait 512x682",
+                                  swap_dimensions="Off", upscale_factor=1.0, batch_size=1)
+    assert out[4]["samples"].shape == (1, 4, 85, 64)
+
+
+def test_aspect_ratio_latents_are_capped_like_empty_latents(ctx):
+    ctx.settings["max_latent_pixels"] = 512 * 512
+    with pytest.raises(ValueError, match="width, height, aspect_ratio or batch_size"):
+        CRAspectRatioSD15().run(ctx, width=512, height=512, aspect_ratio="2:3 portrait 512x768",
+                                swap_dimensions="Off", upscale_factor=1.0, batch_size=1)
+
+
+def test_current_frame_passes_its_index_and_prints_when_asked(ctx, capsys):
+    assert CRCurrentFrame().run(ctx, index=7, print_to_console="No") == (7,)
+    assert capsys.readouterr().out == ""
+    assert CRCurrentFrame().run(ctx, index=-3, print_to_console="Yes") == (-3,)
+    assert capsys.readouterr().out == "[Info] CR Current Frame:-3\n"
+
+
+SCHEDULE = "0, 0.7\n2, 0.8\n\n4, 0.95\n6,1024"
+
+
+@pytest.mark.parametrize("frame, value", [(0, "0.7"), (1, "0.7"), (2, "0.8"), (3, "0.8"), (4, "0.95"),
+                                          (5, "0.95"), (6, "1024"), (100, "1024")])
+def test_a_frame_takes_its_own_keyframe_or_the_last_one_before_it(frame, value):
+    assert keyframe_value(SCHEDULE, frame, "test") == value
+
+
+def test_a_frame_before_the_first_keyframe_has_no_value(ctx):
+    assert keyframe_value("2, a\n4, b", 1, "test") == ""
+    with pytest.raises(ValueError, match="must start at frame 0"):
+        CRSimpleTextScheduler().run(ctx, schedule="2, a\n4, b", current_frame=1)
+
+
+def test_value_scheduler_gives_the_integer_part_and_the_float(ctx):
+    assert CRSimpleValueScheduler().run(ctx, schedule=SCHEDULE, current_frame=5)[:2] == (0, 0.95)
+    assert CRSimpleValueScheduler().run(ctx, schedule=SCHEDULE, current_frame=6)[:2] == (1024, 1024.0)
+    assert CRSimpleValueScheduler().run(ctx, schedule="0, 12.9", current_frame=0)[:2] == (12, 12.9)
+    with pytest.raises(ValueError, match="'tall' at frame 0 is not a number"):
+        CRSimpleValueScheduler().run(ctx, schedule="0, tall", current_frame=0)
+
+
+def test_text_scheduler_keeps_commas_after_the_first(ctx):
+    schedule = "0, 1girl, long grey hair\n2, 1girl, long blue hair"
+    assert CRSimpleTextScheduler().run(ctx, schedule=schedule, current_frame=3)[0] == "1girl, long blue hair"
+
+
+@pytest.mark.parametrize("schedule", ["", "zero, a", "0 a"])
+def test_malformed_schedules_are_errors_naming_the_node(ctx, schedule):
+    with pytest.raises(ValueError, match="CR Simple Text Scheduler"):
+        CRSimpleTextScheduler().run(ctx, schedule=schedule, current_frame=0)
+
+
+def test_show_text_shows_and_passes_its_text(ctx):
+    result = ShowText().run(ctx, text="1girl, long red hair")
+    assert isinstance(result, NodeResult)
+    assert result.outputs == ("1girl, long red hair",)
+    assert result.ui == {"text": ["1girl, long red hair"]}
+
+
+def test_a_ui_workflow_schedules_text_for_the_current_frame_and_shows_it(tmp_path):
+    """C3-style iterative workflow: frame counter → text scheduler (its current_frame a converted widget) →
+    Show Text, whose saved widgets_values (the text it last showed) are not inputs."""
+    from engine.config import EngineConfig, build_registry
+    from engine.execute import Executor
+    from engine.ui_format import ui_to_api
+
+    ui = {"nodes": [
+        {"id": 1, "type": "CR Current Frame", "inputs": [], "widgets_values": [3, "No"],
+         "outputs": [{"name": "index", "type": "INT", "links": [1]}]},
+        {"id": 2, "type": "CR Simple Text Scheduler", "widgets_values": ["0, grey\n2, blue\n4, red", 0],
+         "inputs": [{"name": "current_frame", "type": "INT", "link": 1, "widget": {"name": "current_frame"}}],
+         "outputs": [{"name": "STRING", "type": "STRING", "links": [2]},
+                     {"name": "show_help", "type": "STRING", "links": None}]},
+        {"id": 3, "type": "ShowText|pysssss", "widgets_values": ["", "1girl, long red hair"],
+         "inputs": [{"name": "text", "type": "STRING", "link": 2}],
+         "outputs": [{"name": "STRING", "type": "STRING", "links": None}]}],
+        "links": [[1, 1, 0, 2, 1, "INT"], [2, 2, 0, 3, 0, "STRING"]], "version": 0.4}
+    registry = build_registry(EngineConfig(extension_dirs=[]))
+    workflow = ui_to_api(ui, registry)
+    paths = Paths(tmp_path / "models", tmp_path / "input", tmp_path / "output", tmp_path / "temp")
+    executor = Executor(registry, paths)
+    result = executor.execute(workflow)
+    assert result.status == "success", result.error
+    assert result.outputs["3"] == {"text": ["blue"]}
