@@ -11,7 +11,8 @@ import torch
 from engine.context import RunContext
 from engine.declare import Out, Provenance, node
 from engine.paths import ModelFiles, Paths
-from engine.types import CLIP, LATENT, MODEL, Choice, Float, Int, Link
+from engine.types import CLIP, CONDITIONING, IMAGE, LATENT, MODEL, Choice, Float, Int, Link, String
+from nodes.controlnet import CONTROL_NET, ControlNetApply
 from nodes.latent import check_latent_size
 from nodes.lora import load_lora, lora_fingerprint, with_clip_lora, with_model_lora
 from nodes.models.builtin import BUILTIN_LORA
@@ -140,3 +141,35 @@ class CRAspectRatioSDXL:
             upscale_factor: float, batch_size: int) -> tuple:
         return sized_by_preset(ctx, SDXL_RATIOS, width, height, aspect_ratio, swap_dimensions, upscale_factor,
                                batch_size, "cr-sdxl-aspect-ratio")
+
+
+# --- core and ControlNet ---------------------------------------------------------------------------
+
+@node("CR Prompt Text", display_name="⚙️ CR Prompt Text", category=f"{PACK}/✨ Essential/📦 Core",
+      outputs=[Out("STRING", "prompt"), Out("STRING", "show_help")])
+class CRPromptText:
+    """A multiline prompt text, passed on."""
+
+    prompt = String("prompt", multiline=True)
+
+    def run(self, ctx: RunContext, prompt: str) -> tuple:
+        return (prompt, f"{WIKI}/Core-Nodes#cr-prompt-text")
+
+
+@node("CR Apply ControlNet", display_name="🕹️ CR Apply ControlNet", category=f"{PACK}/✨ Essential/🕹️ ControlNet",
+      outputs=[Out(CONDITIONING, "CONDITIONING"), Out("STRING", "show_help")])
+class CRApplyControlNet:
+    """Apply ControlNet (OLD), with an On/Off switch: Off, or strength 0, passes the conditioning through."""
+
+    conditioning = Link(CONDITIONING)
+    control_net = Link(CONTROL_NET)
+    image = Link(IMAGE)
+    switch = Choice(["On", "Off"])
+    strength = Float(1.0, min=0.0, max=10.0, step=0.01)
+
+    def run(self, ctx: RunContext, conditioning: Any, control_net: Any, image: Any, switch: str,
+            strength: float) -> tuple:
+        help_url = f"{WIKI}/ControlNet-Nodes#cr-apply-controlnet"
+        if switch == "Off" or strength == 0:
+            return (conditioning, help_url)
+        return (ControlNetApply().run(ctx, conditioning, control_net, image, strength)[0], help_url)

@@ -1,14 +1,20 @@
 """Comfyroll Studio's animation utilities that iterative (one frame per queued run) workflows use: the current
-frame counter and the simple value and text schedulers (Suzie1/ComfyUI_Comfyroll_CustomNodes,
-nodes/nodes_animation_schedulers.py and animation_nodes/functions.py's keyframe_scheduler)."""
+frame counter, the simple value, text and prompt schedulers and the scheduled prompts' encoder
+(Suzie1/ComfyUI_Comfyroll_CustomNodes: nodes/nodes_animation_schedulers.py, nodes/nodes_animation_prompt.py,
+and animation_nodes/functions.py's keyframe_scheduler and prompt_scheduler)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.context import RunContext
 from engine.declare import Out, node
-from engine.types import Choice, Int, String
+from engine.types import CLIP, CONDITIONING, Choice, Float, Int, Link, String
+from nodes.conditioning_nodes import CLIPTextEncode
+from nodes.conditioning_ops import ConditioningAverage
 
 ANIMATION = "🧩 Comfyroll Studio/🎥 Animation"
+NO_DEFAULT: Any = None   # text widgets the pack declares without a default
 SCHEDULER_HELP = "https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes/wiki/Scheduler-Nodes"
 
 
@@ -82,3 +88,75 @@ class CRSimpleTextScheduler:
             raise ValueError(f"CR Simple Text Scheduler: no text for frame {current_frame} "
                              "(simple schedules must start at frame 0)")
         return (text, f"{SCHEDULER_HELP}#cr-simple-text-scheduler")
+
+
+def prompt_keyframes(keyframe_list: str, current_frame: int, keyframe_format: str) -> tuple[str, str, int, int]:
+    """(current prompt, next prompt, their keyframes) for the frame, as the pack's prompt_scheduler finds them.
+
+    Deforum lines (`"0": "prompt",`) have every ':' made a ',' (inside prompts too, as the pack does) and the
+    trailing ',' dropped; quotes around frame numbers and all quotes in prompts are removed. Past the last
+    keyframe, current and next are both the last one."""
+    previous_prompt, previous_frame = "", 0
+    for line in keyframe_list.split("\n"):
+        if keyframe_format == "Deforum":
+            line = line.replace(":", ",").rstrip(",")
+        if not line.strip():
+            continue
+        frame_text, separator, prompt = line.partition(",")
+        try:
+            frame = int(frame_text.strip('"'))
+        except ValueError:
+            frame = None
+        if not separator or frame is None:
+            raise ValueError(f"CR Simple Prompt Scheduler: keyframe line {line!r} is not 'frame_number, prompt'")
+        prompt = prompt.lstrip().replace('"', "")
+        if frame < current_frame:
+            previous_prompt, previous_frame = prompt, frame
+        elif frame == current_frame:
+            return prompt, prompt, frame, frame
+        else:
+            return previous_prompt, prompt, previous_frame, frame
+    return previous_prompt, previous_prompt, previous_frame, previous_frame
+
+
+@node("CR Simple Prompt Scheduler", display_name="📑 CR Simple Prompt Scheduler",
+      category=f"{ANIMATION}/📑 Schedulers",
+      outputs=[Out("STRING", "current_prompt"), Out("STRING", "next_prompt"), Out("FLOAT", "weight"),
+               Out("STRING", "show_help")])
+class CRSimplePromptScheduler:
+    """The frame's prompt and the next keyframe's, with `weight` the share of the current one: 1 on a keyframe,
+    falling linearly towards the next keyframe."""
+
+    keyframe_list = String("frame_number, text", multiline=True)
+    current_frame = Int(0, min=0, max=9999, step=1)
+    keyframe_format = Choice(["CR", "Deforum"])
+
+    def run(self, ctx: RunContext, keyframe_list: str, current_frame: int, keyframe_format: str) -> tuple:
+        if keyframe_list == "":
+            raise ValueError("CR Simple Prompt Scheduler: the keyframe list has no lines")
+        current, following, from_frame, to_frame = prompt_keyframes(keyframe_list, current_frame, keyframe_format)
+        if current == "":
+            raise ValueError(f"CR Simple Prompt Scheduler: no prompt for frame {current_frame} "
+                             "(simple schedules must start at frame 0)")
+        weight = 1.0 if from_frame == to_frame else (to_frame - current_frame) / (to_frame - from_frame)
+        return (current, following, weight, f"{SCHEDULER_HELP}#cr-simple-prompt-scheduler")
+
+
+@node("CR Encode Scheduled Prompts", display_name="📝 CR Encode Scheduled Prompts", category=f"{ANIMATION}/📝 Prompt",
+      outputs=[Out(CONDITIONING, "CONDITIONING"), Out("STRING", "show_help")])
+class CREncodeScheduledPrompts:
+    """Both prompts encoded and averaged: `weight` of the current one, the rest of the next (ConditioningAverage,
+    pooled outputs too)."""
+
+    clip = Link(CLIP)
+    current_prompt = String(NO_DEFAULT, multiline=True)
+    next_prompt = String(NO_DEFAULT, multiline=True)
+    weight = Float(0.0, min=-9999.0, max=9999.0, step=0.01)
+
+    def run(self, ctx: RunContext, clip: Any, current_prompt: str, next_prompt: str, weight: float) -> tuple:
+        following = CLIPTextEncode().run(ctx, text=str(next_prompt), clip=clip)[0]
+        current = CLIPTextEncode().run(ctx, text=str(current_prompt), clip=clip)[0]
+        blended = ConditioningAverage().run(ctx, conditioning_to=current, conditioning_from=following,
+                                            conditioning_to_strength=weight)[0]
+        return (blended, "https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes/wiki/Prompt-Nodes"
+                         "#cr-encode-scheduled-prompts")

@@ -1,7 +1,8 @@
 """More pack declarations written out by hand as data, in comfy_packs_object_info.py's shape.
 
 Read from Suzie1/ComfyUI_Comfyroll_CustomNodes (nodes/conversion.py, nodes/nodes_aspect_ratio.py,
-nodes/nodes_animation_schedulers.py, the animation utilities' CR Current Frame) and
+nodes/nodes_animation_schedulers.py, nodes/nodes_animation_prompt.py, nodes/nodes_core.py, nodes/controlnet.py,
+the animation utilities' CR Current Frame) and
 pythongosssss/ComfyUI-Custom-Scripts (py/show_text.py).
 """
 
@@ -42,6 +43,23 @@ PACK_NODES = {
         "required": {"schedule": ("STRING", {"multiline": True, "default": "frame_number, text"}),
                      "current_frame": SCHEDULE_FRAME},
         "output": ["STRING", "STRING"], "output_name": ["STRING", "show_help"]},
+    "CR Simple Prompt Scheduler": {
+        "required": {"keyframe_list": ("STRING", {"multiline": True, "default": "frame_number, text"}),
+                     "current_frame": SCHEDULE_FRAME, "keyframe_format": (["CR", "Deforum"], {})},
+        "output": ["STRING", "STRING", "FLOAT", "STRING"],
+        "output_name": ["current_prompt", "next_prompt", "weight", "show_help"]},
+    "CR Encode Scheduled Prompts": {
+        "required": {"clip": ("CLIP", {}), "current_prompt": ("STRING", {"multiline": True}),
+                     "next_prompt": ("STRING", {"multiline": True}),
+                     "weight": ("FLOAT", {"default": 0.0, "min": -9999.0, "max": 9999.0, "step": 0.01})},
+        "output": ["CONDITIONING", "STRING"], "output_name": ["CONDITIONING", "show_help"]},
+    "CR Prompt Text": {"required": {"prompt": ("STRING", {"default": "prompt", "multiline": True})},
+                       "output": ["STRING", "STRING"], "output_name": ["prompt", "show_help"]},
+    "CR Apply ControlNet": {
+        "required": {"conditioning": ("CONDITIONING", {}), "control_net": ("CONTROL_NET", {}), "image": ("IMAGE", {}),
+                     "switch": (["On", "Off"], {}),
+                     "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01})},
+        "output": ["CONDITIONING", "STRING"], "output_name": ["CONDITIONING", "show_help"]},
     "ShowText|pysssss": {"required": {"text": ("STRING", {"forceInput": True})},
                          "output": ["STRING"], "output_name": ["STRING"], "output_node": True},
 }

@@ -8,12 +8,23 @@ from engine.context import InterruptHandle, RunContext
 from engine.declare import NodeResult
 from engine.paths import Paths
 from engine.registry import NodeRegistry
-from nodes.packs.comfyroll import CRAspectRatioSD15, CRAspectRatioSDXL, CRFloatToString, CRIntegerToString
+from nodes.conditioning.value import CondEntry
+from nodes.packs.comfyroll import (
+    CRApplyControlNet,
+    CRAspectRatioSD15,
+    CRAspectRatioSDXL,
+    CRFloatToString,
+    CRIntegerToString,
+    CRPromptText,
+)
 from nodes.packs.comfyroll_animation import (
     CRCurrentFrame,
+    CREncodeScheduledPrompts,
+    CRSimplePromptScheduler,
     CRSimpleTextScheduler,
     CRSimpleValueScheduler,
     keyframe_value,
+    prompt_keyframes,
 )
 from nodes.packs.custom_scripts import ShowText
 from tests.nodes.comfy_packs2_object_info import PACK_NODES
@@ -155,3 +166,70 @@ def test_a_ui_workflow_schedules_text_for_the_current_frame_and_shows_it(tmp_pat
     result = executor.execute(workflow)
     assert result.status == "success", result.error
     assert result.outputs["3"] == {"text": ["blue"]}
+
+
+DEFORUM = '"0": "1girl, long grey hair",\n"5": "1girl, (blue:1.2) hair",\n"10": "1girl, long red hair"'
+
+
+@pytest.mark.parametrize("frame, expected", [
+    (0, ("1girl, long grey hair", "1girl, long grey hair", 1.0)),
+    (2, ("1girl, long grey hair", "1girl, (blue,1.2) hair", 0.6)),   # Deforum's ':' → ',' inside prompts too
+    (5, ("1girl, (blue,1.2) hair", "1girl, (blue,1.2) hair", 1.0)),
+    (9, ("1girl, (blue,1.2) hair", "1girl, long red hair", 0.2)),
+    (12, ("1girl, long red hair", "1girl, long red hair", 1.0))])
+def test_simple_prompt_scheduler_gives_current_and_next_prompts_and_the_current_share(ctx, frame, expected):
+    current, following, weight, _ = CRSimplePromptScheduler().run(
+        ctx, keyframe_list=DEFORUM, current_frame=frame, keyframe_format="Deforum")
+    assert (current, following) == expected[:2]
+    assert weight == pytest.approx(expected[2])
+
+
+def test_cr_format_prompt_keyframes_drop_quotes_and_keep_colons():
+    schedule = '0, a "quoted" (word:1.1)\n\n4, b'
+    assert prompt_keyframes(schedule, 1, "CR") == ("a quoted (word:1.1)", "b", 0, 4)
+    assert prompt_keyframes(schedule, 1, "Deforum")[0] == "a quoted (word,1.1)"
+
+
+def test_simple_prompt_scheduler_refuses_frames_before_the_first_keyframe_and_bad_lines(ctx):
+    with pytest.raises(ValueError, match="no prompt for frame 1"):
+        CRSimplePromptScheduler().run(ctx, keyframe_list="3, late", current_frame=1, keyframe_format="CR")
+    with pytest.raises(ValueError, match="is not 'frame_number, prompt'"):
+        CRSimplePromptScheduler().run(ctx, keyframe_list="three, late", current_frame=1, keyframe_format="CR")
+
+
+def test_encode_scheduled_prompts_averages_current_and_next_by_weight(models_dir, tmp_path):
+    from nodes.conditioning_nodes import CLIPTextEncode
+    from nodes.loaders import CheckpointLoaderSimple
+
+    ctx = RunContext(node_id="1", prompt_id="test", paths=Paths(models_dir, tmp_path), interrupt=InterruptHandle(),
+                     emit=lambda event, data: None, settings={})
+    clip = CheckpointLoaderSimple().run(ctx, ckpt_name="tiny-sd15.safetensors")[1]
+    current = CLIPTextEncode().run(ctx, text="a red circle", clip=clip)[0][0]
+    following = CLIPTextEncode().run(ctx, text="a blue square", clip=clip)[0][0]
+    [blended], _ = CREncodeScheduledPrompts().run(ctx, clip=clip, current_prompt="a red circle",
+                                                  next_prompt="a blue square", weight=0.25)
+    assert torch.allclose(blended.embeds, 0.25 * current.embeds + 0.75 * following.embeds, atol=1e-6)
+    if current.pooled is not None:
+        assert torch.allclose(blended.pooled, 0.25 * current.pooled + 0.75 * following.pooled, atol=1e-6)
+
+
+def test_prompt_text_passes_its_text(ctx):
+    assert CRPromptText().run(ctx, prompt="embedding:EasyNegative, ")[0] == "embedding:EasyNegative, "
+
+
+class StubControlNet:
+    applied_net = object()
+    source = "stub.safetensors"
+
+
+def test_apply_controlnet_adds_the_control_only_when_on_with_strength(ctx):
+    conditioning = (CondEntry(embeds=torch.zeros(1, 77, 8)),)
+    image = torch.rand(1, 16, 24, 3)
+    assert CRApplyControlNet().run(ctx, conditioning, StubControlNet(), image, "Off", 1.0)[0] is conditioning
+    assert CRApplyControlNet().run(ctx, conditioning, StubControlNet(), image, "On", 0.0)[0] is conditioning
+    [entry], help_url = CRApplyControlNet().run(ctx, conditioning, StubControlNet(), image, "On", 0.7)
+    [control] = entry.control
+    assert control.net is StubControlNet.applied_net and control.strength == 0.7
+    assert torch.equal(control.hint, image.movedim(-1, 1))
+    assert entry.control_to_uncond   # as Apply ControlNet (OLD), whose copy the pack's node is
+    assert help_url.endswith("#cr-apply-controlnet")
