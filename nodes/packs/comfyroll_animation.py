@@ -5,7 +5,7 @@ and animation_nodes/functions.py's keyframe_scheduler and prompt_scheduler)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from engine.context import RunContext
 from engine.declare import Out, node
@@ -90,16 +90,18 @@ class CRSimpleTextScheduler:
         return (text, f"{SCHEDULER_HELP}#cr-simple-text-scheduler")
 
 
-def prompt_keyframes(keyframe_list: str, current_frame: int, keyframe_format: str) -> tuple[str, str, int, int]:
-    """(current prompt, next prompt, their keyframes) for the frame, as the pack's prompt_scheduler finds them.
+def deforum_line(line: str) -> str:
+    """A Deforum keyframe line (`"0": "prompt",`) in CR's `frame, prompt` form, as the pack converts it: every
+    ':' becomes ',' (inside prompts too) and the trailing ',' is dropped."""
+    return line.replace(":", ",").rstrip(",")
 
-    Deforum lines (`"0": "prompt",`) have every ':' made a ',' (inside prompts too, as the pack does) and the
-    trailing ',' dropped; quotes around frame numbers and all quotes in prompts are removed. Past the last
-    keyframe, current and next are both the last one."""
+
+def prompt_keyframes(lines: Iterable[str], current_frame: int, node_name: str) -> tuple[str, str, int, int]:
+    """(current prompt, next prompt, their keyframes) for the frame, as the pack's prompt_scheduler finds them:
+    quotes around frame numbers and all quotes in prompts removed; past the last keyframe, current and next
+    are both the last one. Blank lines are skipped."""
     previous_prompt, previous_frame = "", 0
-    for line in keyframe_list.split("\n"):
-        if keyframe_format == "Deforum":
-            line = line.replace(":", ",").rstrip(",")
+    for line in lines:
         if not line.strip():
             continue
         frame_text, separator, prompt = line.partition(",")
@@ -108,7 +110,7 @@ def prompt_keyframes(keyframe_list: str, current_frame: int, keyframe_format: st
         except ValueError:
             frame = None
         if not separator or frame is None:
-            raise ValueError(f"CR Simple Prompt Scheduler: keyframe line {line!r} is not 'frame_number, prompt'")
+            raise ValueError(f"{node_name}: keyframe line {line!r} is not 'frame_number, prompt'")
         prompt = prompt.lstrip().replace('"', "")
         if frame < current_frame:
             previous_prompt, previous_frame = prompt, frame
@@ -117,6 +119,11 @@ def prompt_keyframes(keyframe_list: str, current_frame: int, keyframe_format: st
         else:
             return previous_prompt, prompt, previous_frame, frame
     return previous_prompt, previous_prompt, previous_frame, previous_frame
+
+
+def interpolation_weight(current_frame: int, from_frame: int, to_frame: int) -> float:
+    """The current keyframe's share: 1 on it, falling linearly to 0 at the next keyframe."""
+    return 1.0 if from_frame == to_frame else (to_frame - current_frame) / (to_frame - from_frame)
 
 
 @node("CR Simple Prompt Scheduler", display_name="📑 CR Simple Prompt Scheduler",
@@ -134,11 +141,14 @@ class CRSimplePromptScheduler:
     def run(self, ctx: RunContext, keyframe_list: str, current_frame: int, keyframe_format: str) -> tuple:
         if keyframe_list == "":
             raise ValueError("CR Simple Prompt Scheduler: the keyframe list has no lines")
-        current, following, from_frame, to_frame = prompt_keyframes(keyframe_list, current_frame, keyframe_format)
+        lines = keyframe_list.split("\n")
+        if keyframe_format == "Deforum":
+            lines = [deforum_line(line) for line in lines]
+        current, following, from_frame, to_frame = prompt_keyframes(lines, current_frame, "CR Simple Prompt Scheduler")
         if current == "":
             raise ValueError(f"CR Simple Prompt Scheduler: no prompt for frame {current_frame} "
                              "(simple schedules must start at frame 0)")
-        weight = 1.0 if from_frame == to_frame else (to_frame - current_frame) / (to_frame - from_frame)
+        weight = interpolation_weight(current_frame, from_frame, to_frame)
         return (current, following, weight, f"{SCHEDULER_HELP}#cr-simple-prompt-scheduler")
 
 
@@ -160,3 +170,86 @@ class CREncodeScheduledPrompts:
                                             conditioning_to_strength=weight)[0]
         return (blended, "https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes/wiki/Prompt-Nodes"
                          "#cr-encode-scheduled-prompts")
+
+
+SCHEDULE = "SCHEDULE"   # the pack's schedule: a list of (alias, line) pairs
+SCHEDULE_TYPES = ["Value", "Text", "Prompt", "Prompt Weight", "Model", "LoRA", "ControlNet", "Style", "Upscale",
+                  "Camera", "Job"]
+
+
+@node("CR Central Schedule", display_name="📋 CR Central Schedule", category=f"{ANIMATION}/📋 Schedule",
+      outputs=[Out(SCHEDULE, "SCHEDULE"), Out("STRING", "show_text")])
+class CRCentralSchedule:
+    """Up to three schedules, each line tagged with its alias (a schedule without text or alias is left out),
+    after those of a connected schedule; `show_text` lists them as `alias,text`."""
+
+    schedule_1 = String("schedule", multiline=True)
+    schedule_type1 = Choice(SCHEDULE_TYPES)
+    schedule_alias1 = String("")
+    schedule_2 = String("schedule", multiline=True)
+    schedule_type2 = Choice(SCHEDULE_TYPES)
+    schedule_alias2 = String("")
+    schedule_3 = String("schedule", multiline=True)
+    schedule_type3 = Choice(SCHEDULE_TYPES)
+    schedule_alias3 = String("")
+    schedule_format = Choice(["CR", "Deforum"])
+    schedule = Link(SCHEDULE, optional=True)
+
+    def run(self, ctx: RunContext, schedule_1: str, schedule_type1: str, schedule_alias1: str, schedule_2: str,
+            schedule_type2: str, schedule_alias2: str, schedule_3: str, schedule_type3: str, schedule_alias3: str,
+            schedule_format: str, schedule: list[tuple[str, str]] | None = None) -> tuple:
+        lines = list(schedule or [])
+        text = [f"{alias},{line}" for alias, line in lines]
+        for body, alias in ((schedule_1, schedule_alias1), (schedule_2, schedule_alias2),
+                            (schedule_3, schedule_alias3)):
+            if body != "" and alias != "":
+                lines += [(alias, line) for line in body.split("\n")]
+                text.append(f"{alias},{body}\n")
+        return (lines, "".join(text))
+
+
+@node("CR Prompt Scheduler", display_name="📑 CR Prompt Scheduler", category=f"{ANIMATION}/📑 Schedulers",
+      outputs=[Out("STRING", "current_prompt"), Out("STRING", "next_prompt"), Out("FLOAT", "weight"),
+               Out("STRING", "show_help")])
+class CRPromptScheduler:
+    """The frame's prompt and the next keyframe's (from the keyframe list, or the schedule's lines of
+    `schedule_alias`), each between `prepend_text, ` and `, append_text`; `weight` as the simple scheduler's,
+    or 1 when `interpolate_prompt` is No. "Default Prompt" gives the default prompt, weight 1."""
+
+    mode = Choice(["Default Prompt", "Keyframe List", "Schedule"])
+    current_frame = Int(0, min=0, max=9999, step=1)
+    default_prompt = String("default prompt")
+    schedule_format = Choice(["CR", "Deforum"])
+    interpolate_prompt = Choice(["Yes", "No"])
+    schedule = Link(SCHEDULE, optional=True)
+    # The pack's option is misspelt ("default prompt": ""), so the alias has no default.
+    schedule_alias = String(NO_DEFAULT, optional=True)
+    keyframe_list = String("keyframe list", multiline=True, optional=True)
+    prepend_text = String("prepend text", multiline=True, optional=True)
+    append_text = String("append text", multiline=True, optional=True)
+
+    def run(self, ctx: RunContext, mode: str, current_frame: int, default_prompt: str, schedule_format: str,
+            interpolate_prompt: str, schedule: list[tuple[str, str]] | None = None, schedule_alias: str = "",
+            keyframe_list: str = "", prepend_text: str = "", append_text: str = "") -> tuple:
+        help_url = f"{SCHEDULER_HELP}#cr-prompt-scheduler"
+        if mode == "Default Prompt":
+            return (default_prompt, default_prompt, 1.0, help_url)
+        if mode == "Keyframe List":
+            if keyframe_list == "":
+                raise ValueError("CR Prompt Scheduler: the keyframe list is empty")
+            lines = keyframe_list.split("\n")
+            if schedule_format == "Deforum":
+                lines = [deforum_line(line).lstrip() for line in lines]
+        else:
+            if schedule is None:
+                raise ValueError("CR Prompt Scheduler: mode Schedule needs a schedule connected")
+            # With Deforum, the pack converts every line of the schedule and files it under this alias.
+            lines = [deforum_line(line) if schedule_format == "Deforum" else line
+                     for alias, line in schedule if schedule_format == "Deforum" or alias == schedule_alias]
+        current, following, from_frame, to_frame = prompt_keyframes(lines, current_frame, "CR Prompt Scheduler")
+        if current == "":
+            raise ValueError(f"CR Prompt Scheduler: no prompt for frame {current_frame} "
+                             "(schedules should start at frame 0)")
+        weight = 1.0 if interpolate_prompt == "No" else interpolation_weight(current_frame, from_frame, to_frame)
+        return (f"{prepend_text}, {current}, {append_text}", f"{prepend_text}, {following}, {append_text}", weight,
+                help_url)

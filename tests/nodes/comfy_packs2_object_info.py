@@ -7,6 +7,8 @@ pythongosssss/ComfyUI-Custom-Scripts (py/show_text.py).
 """
 
 SCHEDULE_FRAME = ("INT", {"default": 0, "min": 0, "max": 9999, "step": 1})
+SCHEDULE_TYPES = ["Value", "Text", "Prompt", "Prompt Weight", "Model", "LoRA", "ControlNet", "Style", "Upscale",
+                  "Camera", "Job"]
 
 
 def aspect_ratio(size: int, ratios: list[str]) -> dict:
@@ -60,6 +62,25 @@ PACK_NODES = {
                      "switch": (["On", "Off"], {}),
                      "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01})},
         "output": ["CONDITIONING", "STRING"], "output_name": ["CONDITIONING", "show_help"]},
+    "CR Central Schedule": {
+        "required": {**{name: entry for i in (1, 2, 3) for name, entry in (
+            (f"schedule_{i}", ("STRING", {"multiline": True, "default": "schedule"})),
+            (f"schedule_type{i}", (SCHEDULE_TYPES, {})),
+            (f"schedule_alias{i}", ("STRING", {"multiline": False, "default": ""})))},
+            "schedule_format": (["CR", "Deforum"], {})},
+        "optional": {"schedule": ("SCHEDULE", {})},
+        "output": ["SCHEDULE", "STRING"], "output_name": ["SCHEDULE", "show_text"]},
+    "CR Prompt Scheduler": {
+        "required": {"mode": (["Default Prompt", "Keyframe List", "Schedule"], {}), "current_frame": SCHEDULE_FRAME,
+                     "default_prompt": ("STRING", {"multiline": False, "default": "default prompt"}),
+                     "schedule_format": (["CR", "Deforum"], {}), "interpolate_prompt": (["Yes", "No"], {})},
+        "optional": {"schedule": ("SCHEDULE", {}),
+                     "schedule_alias": ("STRING", {"multiline": False}),   # the pack's misspelt default is dropped
+                     "keyframe_list": ("STRING", {"multiline": True, "default": "keyframe list"}),
+                     "prepend_text": ("STRING", {"multiline": True, "default": "prepend text"}),
+                     "append_text": ("STRING", {"multiline": True, "default": "append text"})},
+        "output": ["STRING", "STRING", "FLOAT", "STRING"],
+        "output_name": ["current_prompt", "next_prompt", "weight", "show_help"]},
     "ShowText|pysssss": {"required": {"text": ("STRING", {"forceInput": True})},
                          "output": ["STRING"], "output_name": ["STRING"], "output_node": True},
 }

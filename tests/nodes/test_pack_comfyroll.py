@@ -18,8 +18,10 @@ from nodes.packs.comfyroll import (
     CRPromptText,
 )
 from nodes.packs.comfyroll_animation import (
+    CRCentralSchedule,
     CRCurrentFrame,
     CREncodeScheduledPrompts,
+    CRPromptScheduler,
     CRSimplePromptScheduler,
     CRSimpleTextScheduler,
     CRSimpleValueScheduler,
@@ -47,11 +49,11 @@ def object_info():
 @pytest.mark.parametrize("class_type", sorted(PACK_NODES))
 def test_inputs_and_outputs_match_the_pack(object_info, class_type):
     ours, theirs = object_info[class_type], PACK_NODES[class_type]
-    expected, actual = theirs["required"], ours["input"]["required"]
-    assert list(actual) == list(expected)
-    for name, entry in expected.items():
-        assert comparable(actual[name]) == comparable(entry), name
-    assert "optional" not in ours["input"]
+    for section in ("required", "optional"):
+        expected, actual = theirs.get(section, {}), ours["input"].get(section, {})
+        assert list(actual) == list(expected), section
+        for name, entry in expected.items():
+            assert comparable(actual[name]) == comparable(entry), name
     assert ours["output"] == theirs["output"]
     assert ours["output_name"] == theirs["output_name"]
     assert ours["output_node"] == theirs.get("output_node", False)
@@ -186,8 +188,9 @@ def test_simple_prompt_scheduler_gives_current_and_next_prompts_and_the_current_
 
 def test_cr_format_prompt_keyframes_drop_quotes_and_keep_colons():
     schedule = '0, a "quoted" (word:1.1)\n\n4, b'
-    assert prompt_keyframes(schedule, 1, "CR") == ("a quoted (word:1.1)", "b", 0, 4)
-    assert prompt_keyframes(schedule, 1, "Deforum")[0] == "a quoted (word,1.1)"
+    assert prompt_keyframes(schedule.split("\n"), 1, "test") == ("a quoted (word:1.1)", "b", 0, 4)
+    assert CRSimplePromptScheduler().run(None, keyframe_list=schedule, current_frame=1,
+                                         keyframe_format="Deforum")[0] == "a quoted (word,1.1)"
 
 
 def test_simple_prompt_scheduler_refuses_frames_before_the_first_keyframe_and_bad_lines(ctx):
@@ -233,3 +236,47 @@ def test_apply_controlnet_adds_the_control_only_when_on_with_strength(ctx):
     assert torch.equal(control.hint, image.movedim(-1, 1))
     assert entry.control_to_uncond   # as Apply ControlNet (OLD), whose copy the pack's node is
     assert help_url.endswith("#cr-apply-controlnet")
+
+
+def test_central_schedule_tags_each_line_with_its_alias_after_a_connected_schedule(ctx):
+    schedule, text = CRCentralSchedule().run(
+        ctx, schedule_1="0, a\n4, b", schedule_type1="Prompt", schedule_alias1="P1",
+        schedule_2="schedule", schedule_type2="Value", schedule_alias2="",   # no alias: left out
+        schedule_3="0, 0.5", schedule_type3="Value", schedule_alias3="V1", schedule_format="CR",
+        schedule=[("T1", "0, x")])
+    assert schedule == [("T1", "0, x"), ("P1", "0, a"), ("P1", "4, b"), ("V1", "0, 0.5")]
+    assert text == "T1,0, xP1,0, a\n4, b\nV1,0, 0.5\n"
+
+
+PROMPT_SCHEDULER = dict(default_prompt="default", interpolate_prompt="Yes", prepend_text="anime",
+                        append_text="2D")
+
+
+def test_prompt_scheduler_modes(ctx):
+    run = CRPromptScheduler().run
+    assert run(ctx, mode="Default Prompt", current_frame=3, schedule_format="CR", **PROMPT_SCHEDULER)[:3] == (
+        "default", "default", 1.0)
+    keyframes = '"0": "grey hair",\n  "4": "blue hair"'
+    assert run(ctx, mode="Keyframe List", current_frame=1, schedule_format="Deforum", keyframe_list=keyframes,
+               **PROMPT_SCHEDULER)[:3] == ("anime, grey hair, 2D", "anime, blue hair, 2D", 0.75)
+    schedule = [("P1", "0, red"), ("P2", "0, green"), ("P1", "2, blue")]
+    assert run(ctx, mode="Schedule", current_frame=1, schedule_format="CR", schedule=schedule, schedule_alias="P2",
+               **PROMPT_SCHEDULER)[:3] == ("anime, green, 2D", "anime, green, 2D", 1.0)
+    assert run(ctx, mode="Schedule", current_frame=1, schedule_format="CR", schedule=schedule, schedule_alias="P1",
+               **{**PROMPT_SCHEDULER, "interpolate_prompt": "No"})[:3] == ("anime, red, 2D", "anime, blue, 2D", 1.0)
+
+
+def test_prompt_scheduler_with_deforum_reads_every_schedule_line_whatever_its_alias(ctx):
+    """The pack files each converted Deforum line under the scheduler's own alias."""
+    schedule = [("P1", '"0": "red",'), ("P2", '"2": "green",')]
+    assert CRPromptScheduler().run(ctx, mode="Schedule", current_frame=1, schedule_format="Deforum",
+                                   schedule=schedule, schedule_alias="P1", **PROMPT_SCHEDULER)[:3] == (
+        "anime, red, 2D", "anime, green, 2D", 0.5)
+
+
+def test_prompt_scheduler_needs_its_input_for_the_mode(ctx):
+    with pytest.raises(ValueError, match="needs a schedule connected"):
+        CRPromptScheduler().run(ctx, mode="Schedule", current_frame=0, schedule_format="CR", **PROMPT_SCHEDULER)
+    with pytest.raises(ValueError, match="keyframe list is empty"):
+        CRPromptScheduler().run(ctx, mode="Keyframe List", current_frame=0, schedule_format="CR", keyframe_list="",
+                                **PROMPT_SCHEDULER)
