@@ -4,15 +4,16 @@
 only on CPU kinds where it was measured faster than eager (bench/compiled.py, bench/RESULTS.md). The path is
 exact: fp32 in, fp32 out, within 45 dB PSNR of eager. The converted model (OpenVINO IR, weights included) is
 kept on disk under the user's cache folder (`compile_cache`), keyed by a digest of the weights as they are
-when sampling (patches applied: a LoRA'd model is another entry, never a stale one) and the runtime versions;
-each latent shape is then compiled from it in memory (seconds). A call the compiled graph cannot express
-(ControlNet residuals, IP-Adapter or GLIGEN attention, hooks, extra inputs) runs eager.
+when sampling (patches applied: a LoRA'd model is another entry, never a stale one), the input shapes it was
+traced with, and the runtime versions. A call the compiled graph cannot express (ControlNet residuals,
+IP-Adapter or GLIGEN attention, hooks, extra inputs) runs eager.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import warnings
 import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -114,7 +115,9 @@ class CompiledUnets:
     def model_ir(self, unet: torch.nn.Module, identity: str, example: tuple,
                  notify: Callable[[str], None]) -> Path:
         """The IR file for these weights: from the disk cache, or converted now and stored there."""
-        key = cache_key({"weights": identity, **runtime_versions()})
+        # The trace bakes shape-dependent branches of diffusers' UNet (upsample sizes of latents that are not
+        # multiples of 8, large batches) into the graph: an IR serves the shapes it was traced with only.
+        key = cache_key({"weights": identity, "shapes": [list(t.shape) for t in example], **runtime_versions()})
         folder = self.cache.entry(key)
         if folder is not None:
             self.loads += 1
@@ -124,7 +127,8 @@ class CompiledUnets:
             import openvino as ov
 
             notify("compiling UNet for this CPU, one-time, ~30 s")
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the tracer's notes on Python branches, expected here
                 converted = ov.convert_model(_SampleOnly(unet), example_input=example)
             ov.save_model(converted, str(target / IR_NAME), compress_to_fp16=False)
             self.compilations += 1

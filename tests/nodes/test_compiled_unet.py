@@ -88,6 +88,17 @@ def test_compiled_output_is_exact_and_the_compile_is_announced(model, inputs, ca
 
 
 @pytest.mark.slow
+def test_another_latent_size_gets_its_own_trace(model, tmp_path):
+    """A latent that is not a multiple of 8 takes diffusers' explicit upsample sizes: traced for it, exact too."""
+    unets = CompiledUnets(CompileCache(tmp_path))
+    generator = torch.Generator().manual_seed(1)
+    odd = (torch.randn(1, 4, 12, 10, generator=generator), torch.tensor([300.0]),
+           torch.randn(1, 77, model.unet.config.cross_attention_dim, generator=generator))
+    assert psnr(sampled(model, odd, unets), eager(model, odd)) >= 45
+    assert unets.compilations == 1
+
+
+@pytest.mark.slow
 def test_a_new_process_loads_the_compiled_model_from_disk(model, inputs, cache_root):
     first = CompiledUnets(CompileCache(cache_root))
     reference = sampled(model, inputs, first)
