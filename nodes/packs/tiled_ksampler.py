@@ -3,20 +3,25 @@
 Strategies as the pack: `simple` (a fixed grid, each tile fully denoised in turn), `random` and
 `random strict` (a grid re-jittered every step from the seed, one step per tile; strict samples every tile
 of a step from the same latent), `padded` (four passes of grids shifted by half a tile, each tile
-generating only its centre). Each tile is our KSampler over that window of the latent; conditioning is
-used whole (the pack's slicing of area conditioning, GLIGEN and ControlNet hints is not rebuilt).
+generating only its centre). Each tile is our KSampler over that window of the latent, with the conditioning
+cut to the tile as the pack's `slice_cond`, `slice_gligen` and `slice_cnet` do (`tile_conditioning`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from engine.context import RunContext
 from engine.declare import Out, Provenance, node
 from engine.types import CONDITIONING, LATENT, MODEL, Choice, Float, Int, Link
+from nodes.conditioning.regions import latent_mask as entry_latent_mask
+from nodes.conditioning.regions import resolve_area
+from nodes.conditioning.value import CondEntry, Conditioning
 from nodes.sampler_nodes import SEED_MAX, run_sampler
 from nodes.sampling import SAMPLER_NAMES, SCHEDULER_NAMES, initial_noise, ksampler_sigmas, latent_mask, sampler_info
 
@@ -109,6 +114,64 @@ def _whole_tile(h: int, h_len: int, w: int, w_len: int, tile_height: int, tile_w
     return h + h_off, th, w + w_off, tw, grown
 
 
+Box = tuple[int, int, int, int]   # h_len, w_len, h, w in latent pixels (ComfyUI's area order)
+
+
+def box_in_tile(box: Box, h: int, h_len: int, w: int, w_len: int) -> Box | None:
+    """The part of a box inside the tile, relative to the tile's corner (None when it misses the tile). The
+    pack bounds the far edge by the tile's absolute end; areas are cut at the latent's edge when sampling, so
+    bounding it by the tile's own size gives the same result."""
+    box_h_len, box_w_len, box_h, box_w = box
+    if not (box_h < h + h_len and box_h + box_h_len > h and box_w < w + w_len and box_w + box_w_len > w):
+        return None
+    top, left = max(0, box_h - h), max(0, box_w - w)
+    bottom, right = min(h_len, box_h + box_h_len - h), min(w_len, box_w + box_w_len - w)
+    return bottom - top, right - left, top, left
+
+
+def tile_conditioning(conditionings: tuple[Conditioning, ...], h: int, h_len: int, w: int, w_len: int,
+                      shape: torch.Size) -> tuple[Conditioning, ...]:
+    """Each conditioning cut to the tile (latent pixels) of a latent of `shape`, as the pack does per tile:
+    an entry whose area misses the tile, or whose mask is empty there, is left out; areas and GLIGEN boxes are
+    cut to the tile (boxes outside it dropped); masks are resized to the latent and cut; ControlNet hints are
+    resized (nearest-exact) to the latent's pixel size when they differ from it, then cut. A control shared by
+    several entries stays shared."""
+    height, width = shape[-2], shape[-1]
+    controls: dict[int, Any] = {}
+
+    def cut_control(control: Any) -> Any:
+        if id(control) not in controls:
+            hint = control.hint
+            if tuple(hint.shape[-2:]) != (height * 8, width * 8):
+                hint = F.interpolate(hint, size=(height * 8, width * 8), mode="nearest-exact")
+            controls[id(control)] = replace(control, hint=hint[:, :, h * 8:(h + h_len) * 8, w * 8:(w + w_len) * 8])
+        return controls[id(control)]
+
+    def cut(entry: CondEntry) -> CondEntry | None:
+        changes: dict[str, Any] = {}
+        area = resolve_area(entry, height, width) if entry.area_fraction is not None else entry.area
+        if area is not None:
+            changes.update(area=box_in_tile(area, h, h_len, w, w_len), area_fraction=None)
+            if changes["area"] is None:
+                return None
+        mask = entry_latent_mask(entry, height, width)
+        if mask is not None:
+            changes["mask"] = mask[:, h:h + h_len, w:w + w_len]
+            if float(changes["mask"].sum()) == 0.0:
+                return None
+        if entry.gligen is not None:
+            boxes = []
+            for box in entry.gligen.boxes:
+                inside = box_in_tile((box.height, box.width, box.y, box.x), h, h_len, w, w_len)
+                if inside is not None:
+                    boxes.append(replace(box, height=inside[0], width=inside[1], y=inside[2], x=inside[3]))
+            changes["gligen"] = replace(entry.gligen, boxes=tuple(boxes)) if boxes else None
+        changes["control"] = tuple(cut_control(c) for c in entry.control)
+        return entry.with_(**changes)
+
+    return tuple(tuple(e for e in map(cut, conditioning) if e is not None) for conditioning in conditionings)
+
+
 def tiled_sample(ctx: RunContext, model: Any, add_noise: bool, seed: int, tile_width: int, tile_height: int,
                  strategy: str, steps: int, cfg: float, sampler_name: str, scheduler: str, positive, negative,
                  latent: dict, start_at_step: int, end_at_step: int, force_full_denoise: bool) -> dict:
@@ -152,8 +215,9 @@ def tiled_sample(ctx: RunContext, model: Any, add_noise: bool, seed: int, tile_w
                         else tile_noise * (1 - mask)
                 window = {"samples": tile} if mask is None else {"samples": tile, "noise_mask": mask}
                 start = start_at_step + i * tile_steps
-                result = run_sampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                                     window, start_step=start, last_step=start + tile_steps,
+                tile_positive, tile_negative = tile_conditioning((positive, negative), h, h_len, w, w_len, shape)
+                result = run_sampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, tile_positive,
+                                     tile_negative, window, start_step=start, last_step=start + tile_steps,
                                      force_full_denoise=force_full_denoise and i + 1 == count,
                                      noise=tile_noise)["samples"]
                 region = following[..., h:h + h_len, w:w + w_len]
