@@ -253,3 +253,48 @@ class CRPromptScheduler:
         weight = 1.0 if interpolate_prompt == "No" else interpolation_weight(current_frame, from_frame, to_frame)
         return (f"{prepend_text}, {current}, {append_text}", f"{prepend_text}, {following}, {append_text}", weight,
                 help_url)
+
+
+SIMPLE_PROMPT_LIST = "SIMPLE_PROMPT_LIST"   # the legacy prompt stack: a list of prompts
+
+
+@node("CR Simple Prompt List", display_name="CR Simple Prompt List (Legacy)", category=f"{ANIMATION}/💀 Legacy",
+      outputs=[Out(SIMPLE_PROMPT_LIST, "SIMPLE_PROMPT_LIST"), Out("STRING", "show_help")])
+class CRSimplePromptList:
+    """A connected list's prompts, then this node's non-empty ones."""
+
+    prompt_1 = String("prompt", multiline=True)
+    prompt_2 = String("prompt", multiline=True)
+    prompt_3 = String("prompt", multiline=True)
+    prompt_4 = String("prompt", multiline=True)
+    prompt_5 = String("prompt", multiline=True)
+    simple_prompt_list = Link(SIMPLE_PROMPT_LIST, optional=True)
+
+    def run(self, ctx: RunContext, prompt_1: str, prompt_2: str, prompt_3: str, prompt_4: str, prompt_5: str,
+            simple_prompt_list: list[str] | None = None) -> tuple:
+        prompts = list(simple_prompt_list or []) + [p for p in (prompt_1, prompt_2, prompt_3, prompt_4, prompt_5)
+                                                    if p != ""]
+        return (prompts, "https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes/wiki/Prompt-Nodes"
+                         "#cr-simple-prompt-list")
+
+
+@node("CR Simple Prompt List Keyframes", display_name="CR Simple Prompt List Keyframes (Legacy)",
+      category=f"{ANIMATION}/💀 Legacy", outputs=[Out("STRING", "keyframe_list"), Out("STRING", "show_help")])
+class CRSimplePromptListKeyframes:
+    """The prompts as Deforum keyframes `"frame": "prompt"` every `keyframe_interval` frames, the list repeated
+    `loops` times; lines joined by ",\\n " as the pack joins them (the transition choices have one value)."""
+
+    simple_prompt_list = Link(SIMPLE_PROMPT_LIST)
+    keyframe_interval = Int(30, min=0, max=999, step=1)
+    loops = Int(1, min=1, max=1000)
+    transition_type = Choice(["Default"])
+    transition_speed = Choice(["Default"])
+    transition_profile = Choice(["Default"])
+    keyframe_format = Choice(["Deforum"])
+
+    def run(self, ctx: RunContext, simple_prompt_list: list[str], keyframe_interval: int, loops: int,
+            transition_type: str, transition_speed: str, transition_profile: str, keyframe_format: str) -> tuple:
+        prompts = [prompt for _ in range(loops) for prompt in simple_prompt_list]
+        lines = [f'"{i * keyframe_interval}": "{prompt}"' for i, prompt in enumerate(prompts)]
+        return (",\n ".join(lines), "https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes/wiki/Prompt-Nodes"
+                                     "#cr-simple-prompt-list-keyframes")

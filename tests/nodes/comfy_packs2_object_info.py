@@ -81,6 +81,17 @@ PACK_NODES = {
                      "append_text": ("STRING", {"multiline": True, "default": "append text"})},
         "output": ["STRING", "STRING", "FLOAT", "STRING"],
         "output_name": ["current_prompt", "next_prompt", "weight", "show_help"]},
+    "CR Simple Prompt List": {
+        "required": {f"prompt_{i}": ("STRING", {"multiline": True, "default": "prompt"}) for i in range(1, 6)},
+        "optional": {"simple_prompt_list": ("SIMPLE_PROMPT_LIST", {})},
+        "output": ["SIMPLE_PROMPT_LIST", "STRING"], "output_name": ["SIMPLE_PROMPT_LIST", "show_help"]},
+    "CR Simple Prompt List Keyframes": {
+        "required": {"simple_prompt_list": ("SIMPLE_PROMPT_LIST", {}),
+                     "keyframe_interval": ("INT", {"default": 30, "min": 0, "max": 999, "step": 1}),
+                     "loops": ("INT", {"default": 1, "min": 1, "max": 1000}),
+                     "transition_type": (["Default"], {}), "transition_speed": (["Default"], {}),
+                     "transition_profile": (["Default"], {}), "keyframe_format": (["Deforum"], {})},
+        "output": ["STRING", "STRING"], "output_name": ["keyframe_list", "show_help"]},
     "ShowText|pysssss": {"required": {"text": ("STRING", {"forceInput": True})},
                          "output": ["STRING"], "output_name": ["STRING"], "output_node": True},
 }

@@ -22,6 +22,8 @@ from nodes.packs.comfyroll_animation import (
     CRCurrentFrame,
     CREncodeScheduledPrompts,
     CRPromptScheduler,
+    CRSimplePromptList,
+    CRSimplePromptListKeyframes,
     CRSimplePromptScheduler,
     CRSimpleTextScheduler,
     CRSimpleValueScheduler,
@@ -280,3 +282,16 @@ def test_prompt_scheduler_needs_its_input_for_the_mode(ctx):
     with pytest.raises(ValueError, match="keyframe list is empty"):
         CRPromptScheduler().run(ctx, mode="Keyframe List", current_frame=0, schedule_format="CR", keyframe_list="",
                                 **PROMPT_SCHEDULER)
+
+
+def test_simple_prompt_list_keyframes_feed_the_prompt_scheduler(ctx):
+    prompts = CRSimplePromptList().run(ctx, prompt_1="grey hair", prompt_2="", prompt_3="blue hair", prompt_4="",
+                                       prompt_5="", simple_prompt_list=["red hair"])[0]
+    assert prompts == ["red hair", "grey hair", "blue hair"]
+    keyframes = CRSimplePromptListKeyframes().run(ctx, simple_prompt_list=prompts[1:], keyframe_interval=3, loops=2,
+                                                  transition_type="Default", transition_speed="Default",
+                                                  transition_profile="Default", keyframe_format="Deforum")[0]
+    assert keyframes == ('"0": "grey hair",\n "3": "blue hair",\n "6": "grey hair",\n "9": "blue hair"')
+    assert CRPromptScheduler().run(ctx, mode="Keyframe List", current_frame=4, schedule_format="Deforum",
+                                   keyframe_list=keyframes, **PROMPT_SCHEDULER)[:3] == (
+        "anime, blue hair, 2D", "anime, grey hair, 2D", pytest.approx(2 / 3))
