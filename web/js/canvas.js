@@ -80,7 +80,7 @@ export class CanvasView extends EventTarget {
     this.dragPath = document.createElementNS(SVG, "path");
     this.dragPath.classList.add("link", "dragging");
     this.selectBox = this.make("div", "select-box", root);
-    this.overview = new OverviewLayer(this);
+    this.overview = new OverviewLayer(this, { gridSize: GRID_SIZE });
     this.resizes.observe(root);
     this.applyTransform();
   }
@@ -123,10 +123,13 @@ export class CanvasView extends EventTarget {
     if (!moving) { clearTimeout(this.movingTimer); this.movingTimer = 0; }
     this.moving = moving;
     const overview = moving || this.scale < LOW_DETAIL_SCALE;
+    const wasOverview = this.overview.active;
     this.root.classList.toggle("overview", overview);
+    this.root.classList.toggle("moving", moving);   // the overview draws the grid too: no re-raster per zoom step
     this.overview.detailed = this.scale >= LOW_DETAIL_SCALE;
     this.overview.setActive(overview);
     if (overview) this.overview.schedule();
+    else if (wasOverview) this.cull();               // the DOM is shown again: hide what is off screen first
   }
 
   setViewport(ds) {
@@ -437,6 +440,7 @@ export class CanvasView extends EventTarget {
    */
   cull() {
     this.overview.schedule();
+    if (this.overview.active) return;      // the DOM is not rendered: culled when it comes back (setMoving)
     const [width, height] = this.size();
     if (!width) return;
     const margin = CULL_MARGIN / this.scale;

@@ -20,9 +20,13 @@ const VALUE_FONT = `13px ${FONT}`;
 const RADIUS = 8;
 
 export class OverviewLayer {
-  /** `view`: the CanvasView; its `nodeBox`, `socketPosition`, `selection` and `status` are what is drawn. */
-  constructor(view) {
+  /**
+   * `view`: the CanvasView; its `nodeBox`, `socketPosition`, `selection` and `status` are what is drawn.
+   * `gridSize`: the grid's cell in world units, drawn here while the view moves.
+   */
+  constructor(view, { gridSize }) {
     this.view = view;
+    this.gridSize = gridSize;
     this.canvas = document.createElement("canvas");
     this.canvas.className = "overview-layer";
     this.canvas.hidden = true;
@@ -55,7 +59,8 @@ export class OverviewLayer {
       const read = (name, fallback) => style.getPropertyValue(name).trim() || fallback;
       this.colours = { body: read("--node-bg", "#353535"), title: read("--node-title-bg", "#2b2b2b"),
         border: read("--node-border", "#4a4a4a"), text: read("--text", "#e6e6e6"), ok: read("--ok", "#46a758"),
-        danger: read("--danger", "#e5484d"), dim: read("--text-dim", "#9a9a9a"), widget: read("--widget-bg", "#222") };
+        danger: read("--danger", "#e5484d"), dim: read("--text-dim", "#9a9a9a"), widget: read("--widget-bg", "#222"),
+        grid: read("--grid", "#262626") };
     }
     return this.colours;
   }
@@ -73,10 +78,22 @@ export class OverviewLayer {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
     const { scale, offset } = view;
+    if (view.moving) this.drawGrid(ctx, ratio);
     ctx.setTransform(ratio * scale, 0, 0, ratio * scale, ratio * scale * offset[0], ratio * scale * offset[1]);
     const view0 = [-offset[0], -offset[1], width / scale - offset[0], height / scale - offset[1]];
     this.drawLinks(ctx, view0);
     this.drawNodes(ctx, view0);
+  }
+
+  /** The grid as style.css draws it (a 1 px line at the start of every cell), while the DOM grid is hidden. */
+  drawGrid(ctx, ratio) {
+    const { scale, offset } = this.view;
+    const cell = this.gridSize * scale * ratio;
+    if (cell < 2) return;
+    ctx.fillStyle = this.theme().grid;
+    const start = (shift) => ((((shift * scale * ratio) % cell) + cell) % cell);
+    for (let x = start(offset[0]); x < this.canvas.width; x += cell) ctx.fillRect(Math.floor(x), 0, ratio, this.canvas.height);
+    for (let y = start(offset[1]); y < this.canvas.height; y += cell) ctx.fillRect(0, Math.floor(y), this.canvas.width, ratio);
   }
 
   /** Links as curves, one path per colour (a stroke per link would cost a draw call each). */
