@@ -67,6 +67,7 @@ KNOWN_PACKS = (
                                "SetNode", "GetNode"})),
     KnownPack("Derfuu Modded Nodes", "Derfuu/Derfuu_ComfyUI_ModdedNodes", suffixes=("(Derfuu)",)),
     KnownPack("QualityOfLifeSuit_Omar92", "omar92/ComfyUI-QualityOfLifeSuit_Omar92", suffixes=(" _O",)),
+    KnownPack("ComfyUI_experiments", "comfyanonymous/ComfyUI_experiments", names=frozenset({"ReferenceOnlySimple"})),
 )
 
 
