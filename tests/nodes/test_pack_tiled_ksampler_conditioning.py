@@ -104,3 +104,32 @@ def test_through_the_sampler_an_area_acts_on_its_own_tile_only(models_dir, tmp_p
     torch.testing.assert_close(with_area[..., 8:], sample(base)[..., 8:], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(with_area[..., :8], both[..., :8], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(with_area[..., 8:], both[..., 8:])
+
+
+def test_through_the_sampler_each_tile_reads_only_its_part_of_a_controlnet_hint(models_dir, tmp_path):
+    """Changing the left half of the hint changes the left tile only."""
+    from engine.context import InterruptHandle, RunContext
+    from engine.paths import Paths
+    from nodes.conditioning_nodes import CLIPTextEncode
+    from nodes.loaders import CheckpointLoaderSimple
+    from nodes.packs.tiled_ksampler import TiledKSampler
+    from tests.nodes.test_controlnet import tiny_controlnet
+
+    ctx = RunContext(node_id="1", prompt_id="test", paths=Paths(models_dir, tmp_path), interrupt=InterruptHandle(),
+                     emit=lambda event, data: None, settings={})
+    model, clip, _ = CheckpointLoaderSimple().run(ctx, ckpt_name="tiny-sd15.safetensors")
+    [base] = CLIPTextEncode().run(ctx, text="a red circle", clip=clip)[0]
+    negative = CLIPTextEncode().run(ctx, text="", clip=clip)[0]
+    net = tiny_controlnet(model.unet, seed=5)
+    hint = torch.rand(1, 3, 32, 64, generator=torch.Generator().manual_seed(6))   # half the latent's pixels
+    other = hint.clone()
+    other[..., :32] = 1.0 - other[..., :32]
+
+    def sample(picture: torch.Tensor) -> torch.Tensor:
+        positive = (base.with_(control=(AppliedControl(net=net, source="tiny", hint=picture),)),)
+        return TiledKSampler().run(ctx, model, 3, 64, 64, "simple", 1, 7.0, "euler", "normal", positive, negative,
+                                   {"samples": torch.zeros(1, 4, 8, 16)}, 1.0)[0]["samples"]
+
+    first, second = sample(hint), sample(other)
+    torch.testing.assert_close(first[..., 8:], second[..., 8:], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(first[..., :8], second[..., :8])
