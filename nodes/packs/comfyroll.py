@@ -55,6 +55,62 @@ class CRLoadLoRA:
         return (with_model_lora(model, lora, strength_model), with_clip_lora(clip, lora, strength_clip), HELP_URL)
 
 
+LORA_STACK = "LORA_STACK"   # (lora_name, model_weight, clip_weight) per LoRA, as Efficiency Nodes' stacks
+
+
+@node("CR LoRA Stack", display_name="💊 CR LoRA Stack", category="🧩 Comfyroll Studio/✨ Essential/💊 LoRA",
+      outputs=[Out(LORA_STACK, "LORA_STACK"), Out("STRING", "show_help")])
+class CRLoRAStack:
+    """Up to three LoRAs with their weights, after those of a connected stack; Off or "None" leaves one out."""
+
+    switch_1 = Choice(["Off", "On"])
+    lora_name_1 = Choice(LoraFilesOrNone("loras", builtin=[BUILTIN_LORA]))
+    model_weight_1 = Float(1.0, **STRENGTH)
+    clip_weight_1 = Float(1.0, **STRENGTH)
+    switch_2 = Choice(["Off", "On"])
+    lora_name_2 = Choice(LoraFilesOrNone("loras", builtin=[BUILTIN_LORA]))
+    model_weight_2 = Float(1.0, **STRENGTH)
+    clip_weight_2 = Float(1.0, **STRENGTH)
+    switch_3 = Choice(["Off", "On"])
+    lora_name_3 = Choice(LoraFilesOrNone("loras", builtin=[BUILTIN_LORA]))
+    model_weight_3 = Float(1.0, **STRENGTH)
+    clip_weight_3 = Float(1.0, **STRENGTH)
+    lora_stack = Link(LORA_STACK, optional=True)
+
+    def fingerprint(self, paths: Paths, **constants: Any) -> str:
+        names = [constants.get(f"lora_name_{i}", NO_LORA) for i in (1, 2, 3)]
+        return "|".join("" if name == NO_LORA else lora_fingerprint(paths, name) for name in names)
+
+    def run(self, ctx: RunContext, switch_1: str, lora_name_1: str, model_weight_1: float, clip_weight_1: float,
+            switch_2: str, lora_name_2: str, model_weight_2: float, clip_weight_2: float, switch_3: str,
+            lora_name_3: str, model_weight_3: float, clip_weight_3: float,
+            lora_stack: list[tuple[str, float, float]] | None = None) -> tuple:
+        stack = [entry for entry in lora_stack or [] if entry[0] != NO_LORA]
+        for switch, name, model_weight, clip_weight in (
+                (switch_1, lora_name_1, model_weight_1, clip_weight_1),
+                (switch_2, lora_name_2, model_weight_2, clip_weight_2),
+                (switch_3, lora_name_3, model_weight_3, clip_weight_3)):
+            if name != NO_LORA and switch == "On":
+                stack.append((name, model_weight, clip_weight))
+        return (stack, f"{WIKI}/LoRA-Nodes#cr-lora-stack")
+
+
+@node("CR Apply LoRA Stack", display_name="💊 CR Apply LoRA Stack", category="🧩 Comfyroll Studio/✨ Essential/💊 LoRA",
+      outputs=[Out(MODEL, "MODEL"), Out(CLIP, "CLIP"), Out("STRING", "show_help")])
+class CRApplyLoRAStack:
+    """Each LoRA of the stack applied in turn to the model and clip."""
+
+    model = Link(MODEL)
+    clip = Link(CLIP)
+    lora_stack = Link(LORA_STACK)
+
+    def run(self, ctx: RunContext, model: Any, clip: Any, lora_stack: list[tuple[str, float, float]]) -> tuple:
+        for name, model_weight, clip_weight in lora_stack or []:
+            lora = load_lora(ctx.paths, name, model, clip)
+            model, clip = with_model_lora(model, lora, model_weight), with_clip_lora(clip, lora, clip_weight)
+        return (model, clip, f"{WIKI}/LoRA-Nodes#cr-apply-lora-stack")
+
+
 # --- conversion ------------------------------------------------------------------------------------
 
 @node("CR Integer To String", display_name="🔧 CR Integer To String", category=f"{PACK}/🛠️ Utils/🔧 Conversion",

@@ -92,6 +92,16 @@ PACK_NODES = {
                      "transition_type": (["Default"], {}), "transition_speed": (["Default"], {}),
                      "transition_profile": (["Default"], {}), "keyframe_format": (["Deforum"], {})},
         "output": ["STRING", "STRING"], "output_name": ["keyframe_list", "show_help"]},
+    "CR LoRA Stack": {
+        "required": {name: entry for i in (1, 2, 3) for name, entry in (
+            (f"switch_{i}", (["Off", "On"], {})), (f"lora_name_{i}", (None, {})),   # "None", then models/loras
+            (f"model_weight_{i}", ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01})),
+            (f"clip_weight_{i}", ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01})))},
+        "optional": {"lora_stack": ("LORA_STACK", {})},
+        "output": ["LORA_STACK", "STRING"], "output_name": ["LORA_STACK", "show_help"]},
+    "CR Apply LoRA Stack": {
+        "required": {"model": ("MODEL", {}), "clip": ("CLIP", {}), "lora_stack": ("LORA_STACK", {})},
+        "output": ["MODEL", "CLIP", "STRING"], "output_name": ["MODEL", "CLIP", "show_help"]},
     "ShowText|pysssss": {"required": {"text": ("STRING", {"forceInput": True})},
                          "output": ["STRING"], "output_name": ["STRING"], "output_node": True},
 }
