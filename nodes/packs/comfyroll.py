@@ -212,6 +212,17 @@ class CRPromptText:
         return (prompt, f"{WIKI}/Core-Nodes#cr-prompt-text")
 
 
+@node("CR Seed", display_name="🌱 CR Seed", category=f"{PACK}/✨ Essential/📦 Core",
+      outputs=[Out("INT", "seed"), Out("STRING", "show_help")], output_node=True)
+class CRSeed:
+    """A seed, passed on."""
+
+    seed = Int(0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True)   # the editor adds one to any "seed"
+
+    def run(self, ctx: RunContext, seed: int) -> tuple:
+        return (seed, f"{WIKI}/Core-Nodes#cr-seed")
+
+
 @node("CR Apply ControlNet", display_name="🕹️ CR Apply ControlNet", category=f"{PACK}/✨ Essential/🕹️ ControlNet",
       outputs=[Out(CONDITIONING, "CONDITIONING"), Out("STRING", "show_help")])
 class CRApplyControlNet:

@@ -102,6 +102,8 @@ PACK_NODES = {
     "CR Apply LoRA Stack": {
         "required": {"model": ("MODEL", {}), "clip": ("CLIP", {}), "lora_stack": ("LORA_STACK", {})},
         "output": ["MODEL", "CLIP", "STRING"], "output_name": ["MODEL", "CLIP", "show_help"]},
+    "CR Seed": {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff})},
+                 "output": ["INT", "STRING"], "output_name": ["seed", "show_help"], "output_node": True},
     "ShowText|pysssss": {"required": {"text": ("STRING", {"forceInput": True})},
                          "output": ["STRING"], "output_name": ["STRING"], "output_node": True},
 }

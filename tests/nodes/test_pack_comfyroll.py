@@ -18,6 +18,7 @@ from nodes.packs.comfyroll import (
     CRIntegerToString,
     CRLoRAStack,
     CRPromptText,
+    CRSeed,
 )
 from nodes.packs.comfyroll_animation import (
     CRCentralSchedule,
@@ -221,6 +222,11 @@ def test_encode_scheduled_prompts_averages_current_and_next_by_weight(models_dir
     assert torch.allclose(blended.embeds, 0.25 * current.embeds + 0.75 * following.embeds, atol=1e-6)
     if current.pooled is not None:
         assert torch.allclose(blended.pooled, 0.25 * current.pooled + 0.75 * following.pooled, atol=1e-6)
+
+
+def test_seed_passes_its_seed(ctx):
+    assert CRSeed().run(ctx, seed=2**64 - 1) == (2**64 - 1, "https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes"
+                                                             "/wiki/Core-Nodes#cr-seed")
 
 
 def test_prompt_text_passes_its_text(ctx):
