@@ -70,6 +70,11 @@ def test_in_the_overview_clicking_a_node_selects_it_and_dragging_moves_it(editor
     editor.page.mouse.click(*editor.empty_point())
     assert editor.js("() => [...sdgraph.view.selection]") == []
 
+    editor.page.mouse.dblclick(*title_point(editor, 3))     # a node, not the canvas: no palette
+    assert editor.js("() => [...sdgraph.view.selection]") == [3]
+    expect(editor.page.locator(".palette")).to_be_hidden()
+    assert editor.page.locator(".title-editor").count() == 0
+
 
 def test_in_the_overview_dragging_from_socket_to_socket_connects(editor: EditorPage):
     editor.js("() => sdgraph.graph.disconnectInput(3, 0)")      # KSampler's model

@@ -472,7 +472,7 @@ export class CanvasView extends EventTarget {
 
   /**
    * The element under a client point, as `document.elementFromPoint` finds it; in the overview,
-   * where nodes are drawn on the canvas and their DOM is not rendered, a node's socket row, title
+   * where nodes are drawn on the canvas and their DOM is not rendered, a node's socket row, body
    * or element is found from the nodes' measured geometry instead.
    */
   elementAt(clientX, clientY) {
@@ -495,7 +495,8 @@ export class CanvasView extends EventTarget {
       const [x, y, w, h] = this.nodeBox(node);
       if (wx < x || wx > x + w || wy < y || wy > y + h) continue;
       const el = this.elements.get(node.id);
-      if (wy < y + TITLE_HEIGHT) return el.querySelector(".node-title") || el;
+      // The title bar answers as the node: renaming there would put its editor in the unrendered DOM.
+      if (wy < y + TITLE_HEIGHT) return el;
       for (const direction of ["in", "out"]) {
         const found = (this.sockets.get(node.id)?.[direction] || []).findIndex(([sx, sy]) =>
           Math.abs(node.pos[1] + sy - wy) <= SOCKET_ROW / 2 && (direction === "in" ? wx < x + w / 2 : wx >= x + w / 2));
