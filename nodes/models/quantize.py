@@ -14,16 +14,26 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from engine.device_facts import read_cpu_facts
+
 # The first and last convolutions (4 latent channels) and tiny layers stay fp32: they cost nothing and
 # carry the latent itself, where rounding shows most.
 MIN_CHANNELS = 16
-# FBGEMM's int8 products saturate with full 8-bit activations on CPUs without VNNI; 7 bits are safe
-# everywhere (what PyTorch's own dynamic quantization does).
-_REDUCE_RANGE = True
+
+
+@lru_cache(maxsize=1)
+def linear_activation_bits() -> int:
+    """8 where FBGEMM multiplies with AVX512-VNNI (32-bit sums); elsewhere its 16-bit pair sums saturate
+    with full-range activations, and 7 bits are safe (PyTorch's own default). Measured on the SD1.5 layout
+    at width 64 (random weights): 8 bits raise the UNet output's SNR against fp32 from 22 to 25 dB."""
+    return 8 if read_cpu_facts().features().get("avx512_vnni") else 7
+
+
 _QUANTIZED_TENSOR_WARNING = "torch.quantize_per_tensor, torch.quantize_per_channel"
 
 
@@ -84,10 +94,11 @@ def _linear_forward(linear: torch.nn.Linear) -> Callable[[torch.Tensor], torch.T
                                              torch.zeros_like(scales, dtype=torch.int64), 0, torch.qint8)
     bias = None if linear.bias is None else linear.bias.detach().float()
     packed = torch.ops.quantized.linear_prepack(qweight, bias)
+    reduce_range = linear_activation_bits() == 7
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        return torch.ops.quantized.linear_dynamic(x.float().contiguous(), packed, _REDUCE_RANGE).to(dtype)
+        return torch.ops.quantized.linear_dynamic(x.float().contiguous(), packed, reduce_range).to(dtype)
 
     return forward
 
