@@ -189,3 +189,17 @@ def test_a_lora_changes_the_int8_model_and_removing_it_restores_it(int8_run):
     fp32_effect = unet_outputs(replace(lora_model, int8=None)) - unet_outputs(replace(model, int8=None))
     relative = (lora_effect - fp32_effect).norm() / fp32_effect.norm()
     assert relative < 0.25, f"int8 LoRA effect differs from fp32's by {relative:.1%}"
+
+
+def test_a_workflows_own_int8_setting_loads_anew_instead_of_reusing_the_cached_fp32_model(
+        registry, models_dir, tmp_path):
+    captured: list = []
+    executor = Executor(registry, paths_in(models_dir, tmp_path), settings={"precision": "fp32", "captured": captured})
+    graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15.safetensors"}},
+             "c": {"class_type": "Capture", "inputs": {"value": ["4", 0]}}}
+    assert executor.execute(Workflow.from_api(graph)).status == "success"
+    result = executor.execute(Workflow.from_api(graph), extra_data={"settings": {"precision": "int8"}})
+    assert result.status == "success" and "4" in result.ran
+    fp32_model, int8_model = captured
+    assert fp32_model.int8 is None and int8_model.int8 is not None
+    assert "4" not in executor.execute(Workflow.from_api(graph)).ran, "the fp32 model is still cached for fp32"
