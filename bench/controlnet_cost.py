@@ -5,8 +5,9 @@ depends on shapes only), fp32 on the CPU, cond and uncond in one batch as KSampl
 variants run interleaved (one of each per round, after a warm-up round), so a shared machine's load
 falls on all alike; prints the CPU model (lscpu) and each variant's minimum and median: the UNet alone,
 the ControlNet alone, the denoiser step without a ControlNet, the step with one (its hint prepared once
-per run), the same step preparing the hint on every step (as before the run's hint cache), and the
-step's overhead over the sum of the two forwards (the issue asks for it within 3%).
+per run), the same step preparing the hint on every step (as before the run's hint cache), the preparation
+alone (resize, batch, device and dtype), and the step's overhead over the sum of the two forwards
+(the issue asks for it within 3%).
 
     .venv/bin/python bench/controlnet_cost.py [--size 512] [--hint-size PX] [--repeat 5] [--threads N]
 
@@ -98,6 +99,7 @@ def main() -> None:
         "step, no ControlNet": lambda: plain(x_step, sigma),
         "step with ControlNet": lambda: step(x_step, sigma),
         "step, hint every step": step_preparing_every_time,
+        "hint preparation alone": lambda: PreparedHints().hint(control[0], batch_x),
     }
     with torch.no_grad():
         times = interleaved_seconds(calls, args.repeat)
