@@ -43,7 +43,8 @@ def test_zoomed_out_nodes_are_drawn_on_a_canvas_where_links_still_meet_their_soc
 
     zoom_to(editor, OVERVIEW_SCALE)
     expect(editor.page.locator(".overview-layer")).to_be_visible()
-    assert editor.js("() => document.querySelector('.canvas .node[data-node-id=\"3\"]').checkVisibility()") is False
+    assert editor.js("() => document.querySelector('.canvas .node[data-node-id=\"3\"]')"
+                     ".checkVisibility({ visibilityProperty: true })") is False
     assert editor.js(socket) == before
     editor.page.wait_for_function("() => !sdgraph.view.overview.frame")   # the frame that draws it has run
     assert overview_alpha(editor, title_point(editor, 3)) == 255
