@@ -126,7 +126,7 @@ class CompiledUnets:
         def write(target: Path) -> None:
             import openvino as ov
 
-            notify("compiling UNet for this CPU, one-time, ~30 s")
+            notify("compiling UNet for this CPU, one-time, a few minutes")
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the tracer's notes on Python branches, expected here
                 converted = ov.convert_model(_SampleOnly(unet), example_input=example)
