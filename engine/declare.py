@@ -85,6 +85,7 @@ class NodeDeclaration(BaseModel):
     uses_settings: tuple[str, ...] = ()
     deprecated: bool = False
     provenance: Provenance | None = None
+    legacy_names: tuple[str, ...] = ()
     cls: type
 
     @property
@@ -153,7 +154,8 @@ def _collect_inputs(cls: type) -> dict[str, InputSpec]:
 def node(class_type: str, *, display_name: str | None = None, category: str = "",
          version: str = "1.0.0", outputs: Iterable[Out] = (), output_node: bool = False,
          hidden: Iterable[str] = (), always_rerun: bool = False, uses_settings: Iterable[str] = (),
-         deprecated: bool = False, provenance: Provenance | None = None) -> Callable[[type], type]:
+         deprecated: bool = False, provenance: Provenance | None = None,
+         legacy_names: Iterable[str] = ()) -> Callable[[type], type]:
     """Declare a class as a node type. The class is returned unchanged, with its declaration attached.
 
     `hidden` names context values the node reads (`prompt`, `extra_pnginfo`, `unique_id`);
@@ -162,7 +164,8 @@ def node(class_type: str, *, display_name: str | None = None, category: str = ""
     the node's cache key, so changing one re-runs it. `provenance` says what the node adds to the
     record saved with images made from its outputs. `always_rerun` makes the node (and everything
     downstream) execute on every run; a node whose result depends on something outside the graph
-    (a file) defines `fingerprint(paths, **constants)`.
+    (a file) defines `fingerprint(paths, **constants)`. `legacy_names` are class names older
+    workflow files saved for this node (ComfyUI renamed it since): they still find it, unlisted.
     """
 
     def decorate(cls: type) -> type:
@@ -186,6 +189,7 @@ def node(class_type: str, *, display_name: str | None = None, category: str = ""
             uses_settings=tuple(uses_settings),
             deprecated=deprecated,
             provenance=provenance,
+            legacy_names=tuple(legacy_names),
             cls=cls,
         )
         setattr(cls, DECLARATION_ATTR, declaration)

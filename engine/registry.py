@@ -31,6 +31,7 @@ class ExtensionFailure:
 class NodeRegistry:
     def __init__(self, classes: Iterable[type] = ()) -> None:
         self._declarations: dict[str, NodeDeclaration] = {}
+        self._legacy_names: dict[str, str] = {}   # an old saved class name → today's
         self.failures: list[ExtensionFailure] = []
         # Say why a class name is missing (e.g. "a pack this engine does not build"); None: no idea.
         self.missing_explainers: list[Callable[[str], str | None]] = []
@@ -42,6 +43,8 @@ class NodeRegistry:
         if decl is None:
             raise TypeError(f"{cls!r} is not a declared node (missing @node)")
         self._declarations[decl.class_type] = decl
+        for name in decl.legacy_names:
+            self._legacy_names[name] = decl.class_type
         return decl
 
     def register_module(self, module: ModuleType) -> list[str]:
@@ -118,10 +121,14 @@ class NodeRegistry:
         return added
 
     def get(self, class_type: str) -> NodeDeclaration | None:
-        return self._declarations.get(class_type)
+        """The node type named `class_type`, or saved under that older name."""
+        decl = self._declarations.get(class_type)
+        if decl is None and class_type in self._legacy_names:
+            decl = self._declarations.get(self._legacy_names[class_type])
+        return decl
 
     def __contains__(self, class_type: object) -> bool:
-        return class_type in self._declarations
+        return isinstance(class_type, str) and self.get(class_type) is not None
 
     def __iter__(self) -> Iterator[NodeDeclaration]:
         return iter(self._declarations.values())

@@ -23,12 +23,13 @@ def _first(conditioning_from: Conditioning, node_name: str):
 
 
 @node("ConditioningAverage", display_name="ConditioningAverage", category="conditioning",
-      outputs=[Out(CONDITIONING, "CONDITIONING")])
+      outputs=[Out(CONDITIONING, "CONDITIONING")], legacy_names=("ConditioningAverage ",))
 class ConditioningAverage:
     """Blends each entry's prompt tokens (and pooled output) with the first of `conditioning_from`:
     `conditioning_to_strength` of the first, the rest of the second (cut or zero-padded to length)."""
 
-    # ComfyUI's display name is the class name: its display-name table spells the key "ConditioningAverage ".
+    # ComfyUI's display name is the class name: its display-name table spells the key "ConditioningAverage ",
+    # the class name its early releases saved in workflows (three of cubiq's shared workflows use it).
     conditioning_to = Link(CONDITIONING)
     conditioning_from = Link(CONDITIONING)
     conditioning_to_strength = Float(1.0, min=0.0, max=1.0, step=0.01)

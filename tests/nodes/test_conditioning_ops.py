@@ -224,3 +224,12 @@ def test_masks_and_image_embeddings_count_in_an_entrys_bytes():
     plain = entry([0.0] * 12)
     masked = plain.with_(mask=torch.zeros(1, 8, 8))
     assert masked.nbytes == plain.nbytes + 8 * 8 * 4
+
+
+def test_conditioning_average_answers_to_its_early_name_with_a_trailing_space():
+    """Early ComfyUI saved the class as "ConditioningAverage " (three of cubiq's shared workflows)."""
+    from engine.config import EngineConfig, build_registry
+
+    registry = build_registry(EngineConfig(extension_dirs=[]))
+    assert registry.get("ConditioningAverage ").class_type == "ConditioningAverage"
+    assert "ConditioningAverage " not in registry.object_info()
