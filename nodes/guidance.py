@@ -18,6 +18,7 @@ from nodes.models.controlnet_loading import controls_for_model
 from nodes.models.handles import ModelHandle
 from nodes.models.unclip_loading import with_image_inputs
 from nodes.sampling import Cond, unet_denoiser
+from nodes.sampling.control import PreparedHints
 
 
 def unet_cond(model: ModelHandle, entry: CondEntry, height: int, width: int, negative: bool = False) -> Cond:
@@ -48,6 +49,7 @@ class CompositeDenoiser:
         self.negative = negative
         self.cfg = float(cfg)
         self.size = size
+        self.hints = PreparedHints()  # one run's ControlNet hints, shared by the denoiser each step builds
 
     def _side(self, x: torch.Tensor, sigma: torch.Tensor, entries: Conditioning,
               negative: bool = False) -> torch.Tensor:
@@ -61,7 +63,8 @@ class CompositeDenoiser:
             cond = unet_cond(self.model, entry, *self.size, negative=negative)
             if cond.concat is not None:  # an inpainting UNet's mask and image channels, cut like x
                 cond.concat = cond.concat[region]
-            denoised = unet_denoiser(self.model.unet, self.model.model_sampling, cond, None, 1.0)(x[region], sigma)
+            denoised = unet_denoiser(self.model.unet, self.model.model_sampling, cond, None, 1.0,
+                                     hints=self.hints)(x[region], sigma)
             total[region] += denoised * mult
             weight[region] += mult
         return total / weight

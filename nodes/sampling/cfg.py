@@ -88,6 +88,7 @@ class _UNetDenoiser:
         negative: Cond | torch.Tensor | None = None,
         cfg: float = 1.0,
         post_cfg: tuple = (),
+        hints: PreparedHints | None = None,
     ):
         self.unet = unet
         self.post_cfg = post_cfg  # callables PostCfgArgs → denoised, applied in order (PAG)
@@ -98,7 +99,8 @@ class _UNetDenoiser:
         if self.negative is None and not self.skips_uncond:
             raise ValueError(f"cfg={cfg} needs negative conditioning; only cfg == 1 may omit it")
         self._stacked: dict[tuple, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
-        self.hints = PreparedHints()  # ControlNet hints, prepared on the first step for the whole run
+        # ControlNet hints, prepared on the first step for the whole run (a composite's per-step denoisers share its)
+        self.hints = PreparedHints() if hints is None else hints
 
     @property
     def skips_uncond(self) -> bool:
@@ -243,10 +245,10 @@ DENOISERS: dict[str, type[_UNetDenoiser]] = {
 
 
 def unet_denoiser(unet, model_sampling: ModelSampling, positive, negative=None, cfg: float = 1.0,
-                  post_cfg: tuple = ()) -> _UNetDenoiser:
-    """The denoiser matching the model's prediction type."""
+                  post_cfg: tuple = (), hints: PreparedHints | None = None) -> _UNetDenoiser:
+    """The denoiser matching the model's prediction type; `hints`: a run's prepared hints to share."""
     cls = DENOISERS[model_sampling.prediction]
-    return cls(unet, model_sampling, positive, negative, cfg, post_cfg)
+    return cls(unet, model_sampling, positive, negative, cfg, post_cfg, hints)
 
 
 def latent_mask(mask: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
