@@ -215,8 +215,8 @@ export class CanvasView extends EventTarget {
       this.forget(id);
     }
     const built = [];
-    const candidates = only && !forced.size
-      ? only.map((id) => this.graph.nodes.get(id)).filter(Boolean) : this.graph.nodes.values();
+    const candidates = only
+      ? [...new Set([...only, ...forced])].map((id) => this.graph.nodes.get(id)).filter(Boolean) : this.graph.nodes.values();
     for (const node of candidates) {
       if (!forced.has(node.id) && this.signatures.get(node.id) === nodeSignature(this.graph, node)) this.place(node);
       else built.push(this.rebuild(node));

@@ -39,8 +39,10 @@ export class Graph extends EventTarget {
       return;
     }
     // "settle" first: derived state (reroute types, reroutes.js) is fixed before views and undo see the change.
-    this.dispatchEvent(new CustomEvent("settle", { detail: { kind, ...detail } }));
-    this.dispatchEvent(new CustomEvent("change", { detail: { kind, ...detail } }));
+    // One detail for both: "settle" listeners may note what they changed (reroutes.js: `retyped`).
+    const event = { kind, ...detail };
+    this.dispatchEvent(new CustomEvent("settle", { detail: event }));
+    this.dispatchEvent(new CustomEvent("change", { detail: event }));
   }
 
   /** Run several edits as one change (one undo step, one redraw). */

@@ -29,7 +29,7 @@ import { installShortcuts } from "./shortcuts.js";
 import { AutoSave, SessionStore } from "./storage.js";
 import { TabStrip, WorkflowTab } from "./tabs.js";
 import { editTitle } from "./title_editor.js";
-import { applySnapshot, parseSnapshot, snapshotOf, snapshotOfGraph } from "./undo.js";
+import { applySnapshot, parseSnapshot, snapshotOf, snapshotOfGraph, touchedNodes } from "./undo.js";
 import { WorkflowBrowser } from "./workflow_browser.js";
 
 const DEFAULT_WORKFLOW = "txt2img.json";
@@ -99,8 +99,11 @@ class Editor {
 
   snapshot() { return snapshotOfGraph(this.graph, this.workflowName); }
 
-  changed({ kind, nodes = [], only = null }) {
-    if (kind === "structure" || kind === "mode" || kind === "load") this.view.render({ rebuild: nodes, only });
+  changed({ kind, only = null, ...detail }) {
+    if (kind === "structure" || kind === "mode" || kind === "load") {
+      this.view.render({ rebuild: detail.nodes || [],
+        only: only ? [...only, ...(detail.retyped || [])] : touchedNodes(this.graph, kind, detail) });
+    }
     this.autosave.schedule();
     if (this.restoring || kind === "load") return;
     clearTimeout(this.undoTimer);

@@ -57,6 +57,6 @@ export function typeReroutes(graph) {
 /** Keep reroutes typed as the graph changes, before the change is drawn or recorded for undo. */
 export function installRerouteTyping(graph) {
   graph.addEventListener("settle", ({ detail }) => {
-    if (detail.kind === "structure" || detail.kind === "load") typeReroutes(graph);
+    if (detail.kind === "structure" || detail.kind === "load") detail.retyped = typeReroutes(graph);
   });
 }

@@ -106,26 +106,44 @@ export class SessionStore {
   }
 }
 
+// At most a second's wait for an idle moment; browsers without idle callbacks write at once.
+const idleCallback = (run) => (window.requestIdleCallback ? window.requestIdleCallback(run, { timeout: 1000 }) : setTimeout(run, 0));
+const cancelIdle = (handle) => (window.cancelIdleCallback ? window.cancelIdleCallback(handle) : clearTimeout(handle));
+
 export class AutoSave {
   /** `current()` returns the state to store; `store` is a claimed SessionStore. */
   constructor(current, store) {
     this.current = current;
     this.store = store;
     this.timer = null;
+    this.idle = null;
     this.failed = false;
     window.addEventListener("pagehide", () => this.flush());
     document.addEventListener("visibilitychange", () => { if (document.hidden) this.flush(); });
   }
 
+  /**
+   * Write shortly after the last change, when the page is idle: serialising a big session takes
+   * milliseconds that an edit's frame or the next gesture should not wait for.
+   */
   schedule() {
+    this.cancel();
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.idle = idleCallback(() => { this.idle = null; this.flush(); });
+    }, SAVE_DELAY_MS);
+  }
+
+  cancel() {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.flush(), SAVE_DELAY_MS);
+    this.timer = null;
+    if (this.idle) cancelIdle(this.idle);
+    this.idle = null;
   }
 
   /** Write now; returns false when the browser refused. */
   flush() {
-    clearTimeout(this.timer);
-    this.timer = null;
+    this.cancel();
     const state = this.current();
     if (!state) return true;
     this.failed = !this.store.save(state);

@@ -103,3 +103,20 @@ export function applySnapshot(graph, workflow) {
   graph.changed("load", { only });
   return only;
 }
+
+/**
+ * The only nodes whose drawing a change can alter, or null for "look at them all": an added node,
+ * the two ends of a new link, the nodes an edit names, and the Reroutes it retyped. Adding or
+ * deleting a node on a big graph then costs the view one node, not a signature of every node.
+ */
+export function touchedNodes(graph, kind, { added = null, removed = null, links = null, nodes = null, retyped = [] }) {
+  if (kind === "mode" && nodes) return nodes;
+  if (kind !== "structure") return null;
+  if (added || removed) return [...(added || []), ...retyped];
+  if (links) {
+    return [...links.flatMap((id) => { const link = graph.links.get(id); return link ? [link.origin_id, link.target_id] : []; }),
+      ...retyped];
+  }
+  if (nodes) return [...nodes, ...retyped];
+  return null;
+}
