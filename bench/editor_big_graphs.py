@@ -1,15 +1,16 @@
 """The web editor on big graphs: frame times and edit latencies measured from the page.
 
-    python bench/editor_big_graphs.py [--sizes 150 300 1000] [--repeats 3] [--frames 90] [--before REV]
+    python bench/editor_big_graphs.py [--sizes 150 300 1000] [--repeats 3] [--frames 90] [--edits 5] [--before REV]
 
 Starts the real server (as tests/web do) and Debian's headless Chromium (Playwright), generates
 graphs of each size from the server's real node types (about 1.3 links per node, laid out in
 columns), and for each repeat: opens it (`sdgraph.load`, until the next painted frame), pans at the
-fitted view and at 100 %, zooms in and out, then adds, connects, deletes a node and undoes. Pan
-and zoom are driven from `requestAnimationFrame` through the view's own `panBy`/`zoomAt` (what the
-pointer handlers call); fps and the p95 frame come from the rAF timestamps. An edit's time runs
-from the call to the end of the next frame, at rest (400 ms after the last pan). Prints the median
-of the repeats and the CPU model.
+fitted view and at 100 %, zooms in and out, then adds, connects, deletes a node and undoes
+(`--edits` times in a row). Pan and zoom are driven from `requestAnimationFrame` through the view's
+own `panBy`/`zoomAt` (what the pointer handlers call); fps and the p95 frame come from the rAF
+timestamps. An edit's time runs from the call to the end of the next frame, at rest (400 ms after
+the last pan). Prints the median of the repeats and the CPU model; for the edits, the median of
+all their samples and (in brackets) the minimum.
 With `--before REV`, a second page runs the editor's files (web/) as they were at git revision REV
 (served from `git show`, the same server otherwise), and the repeats alternate between the two
 pages, so both are measured side by side under the same load of a shared machine.
@@ -70,7 +71,7 @@ GENERATE_JS = """
 
 # Runs in the page: opens `ui`, then measures; returns one repeat's figures.
 MEASURE_JS = """
-async ([ui, frames]) => {
+async ([ui, frames, edits]) => {
   const editor = window.sdgraph, view = editor.view;
   const settle = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
   const timed = async (edit) => {
@@ -110,15 +111,19 @@ async ([ui, frames]) => {
   await new Promise((resolve) => setTimeout(resolve, 400));
   await settle();
   const [wx, wy] = view.toWorld(cx, cy);
-  let added;
-  result.add = await timed(() => { added = editor.addNode("KSampler", [wx, wy]); });
-  const origin = [...editor.graph.nodes.values()].find((n) => n.id !== added.id
-    && n.outputs.some((o, s) => editor.graph.refusal(n.id, s, added.id, 0) === null));
-  const slot = origin.outputs.findIndex((o, s) => editor.graph.refusal(origin.id, s, added.id, 0) === null);
-  result.connect = await timed(() => editor.graph.connect(origin.id, slot, added.id, 0));
-  view.select([added.id]);
-  result.delete = await timed(() => editor.deleteSelected());
-  result.undo = await timed(() => editor.undoStep());
+  for (const key of ["add", "connect", "delete", "undo"]) result[key] = [];
+  for (let cycle = 0; cycle < edits; cycle++) {
+    let added;
+    result.add.push(await timed(() => { added = editor.addNode("KSampler", [wx + 30 * cycle, wy]); }));
+    const origin = [...editor.graph.nodes.values()].find((n) => n.id !== added.id
+      && n.outputs.some((o, s) => editor.graph.refusal(n.id, s, added.id, 0) === null));
+    const slot = origin.outputs.findIndex((o, s) => editor.graph.refusal(origin.id, s, added.id, 0) === null);
+    result.connect.push(await timed(() => editor.graph.connect(origin.id, slot, added.id, 0)));
+    view.select([added.id]);
+    result.delete.push(await timed(() => editor.deleteSelected()));
+    result.undo.push(await timed(() => editor.undoStep()));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   result.nodes = editor.graph.nodes.size;
   result.links = editor.graph.links.size;
   return result;
@@ -129,6 +134,7 @@ COLUMNS = [("open", "open ms"), ("pan_fit_fps", "pan fps (fit)"), ("pan_fit_p95"
            ("pan_100_fps", "pan fps (100%)"), ("pan_100_p95", "p95 ms"), ("zoom_fps", "zoom fps"),
            ("zoom_p95", "p95 ms"), ("add", "add ms"), ("connect", "connect ms"), ("delete", "delete ms"),
            ("undo", "undo ms")]
+EDIT_KEYS = {"add", "connect", "delete", "undo"}
 
 
 def cpu_model() -> str:
@@ -158,6 +164,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[150, 300, 1000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=90)
+    parser.add_argument("--edits", type=int, default=5, help="add/connect/delete/undo cycles per repeat")
     parser.add_argument("--before", metavar="REV", help="also measure web/ at this git revision, interleaved")
     args = parser.parse_args()
 
@@ -185,9 +192,15 @@ def main() -> None:
                     for _ in range(args.repeats):
                         for variant, page in pages.items():
                             page.bring_to_front()
-                            runs[variant].append(page.evaluate(MEASURE_JS, [ui, args.frames]))
+                            runs[variant].append(page.evaluate(MEASURE_JS, [ui, args.frames, args.edits]))
                     for variant in pages:
-                        median = {key: statistics.median(run[key] for run in runs[variant]) for key, _ in COLUMNS}
+                        median = {}
+                        for key, _ in COLUMNS:
+                            values = [v for run in runs[variant]
+                                      for v in (run[key] if key in EDIT_KEYS else [run[key]])]
+                            median[key] = statistics.median(values)
+                            if key in EDIT_KEYS:
+                                median[key + "_min"] = min(values)
                         rows.append((variant, size, len(ui["links"]), median))
                         print(f"{variant}, {size} nodes: " + ", ".join(f"{k}={v:.1f}" for k, v in median.items()),
                               flush=True)
@@ -202,7 +215,8 @@ def main() -> None:
     print(header)
     print("|" + "|".join("-" * (len(cell) + 2) for cell in header.strip("|").split("|")) + "|")
     for variant, size, links, median in sorted(rows, key=lambda row: (row[0] != "before", row[1])):
-        cells = [f"{median[key]:.0f}" if "fps" in key else f"{median[key]:.1f}" for key, _ in COLUMNS]
+        cells = [f"{median[key]:.0f}" if "fps" in key else f"{median[key]:.1f} ({median[key + '_min']:.1f})"
+                 if key in EDIT_KEYS else f"{median[key]:.1f}" for key, _ in COLUMNS]
         name = args.before if variant == "before" else variant
         print(f"| {name} | {size} | {links} | " + " | ".join(cells) + " |")
 

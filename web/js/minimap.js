@@ -41,9 +41,9 @@ export class Minimap {
 
   /** The visible area, in world units: [x, y, w, h]. */
   visible() {
-    const rect = this.view.root.getBoundingClientRect();
+    const [width, height] = this.view.size();    // as last observed: no forced layout in the frame after an edit
     const { scale, offset } = this.view;
-    return [-offset[0], -offset[1], rect.width / scale, rect.height / scale];
+    return [-offset[0], -offset[1], width / scale, height / scale];
   }
 
   /** World bounds shown (the graph and the visible area) and the map's scale and origin. */
