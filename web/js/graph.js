@@ -35,7 +35,8 @@ export class Graph extends EventTarget {
 
   changed(kind, detail = {}) {
     if (this.batching) {
-      this.pending = this.pending?.kind === "structure" ? this.pending : { kind, ...detail };
+      this.pending = { kind: this.pending?.kind === "structure" ? "structure" : kind,
+        touched: this.touchedBy(detail, this.pending ? this.pending.touched : []) };
       return;
     }
     // "settle" first: derived state (reroute types, reroutes.js) is fixed before views and undo see the change.
@@ -43,6 +44,17 @@ export class Graph extends EventTarget {
     const event = { kind, ...detail };
     this.dispatchEvent(new CustomEvent("settle", { detail: event }));
     this.dispatchEvent(new CustomEvent("change", { detail: event }));
+  }
+
+  /**
+   * The ids of the nodes a batch's changes touched so far, `detail`'s added to `soFar` (a link by its
+   * two ends, read now: a later edit of the batch may remove it); null once one change named none.
+   */
+  touchedBy(detail, soFar) {
+    const { added = [], removed = [], nodes = [], links = [] } = detail;
+    if (!soFar || !(added.length || removed.length || nodes.length || links.length)) return null;
+    const ends = links.flatMap((id) => { const link = this.links.get(id); return link ? [link.origin_id, link.target_id] : []; });
+    return [...soFar, ...added, ...nodes, ...ends];
   }
 
   /** Run several edits as one change (one undo step, one redraw). */
@@ -53,9 +65,9 @@ export class Graph extends EventTarget {
     } finally {
       this.batching -= 1;
       if (!this.batching && this.pending) {
-        const { kind } = this.pending;
+        const { kind, touched } = this.pending;
         this.pending = null;
-        this.changed(kind === "widget" || kind === "move" || kind === "mode" ? kind : "structure");
+        this.changed(kind === "widget" || kind === "move" || kind === "mode" ? kind : "structure", touched ? { touched } : {});
       }
     }
   }

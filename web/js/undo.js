@@ -109,9 +109,11 @@ export function applySnapshot(graph, workflow) {
  * the two ends of a new link, the nodes an edit names, and the Reroutes it retyped. Adding or
  * deleting a node on a big graph then costs the view one node, not a signature of every node.
  */
-export function touchedNodes(graph, kind, { added = null, removed = null, links = null, nodes = null, retyped = [] }) {
+export function touchedNodes(graph, kind, { added = null, removed = null, links = null, nodes = null, touched = null,
+  retyped = [] }) {
   if (kind === "mode" && nodes) return nodes;
   if (kind !== "structure") return null;
+  if (touched) return [...touched, ...retyped];   // a batch's (Graph.touchedBy)
   if (added || removed) return [...(added || []), ...retyped];
   if (links) {
     return [...links.flatMap((id) => { const link = graph.links.get(id); return link ? [link.origin_id, link.target_id] : []; }),
