@@ -22,9 +22,8 @@ from tests.nodes.test_t2i_adapter import original_layout, tiny_adapter
 assert STEPS > 1, "a multi-step run tells one preparation per run from one per step"
 
 
-@pytest.fixture(scope="module")
-def executor(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hint_cache")
+def controlnet_executor(root) -> Executor:
+    """An executor over the tiny SD1.5 checkpoint, ControlNets `a` and `b` and a T2I-Adapter `t2i` in `root`."""
     models = root / "models"
     (models / "checkpoints").mkdir(parents=True)
     (models / "controlnet").mkdir()
@@ -36,6 +35,11 @@ def executor(tmp_path_factory):
     registry = NodeRegistry([CaptureValue, TestHintImage,
                              *[d.cls for d in build_registry(EngineConfig(extension_dirs=[]))]])
     return Executor(registry, Paths(models, root / "input", root / "output", root / "temp"))
+
+
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory):
+    return controlnet_executor(tmp_path_factory.mktemp("hint_cache"))
 
 
 @pytest.fixture

@@ -6,34 +6,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from engine.config import EngineConfig, build_registry
 from engine.execute import Executor
-from engine.paths import Paths
-from engine.registry import NodeRegistry
-from nodes.models.family import SD15
 from nodes.sampling import control as control_module
-from tests.nodes.checkpoints import save_tiny_checkpoint
-from tests.nodes.test_controlnet import STEPS, TestHintImage, apply_advanced, base_graph, run_ours, tiny_controlnet
-from tests.nodes.test_reference_diffusers import CaptureValue
+from tests.nodes.test_controlnet import STEPS, apply_advanced, base_graph, run_ours
+from tests.nodes.test_controlnet_hint_cache import controlnet_executor
 
 assert STEPS > 1, "a multi-step run tells one preparation per run from one per step"
 
 
 @pytest.fixture(scope="module")
 def executor(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hint_cache_areas")
-    models = root / "models"
-    (models / "checkpoints").mkdir(parents=True)
-    (models / "controlnet").mkdir()
-    _, modules = save_tiny_checkpoint(models / "checkpoints", SD15, seed=3, name="tiny-sd15")
-    for name, seed in (("a.safetensors", 1), ("b.safetensors", 2)):
-        net = tiny_controlnet(modules["unet"], seed)
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(models / "controlnet" / name))
-    registry = NodeRegistry([CaptureValue, TestHintImage,
-                             *[d.cls for d in build_registry(EngineConfig(extension_dirs=[]))]])
-    return Executor(registry, Paths(models, root / "input", root / "output", root / "temp"))
+    return controlnet_executor(tmp_path_factory.mktemp("hint_cache_areas"))
 
 
 @pytest.fixture

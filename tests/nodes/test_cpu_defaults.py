@@ -9,10 +9,9 @@ import torch
 from engine.config import EngineConfig, build_registry
 from engine.execute import Executor
 from engine.paths import Paths
-from engine.workflow import Workflow
 from nodes.models import runtime
 from nodes.models.runtime import cpu_has_native_bf16, runtime_from_settings
-from tests.nodes.capture import Capture
+from tests.nodes.capture import Capture, captured_txt2img
 
 # A bf16 run of the tiny pipeline against the fp32 run of the same workflow: the final latent's
 # relative L2 error (bf16 keeps 8 significant bits, ~0.4 %; measured ~0.05 %) and the image's
@@ -69,24 +68,10 @@ def registry():
 
 def run_txt2img(registry, models_dir, tmp_path, **settings) -> tuple[torch.Tensor, torch.Tensor, object]:
     """(final latent, decoded image, MODEL handle) of a 4-step euler txt2img at these settings."""
-    captured: list = []
-    executor = Executor(registry, Paths(models_dir, tmp_path / "in", tmp_path / "out", tmp_path / "tmp"),
-                        settings={**settings, "captured": captured})
-    result = executor.execute(Workflow.from_api({
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15.safetensors"}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "3": {"class_type": "KSampler", "inputs": {
-            "model": ["4", 0], "seed": 1, "steps": 4, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
-            "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0], "denoise": 1.0}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "c1": {"class_type": "Capture", "inputs": {"value": ["3", 0]}},
-        "c2": {"class_type": "Capture", "inputs": {"value": ["8", 0]}},
-        "c3": {"class_type": "Capture", "inputs": {"value": ["4", 0]}}}))
-    assert result.status == "success", result.error
-    by_type = {type(v).__name__: v for v in captured}
-    return by_type["dict"]["samples"], by_type["Tensor"], by_type["ModelHandle"]
+    paths = Paths(models_dir, tmp_path / "in", tmp_path / "out", tmp_path / "tmp")
+    result, out = captured_txt2img(lambda run_settings: Executor(registry, paths, settings=run_settings), **settings)
+    assert out is not None, result.error
+    return out["latent"], out["image"], out["model"]
 
 
 def test_the_default_loads_bf16_weights_with_channels_last_convolutions(bf16_cpu, registry, models_dir, tmp_path):

@@ -21,7 +21,7 @@ from nodes.models.patching import WeightPatch, model_patches_applied
 from nodes.models.quantize import quantizable
 from nodes.models.runtime import runtime_from_settings
 from nodes.provenance import RECORD_CHUNK
-from tests.nodes.capture import Capture
+from tests.nodes.capture import Capture, captured_txt2img
 from tests.nodes.test_demo_model import REQUESTS, SAMPLERS, analyse, batch_workflow
 
 # A 4-step euler run of the tiny random model, int8 against fp32: the final latent's signal-to-error
@@ -45,26 +45,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run_txt2img(registry, models_dir, tmp_path, **settings):
-    """(decoded image, MODEL handle) of a 4-step euler txt2img, or the failed result."""
-    captured: list = []
-    executor = Executor(registry, paths_in(models_dir, tmp_path),
-                        settings={**settings, "captured": captured})
-    result = executor.execute(Workflow.from_api({
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15.safetensors"}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "3": {"class_type": "KSampler", "inputs": {
-            "model": ["4", 0], "seed": 1, "steps": 4, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
-            "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0], "denoise": 1.0}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "c1": {"class_type": "Capture", "inputs": {"value": ["8", 0]}},
-        "c2": {"class_type": "Capture", "inputs": {"value": ["4", 0]}},
-        "c3": {"class_type": "Capture", "inputs": {"value": ["3", 0]}}}))
-    if result.status != "success":
-        return result
-    by_type = {type(v).__name__: v for v in captured}
-    return by_type["Tensor"], by_type["ModelHandle"], by_type["dict"]["samples"]
+    """(decoded image, MODEL handle, final latent) of a 4-step euler txt2img, or the failed result."""
+    paths = paths_in(models_dir, tmp_path)
+    result, out = captured_txt2img(lambda run_settings: Executor(registry, paths, settings=run_settings), **settings)
+    return result if out is None else (out["image"], out["model"], out["latent"])
 
 
 def paths_in(models_dir, tmp_path) -> Paths:
