@@ -37,6 +37,19 @@ def controlnet_executor(root) -> Executor:
     return Executor(registry, Paths(models, root / "input", root / "output", root / "temp"))
 
 
+def prepare_hints_on_every_call(monkeypatch) -> list[int]:
+    """Make the denoiser prepare hints on each ControlNet call, as before the cache; returns the calls (one 1 each)."""
+    calls: list[int] = []
+    original = control_module.control_residuals
+
+    def uncached(*args, **kwargs):
+        kwargs.pop("hints", None)
+        calls.append(1)
+        return original(*args[:7], **kwargs)  # without the run's hints: prepared for this call alone
+    monkeypatch.setattr("nodes.sampling.cfg.control_residuals", uncached)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def executor(tmp_path_factory):
     return controlnet_executor(tmp_path_factory.mktemp("hint_cache"))
@@ -85,14 +98,7 @@ def test_a_t2i_adapters_features_are_computed_once_a_run(executor, counted):
 def test_the_latent_equals_one_with_every_hint_prepared_on_every_step(executor, monkeypatch):
     controls = [("a.safetensors", 4), ("b.safetensors", 5), ("t2i.safetensors", 6)]
     cached = sampled(executor, controls)
-    prepared_each_step = []
-    original = control_module.control_residuals
-
-    def uncached(*args, **kwargs):
-        kwargs.pop("hints", None)
-        prepared_each_step.append(1)
-        return original(*args[:7], **kwargs)  # without the run's hints: prepared for this call alone
-    monkeypatch.setattr("nodes.sampling.cfg.control_residuals", uncached)
+    prepared_each_step = prepare_hints_on_every_call(monkeypatch)
     fresh = sampled(Executor(executor.registry, executor.paths), controls)  # an empty cache: KSampler runs again
     assert len(prepared_each_step) == STEPS
     torch.testing.assert_close(cached, fresh, atol=0, rtol=0)

@@ -10,7 +10,7 @@ import torch
 from engine.execute import Executor
 from nodes.sampling import control as control_module
 from tests.nodes.test_controlnet import STEPS, apply_advanced, base_graph, run_ours
-from tests.nodes.test_controlnet_hint_cache import controlnet_executor
+from tests.nodes.test_controlnet_hint_cache import controlnet_executor, prepare_hints_on_every_call
 
 assert STEPS > 1, "a multi-step run tells one preparation per run from one per step"
 
@@ -67,14 +67,7 @@ def test_each_hint_of_an_area_and_a_whole_entry_is_prepared_once_a_run_giving_th
         executor, hint_preparations, monkeypatch):
     cached = area_and_whole(executor)
     assert sorted(hint_preparations) == [(1, 4, 8, 4), (1, 4, 8, 8)]  # a at its area's size, b whole; STEPS steps
-    prepared_each_step = []
-    original = control_module.control_residuals
-
-    def uncached(*args, **kwargs):
-        kwargs.pop("hints", None)
-        prepared_each_step.append(1)
-        return original(*args[:7], **kwargs)  # without the run's hints: prepared for this call alone
-    monkeypatch.setattr("nodes.sampling.cfg.control_residuals", uncached)
+    prepared_each_step = prepare_hints_on_every_call(monkeypatch)
     fresh = area_and_whole(Executor(executor.registry, executor.paths))  # an empty cache: KSampler runs again
     assert len(prepared_each_step) == 2 * STEPS  # each step: the area entry's call and the whole entry's
     torch.testing.assert_close(cached, fresh, atol=0, rtol=0)

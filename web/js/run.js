@@ -24,7 +24,6 @@ export class Runner extends EventTarget {
     this.view = view;
     this.ui = ui;               // toast(text, kind), setQueue(n), setRunStatus(text, fraction), addOutputs(...)
     this.mine = new Set();      // prompt ids queued from this page
-    this.begun = new Set();     // prompt ids whose run has started (its events can beat POST /prompt's answer)
     this.current = null;        // executing editor node id
     this.previewUrl = null;
     const on = (type, handler) => api.addEventListener(type, (e) => handler.call(this, e.detail));
@@ -51,11 +50,13 @@ export class Runner extends EventTarget {
     }
     try {
       const answer = await this.api.queuePrompt(prompt, workflow, { front });
+      // A fast run can start, and even finish, before this answer arrives (onStart already added it to `mine`):
+      // then "Queued" would be stale.
+      const begun = this.mine.has(answer.prompt_id);
       this.mine.add(answer.prompt_id);
       this.view.clearStatus("errors");
       this.advanceSeeds();
-      // A fast run can start, and even finish, before this answer arrives: then "Queued" would be stale.
-      if (!this.begun.has(answer.prompt_id)) this.ui.setRunStatus("Queued", null);
+      if (!begun) this.ui.setRunStatus("Queued", null);
       this.dispatchEvent(new CustomEvent("queued", { detail: answer }));
       return answer.prompt_id;
     } catch (error) {
@@ -127,7 +128,6 @@ export class Runner extends EventTarget {
 
   onStart(data) {
     this.mine.add(data.prompt_id);
-    this.begun.add(data.prompt_id);
     this.view.clearStatus("executing");
     this.view.clearStatus("progress");
     this.ui.setRunStatus("Running", 0);
