@@ -31,13 +31,18 @@ class ApiError(Exception):
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"type": self.error_type, "message": self.message, "details": self.details,
-                          "extra_info": self.extra}}
+        return error_body(self.error_type, self.message, self.details, self.extra)
+
+
+def error_body(error_type: str, message: str, details: str = "", extra_info: dict[str, Any] | None = None,
+               **body: Any) -> dict[str, Any]:
+    """The one shape of an error answer, `{"error": {type, message, details, extra_info}}` plus `body`'s keys."""
+    return {"error": {"type": error_type, "message": message, "details": details, "extra_info": extra_info or {}},
+            **body}
 
 
 def error_response(status: int, error_type: str, message: str, details: str = "", **body: Any) -> web.Response:
-    payload = {"error": {"type": error_type, "message": message, "details": details, "extra_info": {}}, **body}
-    return web.json_response(payload, status=status)
+    return web.json_response(error_body(error_type, message, details, **body), status=status)
 
 
 async def in_thread(function: Callable[..., T], *args: Any) -> T:

@@ -19,6 +19,7 @@ from aiohttp import web
 from api import routes_comfy_jobs
 from api.responses import (
     ApiError,
+    error_body,
     error_response,
     id_list,
     in_thread,
@@ -153,8 +154,8 @@ def _accepted(job: Job) -> dict[str, Any]:
 
 
 def _rejection(error_type: str, message: str, details: str = "", status: int = 400) -> tuple[int, str]:
-    return status, json.dumps({"error": {"type": error_type, "message": message, "details": details,
-                                         "extra_info": {}}, "node_errors": {}})
+    """`_reject`'s answer as status and JSON text, for `_admit`, which runs in a worker thread."""
+    return status, json.dumps(error_body(error_type, message, details, node_errors={}))
 
 
 async def get_prompt(request: web.Request) -> web.Response:
