@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import struct
 
 import aiohttp
 import pytest
 
 import server as server_cli
-from tests.server.helpers import connect
+from engine.config import build_registry
+from tests.server.helpers import connect, events_until_done, next_json, sum_graph
 
 
 @pytest.fixture
@@ -118,7 +120,6 @@ async def test_view_metadata_answers_a_safetensors_header_metadata(server, folde
 
 
 async def test_logs_raw_and_subscribe(server):
-    import logging
     logging.getLogger("sdgraph.test").warning("hello from the test")
     async with connect(server) as api:
         status, body = await api.get("/internal/logs/raw")
@@ -130,6 +131,46 @@ async def test_logs_raw_and_subscribe(server):
         assert status == 200
         status, _ = await api.request("PATCH", "/internal/logs/subscribe", json={"clientId": "c1"})
         assert status == 400
+
+
+async def test_a_subscribed_client_gets_each_new_log_record_on_its_socket_until_it_unsubscribes(server):
+    log = logging.getLogger("sdgraph.test")
+    async with connect(server) as api:
+        async with api.session.ws_connect(server.ws_url("?clientId=c1")) as ws:
+            await next_json(ws)  # the status on connect
+            await api.request("PATCH", "/internal/logs/subscribe", json={"clientId": "c1", "enabled": True})
+            log.warning("while subscribed")
+            message = await next_json(ws)
+            while not any("while subscribed" in entry["m"] for entry in message["data"].get("entries", [])):
+                message = await next_json(ws)
+            assert message["type"] == "logs" and set(message["data"]["size"]) == {"cols", "rows"}
+            await api.request("PATCH", "/internal/logs/subscribe", json={"clientId": "c1", "enabled": False})
+            log.warning("after unsubscribing")  # handed to the server's loop before the prompt below
+            prompt_id = await api.queue_prompt(sum_graph(), client_id="c1")
+            events = await events_until_done(ws, prompt_id)
+            assert not [data for kind, data in events if kind == "logs" and "after unsubscribing" in str(data)]
+
+
+async def test_object_info_of_the_built_in_nodes_has_every_field_comfyuis_editor_reads(make_server, config):
+    config.node_packages = ("nodes",)
+    async with connect(make_server(registry=build_registry(config))) as api:
+        status, info = await api.get("/api/object_info")
+    assert status == 200
+    for name, node in info.items():
+        assert {"input", "input_order", "output", "output_is_list", "output_name", "name", "display_name",
+                "description", "python_module", "category", "output_node", "deprecated",
+                "experimental"} <= set(node), name
+    sampler, encode = info["KSampler"], info["CLIPTextEncode"]
+    assert sampler["display_name"] == "KSampler" and sampler["category"] == "sampling"
+    assert sampler["python_module"].startswith("nodes.") and sampler["experimental"] is False
+    assert sampler["input_order"]["required"][:3] == ["model", "seed", "steps"]
+    assert sampler["input"]["required"]["seed"][1]["control_after_generate"] is True
+    assert encode["input"]["required"]["text"][1]["multiline"] is True
+    assert encode["input"]["required"]["text"][1]["tooltip"]
+    assert info["LoadImage"]["input"]["required"]["image"][1]["image_upload"] is True
+    assert info["SaveImage"]["output_node"] is True and info["SaveImage"]["output_is_list"] == []
+    assert info["VAEDecode"]["output_is_list"] == [False]
+    assert info["CheckpointLoader"]["deprecated"] is True  # as ComfyUI marks it
 
 
 async def test_job_list_in_comfyui_shape(server):
@@ -164,6 +205,8 @@ async def test_token_given_to_the_page_becomes_a_same_site_cookie(make_server, s
             assert cookie.value == "T0K" and cookie["httponly"] and cookie["samesite"] == "Strict"
         status, _ = await api.get("/api/object_info")  # the session now carries the cookie
         assert status == 200
+        async with api.session.ws_connect(token_server.ws_url("?clientId=page")) as ws:  # and so does its socket
+            assert (await next_json(ws))["type"] == "status"
         origin = {"Origin": "http://evil.example"}
         status, body = await api.post("/api/prompt", {"prompt": {}}, headers=origin)
         assert status == 403 and body["error"]["type"] == "origin_not_allowed"
