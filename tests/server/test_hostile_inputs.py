@@ -143,3 +143,29 @@ async def test_every_answer_says_nosniff_and_the_editor_pages_carry_a_csp(server
             csp = response.headers["Content-Security-Policy"]
             assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
             assert f"ws://127.0.0.1:{server.port}" in csp
+
+
+def empty_image(width: int, height: int, batch_size: int) -> dict:
+    return {"1": {"class_type": "EmptyImage",
+                  "inputs": {"width": width, "height": height, "batch_size": batch_size, "color": 0}},
+            "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+
+
+async def test_a_request_may_lower_the_pixel_cap_never_raise_it_and_empty_image_is_capped(make_server, config):
+    from engine.registry import NodeRegistry
+    from nodes.image_ops import EmptyImage
+    from nodes.image_save import PreviewImage
+
+    config.settings = {**config.settings, "max_latent_pixels": 64 * 64 * 2}
+    server = make_server(NodeRegistry([EmptyImage, PreviewImage]))
+    raised = {"settings": {"max_latent_pixels": 2**40, "max_anything": 2**40}}
+    async with connect(server) as api:
+        status, body = await api.post("/prompt", {"prompt": empty_image(16384, 16384, 4096)})
+        assert status == 400 and "image too large" in body["node_errors"]["1"]["errors"][0]["message"]
+        status, body = await api.post("/prompt", {"prompt": empty_image(128, 128, 1), "extra_data": raised})
+        assert status == 400 and "limit of 8,192" in body["node_errors"]["1"]["errors"][0]["message"]
+        status, body = await api.post("/prompt", {"prompt": empty_image(64, 64, 2),
+                                                  "extra_data": {"settings": {"max_latent_pixels": 64 * 64}}})
+        assert status == 400 and "limit of 4,096" in body["node_errors"]["1"]["errors"][0]["message"]
+        done = await api.wait_done(await api.queue_prompt(empty_image(64, 64, 2), extra_data=raised), timeout=60)
+        assert done["status"]["status_str"] == "success", done
