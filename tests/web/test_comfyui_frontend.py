@@ -24,8 +24,9 @@ ALIASES = "checkpoints:\n  v1-5-pruned-emaonly-fp16.safetensors: tiny-sd15-rando
 RUN_TIMEOUT = 60  # seconds
 # Console errors the editor logs on its own, whatever the server answers.
 OWN_ERRORS = ("ComfyApp graph accessed before initialization",)
-# What the page records while it runs: each title and progress panel text it shows, and the preview
-# images it makes from the server's binary preview frames (as object URLs).
+# What the page records while it runs: each title and progress panel text it shows (on every change of
+# the page, however fast a run goes), and the preview images it makes from the server's binary preview
+# frames (as object URLs).
 RECORDER = """
 window.__seen = {titles: [], progress: [], previews: 0};
 const createObjectURL = URL.createObjectURL;
@@ -33,11 +34,11 @@ URL.createObjectURL = function (blob) {
   if (blob && String(blob.type).startsWith('image/')) window.__seen.previews++;
   return createObjectURL.call(URL, blob);
 };
-setInterval(() => {
+new MutationObserver(() => {
   const seen = window.__seen, panel = document.querySelector('[data-testid=queue-progress-overlay]');
   if (seen.titles.at(-1) !== document.title) seen.titles.push(document.title);
   if (panel && seen.progress.at(-1) !== panel.textContent) seen.progress.push(panel.textContent);
-}, 20);
+}).observe(document, {subtree: true, childList: true, characterData: true});
 """
 
 
@@ -112,8 +113,8 @@ class ComfyEditor:
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("websocket", lambda ws: ws.on("framereceived", lambda f: self.socket_frames.append(f)))
 
-    def open(self) -> None:
-        self.page.goto(self.url + "/")
+    def open(self, path: str = "/") -> None:
+        self.page.goto(self.url + path)
         self.page.wait_for_function("() => window.app && window.app.graph && window.app.extensionManager",
                                     timeout=60_000)
         self.page.wait_for_load_state("networkidle", timeout=60_000)
@@ -298,6 +299,27 @@ def test_comfyui_editor_runs_workflows_and_keeps_what_it_saves(browser, comfy_se
         assert editor.take_problems() == []
     finally:
         editor.close()
+
+
+def test_comfyui_editor_opened_with_its_token_under_listen(browser, tmp_path):
+    """With `--listen`, the page opened as `/?token=T` loads, reads and stores through the API and gets
+    its WebSocket: the token rides in a cookie, as the editor sends none of its own."""
+    server = ServerProcess(comfy_home(tmp_path), "--front-end", "comfyui", "--listen", "127.0.0.1", "--token", "T0K")
+    editor = ComfyEditor(browser, server.url)
+    page = editor.page
+    try:
+        assert page.request.get(server.url + "/api/settings").status == 401
+        editor.take_problems()
+        editor.open("/?token=T0K")
+        assert editor.take_problems() == []
+        editor.wait_until(lambda: any(m["type"] == "status" for m in editor.frames_from(0)), "the socket's status")
+        page.evaluate("() => window.app.extensionManager.setting.set('pysssss.SnapToGrid', true)")
+        editor.wait_until(lambda: server_settings(editor).get("pysssss.SnapToGrid") is True,
+                          "the setting stored on the server")
+        assert editor.take_problems() == []
+    finally:
+        editor.close()
+        server.stop()
 
 
 def saved_workflows(editor: ComfyEditor) -> list[str]:
