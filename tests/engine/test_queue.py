@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from engine.events import EXECUTING, EXECUTION_SUCCESS
+from engine.events import EXECUTING, EXECUTION_SUCCESS, PROGRESS
 from engine.execute import Executor
 from engine.jobstore import FINISHED, PENDING, RUNNING, Job, JobStore
 from engine.queue import PromptQueue
@@ -40,7 +40,7 @@ def test_stop_puts_the_running_job_back(registry, paths, tmp_path):
     store = JobStore(tmp_path / "q.sqlite3")
     started = threading.Event()
     queue = PromptQueue(Executor(registry, paths), store,
-                        lambda e, d, c: started.set() if e == "progress" else None)
+                        lambda e, d, c: started.set() if e == PROGRESS else None)
     queue.start()
     workflow = api({"1": ("Number", {"value": 1}), "2": ("Slow", {"value": ["1", 0], "steps": 1000, "delay": 0.01}),
                     "3": ("Show", {"value": ["2", 0]})}).to_api()
