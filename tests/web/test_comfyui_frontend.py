@@ -119,7 +119,7 @@ class ComfyEditor:
                                     timeout=60_000)
         self.page.wait_for_load_state("networkidle", timeout=60_000)
 
-    def wait_until(self, condition, what: str, seconds: float = 10) -> None:
+    def wait_until(self, condition, what: str, seconds: float = 30) -> None:
         """Poll `condition` (which may ask the server) while the page goes on handling its events."""
         deadline = time.monotonic() + seconds
         while not condition():
