@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import engine.execute
 from engine.context import RunContext
 from engine.declare import Out, node
+from engine.errors import ExecutionError
 from engine.paths import Paths
 from engine.registry import NodeRegistry
 from engine.types import Int
@@ -73,3 +76,4 @@ async def test_the_worker_rechecks_files_that_went_away_while_the_prompt_waited(
     error = entry["status"]["messages"][-1][1]
     assert entry["status"]["status_str"] == "error" and "no longer validates" in error["exception_message"]
     assert error["node_errors"]["1"]["errors"][0]["details"] == "no file 7.txt in the input folder"
+    assert set(error) == {field.name for field in dataclasses.fields(ExecutionError)}, "the executor's error type"
