@@ -55,7 +55,6 @@ class RunContext:
     prompt: dict[str, Any] = field(default_factory=dict)
     extra_pnginfo: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
-    display_node: str | None = None
     # What made this node's inputs (upstream samplers, loaded models...), for provenance records.
     upstream: Callable[[], list[NodeRecord]] = field(default=lambda: [])
 

@@ -301,7 +301,7 @@ class _Run:
                          interrupt=self.interrupt, emit=self.emit,
                          prompt=self.prompt_json if "prompt" in decl.hidden else {},
                          extra_pnginfo=self.extra_data.get("extra_pnginfo"),
-                         settings=self.settings, display_node=node_id,
+                         settings=self.settings,
                          upstream=lambda: upstream_records(self.plan, node_id, self.values))
         started = time.perf_counter()
         returned = decl.cls().run(ctx, **self.inputs_for(node_id, decl))
