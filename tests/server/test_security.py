@@ -127,11 +127,14 @@ async def test_truncated_multipart_is_a_400(server):
             assert status == 400 and body["error"]["type"] == "invalid_form"
 
 
-def test_cli_listen_generates_and_prints_a_token(capsys, tmp_path):
+def test_cli_listen_generates_and_prints_a_token(capsys, caplog, tmp_path):
     args = server_cli.parse_args(["--listen", "--user-dir", str(tmp_path)])
-    config, settings = server_cli.configure(args)
+    with caplog.at_level("DEBUG"):
+        config, settings = server_cli.configure(args)
     assert settings.host == "0.0.0.0" and settings.token and len(settings.token) >= 24
-    assert settings.token in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert printed.out.count(settings.token) == 1 and settings.token not in printed.err  # once, to the terminal
+    assert settings.token not in caplog.text  # never to the log
     assert settings.loopback_only is False
 
 
