@@ -241,13 +241,14 @@ def job_summary(job: Job, state: Any, detail: bool = False) -> dict[str, Any]:
 
 
 async def get_job(request: web.Request) -> web.Response:
+    """One job with its prompt: read and encoded in a thread, as a 100,000-node prompt takes a second."""
     state = request.app[STATE]
-    job = state.store.get(request.match_info["prompt_id"])
+    job = await in_thread(state.store.get, request.match_info["prompt_id"])
     if job is None:
         raise ApiError(404, "job_not_found", "No job with this id", request.match_info["prompt_id"])
     if routes_comfy_jobs.wants_comfy_shape(request):  # ComfyUI's editor reopening a job
-        return web.json_response(routes_comfy_jobs.comfy_job_detail(job))
-    return web.json_response(job_summary(job, state, detail=True))
+        return await json_response_in_thread(lambda: routes_comfy_jobs.comfy_job_detail(job))
+    return await json_response_in_thread(lambda: job_summary(job, state, detail=True))
 
 
 async def get_jobs(request: web.Request) -> web.Response:
@@ -259,8 +260,8 @@ async def get_jobs(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_query", "status must be pending, running or finished", f"received {wanted!r}")
     limit = min(query_int(request, "limit", 100, minimum=1) or 100, 1000)
     offset = query_int(request, "offset", 0, minimum=0) or 0
-    jobs = state.store.jobs(wanted, limit, offset)
-    return web.json_response({"jobs": [job_summary(job, state) for job in jobs]})
+    return await json_response_in_thread(
+        lambda: {"jobs": [job_summary(job, state) for job in state.store.jobs(wanted, limit, offset)]})
 
 
 ROUTES = [

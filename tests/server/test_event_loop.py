@@ -68,6 +68,18 @@ async def test_parsing_a_png_for_conversion_does_not_stall_other_requests(server
     assert elapsed < STALL / 2
 
 
+async def test_reading_a_job_with_its_prompt_does_not_stall_other_requests(server):
+    store = server.state.store
+    async with connect(server) as api:
+        prompt_id = await api.queue_prompt(sum_graph())
+        await api.wait_done(prompt_id)
+        store.get = slowed(store.get)  # as decoding a 100,000-node prompt would (about a second)
+        assert await latency_during(api, api.get(f"/jobs/{prompt_id}")) < STALL / 2
+        assert await latency_during(api, api.get(f"/jobs/{prompt_id}?shape=comfyui")) < STALL / 2
+        store.jobs = slowed(store.jobs)
+        assert await latency_during(api, api.get("/jobs")) < STALL / 2
+
+
 async def test_history_pages_with_max_items_and_offset(server):
     async with connect(server) as api:
         ids = [await api.queue_prompt(sum_graph(a=i)) for i in range(4)]
