@@ -2,16 +2,16 @@
 
 `compile` is off, on or auto (CLI and server `--compile`, or a workflow's `extra_data.settings`); auto compiles
 only on CPU kinds where it was measured faster than eager (bench/compiled.py, bench/RESULTS.md). The path is
-exact: fp32 in, fp32 out, within 45 dB PSNR of eager. The converted model (OpenVINO IR, weights included) is
-kept on disk under the user's cache folder (`compile_cache`), keyed by a digest of the weights as they are
-when sampling (patches applied: a LoRA'd model is another entry, never a stale one), the input shapes it was
-traced with, and the runtime versions. A call the compiled graph cannot express (ControlNet residuals,
+exact: fp32 in, fp32 out, within 45 dB PSNR of eager. The traced graph (OpenVINO IR) is kept on disk under
+the user's cache folder (`compile_cache`), keyed by the UNet's architecture, the input shapes it was traced
+with and the runtime versions; the weights as they are when sampling (patches applied) are put into it at
+each compile (`graph_weights`), so another checkpoint or LoRA costs seconds, never a new trace, and never
+runs with stale weights. A call the compiled graph cannot express (ControlNet residuals,
 IP-Adapter or GLIGEN attention, hooks, extra inputs) runs eager.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import warnings
 import weakref
@@ -27,10 +27,11 @@ from engine.config import COMPILE_MODES
 from engine.context import RunContext
 from engine.events import PROGRESS
 from nodes.models.compile_cache import CompileCache, cache_key, user_cache_dir
+from nodes.models.graph_weights import GraphWeights, locate, put_weights, stand_in, structure_of
 from nodes.models.handles import ModelHandle
 
 IR_NAME = "unet.xml"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: traced from stand-in weights, the real ones put in at compile time
 # CPU kinds where the compiled fp32 UNet was measured faster than eager, so that `auto` compiles there.
 # None yet: see bench/RESULTS.md ("Compiled UNet"); `--compile on` opts in anywhere.
 AUTO_COMPILES_ON: frozenset[str] = frozenset()
@@ -71,18 +72,6 @@ def runtime_versions() -> dict[str, str]:
             "format": str(FORMAT_VERSION)}
 
 
-def weights_digest(module: torch.nn.Module) -> str:
-    """sha256 over every parameter and buffer as it is now (patched tensors included): names, shapes,
-    dtypes and bytes. About 2 s for the full-size fp32 UNet; computed once per process and patch set."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted([*module.named_parameters(), *module.named_buffers()], key=lambda item: item[0]):
-        tensor = tensor.detach().contiguous()
-        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
-        if tensor.numel():
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
-    return digest.hexdigest()
-
-
 def _structure(unet: torch.nn.Module) -> tuple:
     """What a frozen graph would miss: hooks on any submodule and the attention processors' types."""
     return tuple((name, bool(m._forward_hooks or m._forward_pre_hooks), type(getattr(m, "processor", None)))
@@ -103,41 +92,48 @@ class _SampleOnly(torch.nn.Module):
 
 @dataclass
 class CompiledUnets:
-    """Compiled UNets of this process: in memory by (UNet, patches, shapes), on disk by weights and versions.
-    `compilations` counts conversions from torch (the slow, one-time step) and is what tests observe."""
+    """Compiled UNets of this process: in memory by (UNet, patches, shapes); on disk, one traced graph per
+    architecture, input shapes and runtime versions, into which each set of weights is put when compiling.
+    `compilations` counts traces from torch (the slow, one-time step) and `loads` graphs read from disk."""
 
     cache: CompileCache
     compilations: int = 0
     loads: int = 0
     _memory: OrderedDict = field(default_factory=OrderedDict)
-    _digests: dict = field(default_factory=dict)
 
-    def model_ir(self, unet: torch.nn.Module, identity: str, example: tuple,
-                 notify: Callable[[str], None]) -> Path:
-        """The IR file for these weights: from the disk cache, or converted now and stored there."""
+    def traced_graph(self, unet: torch.nn.Module, example: tuple,
+                     notify: Callable[[str], None]) -> tuple[Path, GraphWeights]:
+        """The IR file for this architecture and these shapes, and where its weights are: from the disk
+        cache, or traced now (from a stand-in copy of the module) and stored there."""
         # The trace bakes shape-dependent branches of diffusers' UNet (upsample sizes of latents that are not
         # multiples of 8, large batches) into the graph: an IR serves the shapes it was traced with only.
-        key = cache_key({"weights": identity, "shapes": [list(t.shape) for t in example], **runtime_versions()})
+        key = cache_key({"structure": structure_of(unet), "shapes": [list(t.shape) for t in example],
+                         **runtime_versions()})
         folder = self.cache.entry(key)
         if folder is not None:
             self.loads += 1
-            return folder / IR_NAME
+            return folder / IR_NAME, GraphWeights.load(folder)
 
         def write(target: Path) -> None:
             import openvino as ov
 
             notify("compiling UNet for this CPU, one-time, a few minutes")
+            traced = stand_in(unet)
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the tracer's notes on Python branches, expected here
-                converted = ov.convert_model(_SampleOnly(unet), example_input=example)
+                converted = ov.convert_model(_SampleOnly(traced), example_input=example)
             ov.save_model(converted, str(target / IR_NAME), compress_to_fp16=False)
+            del converted
+            locate(ov.Core().read_model(str(target / IR_NAME)), traced).save(target)
             self.compilations += 1
 
-        return self.cache.store(key, write) / IR_NAME
+        folder = self.cache.store(key, write)
+        return folder / IR_NAME, GraphWeights.load(folder)
 
     def compiled(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...],
-                 weights: Callable[[], str], notify: Callable[[str], None]) -> Any:
-        """The compiled call for these inputs' shapes; `weights()` names the weights (computed only on a miss)."""
+                 notify: Callable[[str], None]) -> Any:
+        """The compiled call for these inputs' shapes with the module's current weights (patches applied);
+        None where the traced graph could not take them (the caller runs eager)."""
         shapes = tuple(tuple(t.shape) for t in inputs)
         key = (id(unet), tuple(id(p) for p in patches), shapes)
         entry = self._memory.get(key)
@@ -146,18 +142,17 @@ class CompiledUnets:
             return entry[2]
         import openvino as ov
 
-        weights_key = (id(unet), tuple(id(p) for p in patches))
-        known = self._digests.get(weights_key)
-        if known is None or known[0]() is not unet or known[1] != patches:
-            known = (weakref.ref(unet), patches, weights())  # a new shape of the same weights is not hashed again
-            if len(self._digests) >= 4 * MEMORY_ENTRIES:
-                self._digests.clear()
-            self._digests[weights_key] = known
-        ir = self.model_ir(unet, known[2], inputs, notify)
-        core = ov.Core()
-        model = core.read_model(str(ir))
-        model.reshape({i: ov.PartialShape(list(shape)) for i, shape in enumerate(shapes)})
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        ir, weights = self.traced_graph(unet, inputs, notify)
+        compiled = None
+        if weights.complete:
+            core = ov.Core()
+            model = core.read_model(str(ir))
+            put_weights(model, weights, unet)
+            model.reshape({i: ov.PartialShape(list(shape)) for i, shape in enumerate(shapes)})
+            compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        else:
+            warnings.warn(f"the compiled UNet would keep stand-in values for {', '.join(weights.unplaced[:3])}: "
+                          "sampling eager", stacklevel=2)
         self._memory[key] = (weakref.ref(unet), patches, compiled)
         while len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
@@ -165,7 +160,6 @@ class CompiledUnets:
 
     def clear_memory(self) -> None:
         self._memory.clear()
-        self._digests.clear()
 
 
 _PROCESS: dict[Path, CompiledUnets] = {}
@@ -215,7 +209,9 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
                   encoder_hidden_states.float())
         with torch.inference_mode(False):  # the converter traces: it needs ordinary tensors
             inputs = tuple(t.clone() for t in inputs)
-            call = unets.compiled(unet, patches, inputs, lambda: weights_digest(unet), notify)
+            call = unets.compiled(unet, patches, inputs, notify)
+        if call is None:
+            return eager_forward(sample, timestep, encoder_hidden_states, *args, **kwargs)
         result = call([t.numpy() for t in inputs])[0]
         return UNet2DConditionOutput(sample=torch.from_numpy(result.copy()).to(sample.dtype))
 

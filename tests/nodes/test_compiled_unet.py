@@ -14,6 +14,7 @@ from engine.paths import Paths
 from nodes.models.compile_cache import CompileCache, user_cache_dir
 from nodes.models.compiled import CompiledUnets, compile_wanted, compiled_unet_used
 from nodes.models.family import SD15
+from nodes.models.graph_weights import GraphWeights
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import WeightPatch, model_patches_applied
 from nodes.models.tiny import tiny_modules
@@ -111,16 +112,47 @@ def test_a_new_process_loads_the_compiled_model_from_disk(model, inputs, cache_r
 
 
 @pytest.mark.slow
-def test_a_patched_model_never_reuses_the_unpatched_compiled_one(model, inputs, cache_root):
+def test_a_patched_model_never_reuses_the_unpatched_weights_nor_traces_again(model, inputs, cache_root):
     unets = CompiledUnets(CompileCache(cache_root))
     plain = sampled(model, inputs, unets)
-    patch = WeightPatch("unet", 0.5, {"conv_in.weight": ConstantDelta(0.1)}, "test-lora")
+    traces = unets.compilations
+    patch = WeightPatch("unet", 0.5, {"conv_in.weight": ConstantDelta(0.1),
+                                      "down_blocks.0.resnets.0.conv1.bias": ConstantDelta(-0.2)}, "test-lora")
     patched_model = ModelHandle(model.unet, SD15, model.model_sampling, "tiny", patches=(patch,))
     compiled = sampled(patched_model, inputs, unets)
     assert psnr(compiled, eager(patched_model, inputs)) >= 45
     assert psnr(compiled, plain) < 45  # the patch shows
-    assert len(CompileCache(cache_root).entries()) == 2
+    assert unets.compilations == traces and len(CompileCache(cache_root).entries()) == 1  # one graph, new weights
     assert torch.equal(sampled(model, inputs, unets), plain)  # and the unpatched model is itself again
+
+
+@pytest.mark.slow
+def test_another_checkpoint_of_the_same_architecture_reuses_the_trace(model, inputs, cache_root):
+    sampled(model, inputs, CompiledUnets(CompileCache(cache_root)))  # traced at most once for this cache
+    other = ModelHandle(tiny_modules(SD15, seed=6)["unet"].eval(), SD15, ModelSampling("epsilon"), "other")
+    fresh = CompiledUnets(CompileCache(cache_root))  # a new process
+    compiled = sampled(other, inputs, fresh)
+    assert fresh.compilations == 0 and fresh.loads == 1
+    assert psnr(compiled, eager(other, inputs)) >= 45
+    assert psnr(compiled, sampled(model, inputs, fresh)) < 45  # its own weights, not the first model's
+
+
+def test_a_graph_that_cannot_take_every_weight_is_not_used(model, inputs, tmp_path, monkeypatch):
+    """Where the converter transformed a weight (found in no constant), the stand-in value would stay."""
+    import nodes.models.compiled as compiled_module
+
+    unets = CompiledUnets(CompileCache(tmp_path))
+    real_locate = compiled_module.locate
+
+    def locate_missing_one(graph, traced):
+        found = real_locate(graph, traced)
+        return GraphWeights({k: v for k, v in found.targets.items() if k != "conv_in.weight"}, ["conv_in.weight"])
+
+    monkeypatch.setattr(compiled_module, "locate", locate_missing_one)
+    with pytest.warns(UserWarning, match="stand-in values for conv_in.weight"):
+        result = sampled(model, inputs, unets)
+    assert unets.compilations == 1
+    assert torch.equal(result, eager(model, inputs))
 
 
 def test_calls_the_compiled_graph_cannot_express_run_eager(model, inputs, tmp_path):
