@@ -68,6 +68,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     engine.add_argument("--max-body-mb", type=float, default=32, help="largest JSON request body (default 32)")
     engine.add_argument("--max-image-megapixels", type=float, default=64,
                         help="largest uploaded or converted image (default 64)")
+    engine.add_argument("--max-latent-megapixels", type=float, default=64,
+                        help="largest image or latent a node may allocate, width x height x batch in Mi pixels "
+                             "(default 64: 4096x4096x4); a request may lower it, never raise it")
     engine.add_argument("--header-timeout", type=float, default=10, metavar="SECONDS",
                         help="close a connection whose request head takes longer (default 10)")
     engine.add_argument("--body-timeout", type=float, default=60, metavar="SECONDS",
@@ -126,7 +129,8 @@ def configure(args: argparse.Namespace) -> tuple[EngineConfig, ServerSettings]:
         print(f"access token (generated; pass --token to choose one): {token}", flush=True)
     config = EngineConfig(models_dir=Path(args.models_dir), input_dir=Path(args.input_dir),
                           output_dir=Path(args.output_dir), temp_dir=Path(args.temp_dir),
-                          settings={"precision": args.precision, "compile": args.compile},
+                          settings={"precision": args.precision, "compile": args.compile,
+                                    "max_latent_pixels": int(args.max_latent_megapixels * 2**20)},
                           extra_model_paths=Path(args.extra_model_paths) if args.extra_model_paths else None)
     if args.extensions:
         config.extension_dirs = [Path(p) for p in args.extensions]

@@ -154,12 +154,21 @@ def test_cli_defaults_to_loopback_without_token(tmp_path):
     assert [str(p) for p in config.extension_dirs] == ["packs"]
 
 
+def test_the_server_sets_the_pixel_cap_of_nodes_that_allocate(tmp_path):
+    from engine.validate import SETTING_LIMITS
+
+    config, _ = server_cli.configure(server_cli.parse_args([]))
+    assert config.settings["max_latent_pixels"] == SETTING_LIMITS["max_latent_pixels"] == 4096 * 4096 * 4
+    config, _ = server_cli.configure(server_cli.parse_args(["--max-latent-megapixels", "256"]))
+    assert config.settings["max_latent_pixels"] == 8192 * 8192 * 4
+
+
 def test_cli_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         server_cli.parse_args(["--help"])
     text = capsys.readouterr().out
     for option in ("--host", "--port", "--listen", "--token", "--models-dir", "--input-dir", "--output-dir",
-                   "--user-dir", "--precision"):
+                   "--user-dir", "--precision", "--max-latent-megapixels"):
         assert option in text
 
 
