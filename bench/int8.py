@@ -10,8 +10,9 @@ bench/full_size.py:
 - `image`: the whole txt2img workflow at fp32 and int8, same seed: the decoded images' PSNR.
 - `demo`: the demo model's prompt accuracy (tests/nodes/test_demo_model.py's 14 prompts and analysis,
   euler, dpmpp_2m, ddim) at int8 and fp32, and each int8 image's PSNR against its fp32 twin.
-- `e2e`: diffusers' fp32 pipeline (bench/vs_diffusers.py's) and our int8 run, each in its own process,
-  the whole process timed: the ratio the issue's target is about.
+- `e2e`: diffusers' fp32 pipeline (bench/vs_diffusers.py's) and our runs (`ours-int8`, `ours-fp32`,
+  `ours-fp32+compile`: OpenVINO, its graph cached in the bench's folder), each in its own process, the whole
+  process timed (the ratio the issue's target is about), and the start-up: launch to the first step done.
 """
 
 from __future__ import annotations
@@ -183,40 +184,49 @@ def e2e_worker(variant: str, size: int, steps: int) -> dict:
     from engine.config import EngineConfig, build_executor, build_registry
     from engine.workflow import Workflow
 
-    precision = variant.removeprefix("ours-")
+    precision, _, compiled = variant.removeprefix("ours-").partition("+")
+    settings = {"precision": precision, "compile": "on" if compiled == "compile" else "off",
+                "compile_cache_dir": str(CACHE_DIR / "compiled-unet")}
     config = EngineConfig(models_dir=MODELS_DIR, input_dir=CACHE_DIR / "input", output_dir=CACHE_DIR / "output",
-                          temp_dir=CACHE_DIR / "temp", extension_dirs=[], settings={"precision": precision})
+                          temp_dir=CACHE_DIR / "temp", extension_dirs=[], settings=settings)
     stamps: list[float] = []
+    first_step: list[float] = []  # wall clock, so that the parent can time start-up from the process's launch
 
     def listener(event: str, data: dict) -> None:
-        if event == "progress" and data.get("node") == "3":
+        if event == "progress" and data.get("node") == "3" and "text" not in data:  # not the compile notice
             stamps.append(time.perf_counter())
+            first_step.append(time.time())
 
     started = time.perf_counter()
     executor = build_executor(config, build_registry(config))
     result = executor.execute(Workflow.from_api(workflow(size, steps)), listener=listener)
     assert result.status == "success", result.error
     report = result.report
-    return {"end_to_end_s": time.perf_counter() - started, "load_s": report["4"].seconds,
+    return {"end_to_end_s": time.perf_counter() - started, "first_step_wall": first_step[0],
+            "load_s": report["4"].seconds,
             "sample_s": report["3"].seconds, "decode_s": report["8"].seconds, "step_s": step_seconds(stamps)}
 
 
 def e2e_part(size: int, steps: int, variants: list[str]) -> None:
     rows = {}
-    for variant in variants:
-        started = time.perf_counter()
+    for index, variant in enumerate(variants):
+        started, launched = time.perf_counter(), time.time()
         child = subprocess.run([sys.executable, __file__, "--worker", variant, "--e2e-size", str(size),
                                 "--e2e-steps", str(steps)], cwd=ROOT, capture_output=True, text=True)
         if child.returncode != 0:
             raise RuntimeError(f"{variant} failed:\n{child.stderr[-3000:]}")
         out = json.loads(next(line for line in child.stdout.splitlines()
                               if line.startswith(RESULT_TAG))[len(RESULT_TAG):])
-        rows[variant] = {**out, "process_s": time.perf_counter() - started, "load_avg": os.getloadavg()[0]}
+        if "first_step_wall" in out:
+            out["first_step_s"] = out.pop("first_step_wall") - launched
+        name = variant if variant not in rows else f"{variant} #{index}"
+        rows[name] = {**out, "process_s": time.perf_counter() - started, "load_avg": os.getloadavg()[0]}
     base = rows.get("diffusers")
     print(f"\nwhole process, {size}×{size}, {steps} steps, euler/normal, CFG 7 (each variant its own process)")
     for name, r in rows.items():
         ratio = f"{r['process_s'] / base['process_s']:.3f}" if base else "-"
-        print(f"  {name:12} process {r['process_s']:8.1f} s  load {r.get('load_s', 0):6.1f} s  "
+        print(f"  {name:20} process {r['process_s']:8.1f} s  first step at {r.get('first_step_s', 0):6.1f} s  "
+              f"load {r.get('load_s', 0):6.1f} s  "
               f"s/step {r.get('step_s', 0):6.2f}  decode {r.get('decode_s', 0):6.1f} s  ÷ diffusers {ratio}  "
               f"load avg {r['load_avg']:.1f}")
 
@@ -235,7 +245,8 @@ def main() -> None:
     parser.add_argument("--e2e-size", type=int, default=512)
     parser.add_argument("--e2e-steps", type=int, default=20)
     parser.add_argument("--e2e-variants", nargs="+", default=["diffusers", "ours-int8"],
-                        help="diffusers (fp32) and ours-<precision>")
+                        help="diffusers (fp32) and ours-<precision>, ours-fp32+compile (OpenVINO; the first such "
+                             "run of a size traces the graph into the bench's cache, later ones load it)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     ensure_full_size_checkpoint()
