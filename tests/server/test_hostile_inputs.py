@@ -169,3 +169,15 @@ async def test_a_request_may_lower_the_pixel_cap_never_raise_it_and_empty_image_
         assert status == 400 and "limit of 4,096" in body["node_errors"]["1"]["errors"][0]["message"]
         done = await api.wait_done(await api.queue_prompt(empty_image(64, 64, 2), extra_data=raised), timeout=60)
         assert done["status"]["status_str"] == "success", done
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+async def test_a_float_input_of_nan_or_infinity_is_a_400_on_that_input(server, literal):
+    body = ('{"prompt": {"1": {"class_type": "Number", "inputs": {"value": 1}},'
+            ' "2": {"class_type": "Scale", "inputs": {"value": ["1", 0], "factor": 2, "offset": %s}},'
+            ' "3": {"class_type": "Show", "inputs": {"value": ["2", 0]}}}}' % literal)
+    async with connect(server) as api:
+        status, answer = await api.post("/prompt", data=body.encode(), headers={"Content-Type": "application/json"})
+        assert status == 400, answer
+        [error] = answer["node_errors"]["2"]["errors"]
+        assert error["extra_info"]["input_name"] == "offset" and "not a finite number" in error["details"]
