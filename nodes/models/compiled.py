@@ -72,6 +72,18 @@ def runtime_versions() -> dict[str, str]:
             "format": str(FORMAT_VERSION)}
 
 
+def shape_bucket(unet: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+    """The input shapes a traced graph serves. Its inputs keep dynamic shapes (reshaped to the call's at
+    compile time), but the trace bakes in diffusers' branch for latents whose sides are not multiples of
+    the UNet's total upsampling (explicit upsample sizes): those get a graph of their own per shape; every
+    aligned latent (any multiple-of-64 image at 8x), batch and prompt length shares one."""
+    factor = 2 ** int(getattr(unet, "num_upsamplers", 0))
+    height, width = example[0].shape[-2:]
+    if height % factor == 0 and width % factor == 0:
+        return {"aligned": factor}
+    return [list(t.shape) for t in example]
+
+
 def _structure(unet: torch.nn.Module) -> tuple:
     """What a frozen graph would miss: hooks on any submodule and the attention processors' types."""
     return tuple((name, bool(m._forward_hooks or m._forward_pre_hooks), type(getattr(m, "processor", None)))
@@ -105,9 +117,7 @@ class CompiledUnets:
                      notify: Callable[[str], None]) -> tuple[Path, GraphWeights]:
         """The IR file for this architecture and these shapes, and where its weights are: from the disk
         cache, or traced now (from a stand-in copy of the module) and stored there."""
-        # The trace bakes shape-dependent branches of diffusers' UNet (upsample sizes of latents that are not
-        # multiples of 8, large batches) into the graph: an IR serves the shapes it was traced with only.
-        key = cache_key({"structure": structure_of(unet), "shapes": [list(t.shape) for t in example],
+        key = cache_key({"structure": structure_of(unet), "shapes": shape_bucket(unet, example),
                          **runtime_versions()})
         folder = self.cache.entry(key)
         if folder is not None:

@@ -89,14 +89,23 @@ def test_compiled_output_is_exact_and_the_compile_is_announced(model, inputs, ca
 
 
 @pytest.mark.slow
-def test_another_latent_size_gets_its_own_trace(model, tmp_path):
-    """A latent that is not a multiple of 8 takes diffusers' explicit upsample sizes: traced for it, exact too."""
+def test_one_trace_serves_every_aligned_latent_size_and_odd_sizes_get_their_own(model, inputs, tmp_path):
+    """Latents whose sides are multiples of the UNet's upsampling share a graph (any batch, prompt length);
+    others take diffusers' explicit upsample sizes, traced per shape. Every one is exact."""
     unets = CompiledUnets(CompileCache(tmp_path))
     generator = torch.Generator().manual_seed(1)
-    odd = (torch.randn(1, 4, 12, 10, generator=generator), torch.tensor([300.0]),
-           torch.randn(1, 77, model.unet.config.cross_attention_dim, generator=generator))
-    assert psnr(sampled(model, odd, unets), eager(model, odd)) >= 45
+    dim = model.unet.config.cross_attention_dim
+    factor = 2 ** model.unet.num_upsamplers
+    aligned = [(torch.randn(batch, 4, h * factor, w * factor, generator=generator), torch.full((batch,), 300.0),
+                torch.randn(batch, tokens, dim, generator=generator))
+               for batch, h, w, tokens in [(2, 4, 4, 77), (1, 6, 5, 77), (3, 8, 8, 154)]]
+    for call in [inputs, *aligned]:
+        assert psnr(sampled(model, call, unets), eager(model, call)) >= 45
     assert unets.compilations == 1
+    odd = (torch.randn(1, 4, 4 * factor + 1, 3 * factor + 1, generator=generator), torch.tensor([300.0]),
+           torch.randn(1, 77, dim, generator=generator))
+    assert psnr(sampled(model, odd, unets), eager(model, odd)) >= 45
+    assert unets.compilations == 2
 
 
 @pytest.mark.slow
