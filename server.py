@@ -59,9 +59,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     engine.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="model weights precision (default auto: fp16 on GPU; bf16 on CPUs with native "
                              "bf16, else fp32); a workflow's extra_data.settings overrides it")
-    engine.add_argument("--compile", choices=COMPILE_MODES, default="auto",
-                        help="run the UNet compiled for this CPU, cached on disk after the first run (default auto: "
-                             "only where measured faster); a workflow's extra_data.settings overrides it")
+    engine.add_argument("--compile", choices=COMPILE_MODES,
+                        help="run the UNet through OpenVINO, traced once and cached on disk (default $SDGRAPH_COMPILE, "
+                             "else auto: on CPUs without native bf16); a workflow's extra_data.settings overrides it")
     engine.add_argument("--history-max-items", type=int, default=10_000,
                         help="finished prompts kept in the history (default 10000)")
     engine.add_argument("--max-upload-mb", type=float, default=64, help="largest uploaded file (default 64)")

@@ -210,8 +210,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="weight precision for models (default auto; a workflow's extra_data.settings overrides)")
         p.add_argument("--device", help="torch device for models, e.g. cpu, cuda, cuda:1, mps (default: best found)")
         p.add_argument("--compile", choices=COMPILE_MODES,
-                       help="run the UNet compiled for this CPU, cached on disk after the first run (default auto: "
-                            "only where measured faster; a workflow's extra_data.settings overrides)")
+                       help="run the UNet through OpenVINO, traced once and cached on disk (default $SDGRAPH_COMPILE, "
+                            "else auto: on CPUs without native bf16; a workflow's extra_data.settings overrides)")
 
     run = sub.add_parser("run", help="run a workflow (API JSON, UI JSON, or a PNG carrying one)")
     run.add_argument("workflow")

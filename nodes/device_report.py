@@ -1,5 +1,6 @@
 """What the nodes would run on, for `python -m engine doctor`: the device, torch's view of the CPU,
-and what the `precision` setting (auto by default) resolves to there (nodes.models.runtime's rule)."""
+and what the `precision` and `compile` settings (auto by default) resolve to there (nodes.models.runtime's
+and nodes.models.compiled's rules)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, Mapping
 
 import torch
 
+from nodes.models.compiled import auto_compile_choice
 from nodes.models.quantize import int8_kernels_available
 from nodes.models.runtime import cpu_has_native_bf16, runtime_from_settings
 
@@ -23,4 +25,5 @@ def describe_runtime(settings: Mapping[str, Any]) -> dict[str, str]:
         "precision used": chosen.precision,
         "precision int8": "available (opt-in, approximate: the UNet in int8)" if int8_kernels_available()
         else "not available in this torch build",
+        "compile auto": auto_compile_choice(),
     }

@@ -1,10 +1,14 @@
 """Hooks for the whole suite: `async def` tests run in an event loop, and the browser tier is marked
-by folder (every test under tests/web drives Chromium), so `-m "not browser"` leaves them out."""
+by folder (every test under tests/web drives Chromium), so `-m "not browser"` leaves them out.
+Runs sample eager unless a test asks for the compiled UNet: `compile=auto` would trace it through OpenVINO
+on CPUs without native bf16 (CI machines vary), and tests compare eager results; servers and CLIs that
+tests start inherit the default."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +21,7 @@ WEB_TESTS = Path(__file__).resolve().parent / "web"
 # A third-party pack with its own model kind, loader and sampler (engine, backend and node tests).
 PACK_WITH_OWN_MODELS = Path(__file__).resolve().parent / "engine" / "pack_with_own_models.py"
 ASYNC_TEST_TIMEOUT = 120.0  # a hang guard, generous for a loaded 2-core CI machine
+os.environ["SDGRAPH_COMPILE"] = "off"  # nodes.models.compiled.COMPILE_DEFAULT_ENV
 
 
 @pytest.hookimpl(tryfirst=True)

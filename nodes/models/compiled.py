@@ -1,7 +1,8 @@
 """The UNet compiled for this CPU by OpenVINO, used while sampling when the `compile` run setting asks for it.
 
-`compile` is off, on or auto (CLI and server `--compile`, or a workflow's `extra_data.settings`); auto compiles
-only on CPU kinds where it was measured faster than eager (bench/compiled.py, bench/RESULTS.md). The path is
+`compile` is off, on or auto (CLI and server `--compile`, a workflow's `extra_data.settings`, else
+`$SDGRAPH_COMPILE`, else auto); auto compiles only on CPU kinds where it was measured faster than eager
+(bench/compiled.py, bench/RESULTS.md) and where memory allows. The path is
 exact: fp32 in, fp32 out, within 45 dB PSNR of eager. The traced graph (OpenVINO IR) is kept on disk under
 the user's cache folder (`compile_cache`), keyed by the UNet's architecture, the input shapes it was traced
 with and the runtime versions; the weights as they are when sampling (patches applied) are put into it at
@@ -13,6 +14,7 @@ IP-Adapter or GLIGEN attention, hooks, extra inputs) runs eager.
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 import weakref
 from collections import OrderedDict
@@ -32,9 +34,14 @@ from nodes.models.handles import ModelHandle
 
 IR_NAME = "unet.xml"
 FORMAT_VERSION = 2  # 2: traced from stand-in weights, the real ones put in at compile time
-# CPU kinds where the compiled fp32 UNet was measured faster than eager, so that `auto` compiles there.
-# None yet: see bench/RESULTS.md ("Compiled UNet"); `--compile on` opts in anywhere.
-AUTO_COMPILES_ON: frozenset[str] = frozenset()
+# CPU kinds where the compiled fp32 UNet was measured faster than eager, so that `auto` compiles there:
+# CPUs without native bf16, where auto's precision is fp32 (bench/RESULTS.md, "Compiled UNet"). With native
+# bf16, bf16 eager is faster still and stays the default; `--compile on` opts in anywhere.
+AUTO_COMPILES_ON: frozenset[str] = frozenset({"fp32"})
+# What `auto` wants free beyond the loaded UNet, in UNets: a first trace holds a stand-in copy and the
+# converter's graph, and the compiled model keeps a copy of the weights in its own layout.
+AUTO_MEMORY_UNETS = 3
+COMPILE_DEFAULT_ENV = "SDGRAPH_COMPILE"  # the default of the `compile` setting where a run does not set it
 MEMORY_ENTRIES = 4  # compiled (weights, shape) pairs kept in memory; each holds a copy of the weights
 
 
@@ -43,7 +50,7 @@ def openvino_available() -> bool:
 
 
 def compile_mode(settings: Mapping[str, Any]) -> str:
-    mode = settings.get("compile") or "auto"
+    mode = settings.get("compile") or os.environ.get(COMPILE_DEFAULT_ENV) or "auto"
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     return mode
@@ -61,7 +68,39 @@ def compile_wanted(settings: Mapping[str, Any], model: ModelHandle, cpu_kind: st
         if mode == "on":
             raise ValueError("compile=on needs OpenVINO: pip install openvino")
         return False
-    return mode == "on" or cpu_kind in AUTO_COMPILES_ON
+    if mode == "on":
+        return True
+    if cpu_kind not in AUTO_COMPILES_ON:
+        return False
+    fits = _AUTO_FITS.get(model.unet)
+    if fits is None:  # decided once per loaded UNet: its compiled copy, once made, takes from what is free
+        needed = AUTO_MEMORY_UNETS * sum(t.numel() * t.element_size() for t in model.unet.parameters())
+        fits = _AUTO_FITS[model.unet] = needed <= available_memory_bytes()
+    return fits
+
+
+_AUTO_FITS: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo; 0 where it cannot be read (auto then leaves the model eager)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def auto_compile_choice() -> str:
+    """What `compile=auto` does on this machine, in words (for `python -m engine doctor`)."""
+    if cpu_kind() not in AUTO_COMPILES_ON:
+        return "off: bf16 eager is faster on this CPU"
+    if not openvino_available():
+        return "off: OpenVINO is not installed (pip install openvino)"
+    return "on: the fp32 UNet through OpenVINO, traced once per architecture and cached (where memory allows)"
 
 
 def runtime_versions() -> dict[str, str]:

@@ -8,11 +8,12 @@ import threading
 import pytest
 import torch
 
+import nodes.models.compiled as compiled_module
 from engine.context import InterruptHandle, RunContext
 from engine.events import PROGRESS
 from engine.paths import Paths
 from nodes.models.compile_cache import CompileCache, user_cache_dir
-from nodes.models.compiled import CompiledUnets, compile_wanted, compiled_unet_used
+from nodes.models.compiled import COMPILE_DEFAULT_ENV, CompiledUnets, compile_wanted, compiled_unet_used
 from nodes.models.family import SD15
 from nodes.models.graph_weights import GraphWeights
 from nodes.models.handles import ModelHandle
@@ -148,8 +149,6 @@ def test_another_checkpoint_of_the_same_architecture_reuses_the_trace(model, inp
 
 def test_a_graph_that_cannot_take_every_weight_is_not_used(model, inputs, tmp_path, monkeypatch):
     """Where the converter transformed a weight (found in no constant), the stand-in value would stay."""
-    import nodes.models.compiled as compiled_module
-
     unets = CompiledUnets(CompileCache(tmp_path))
     real_locate = compiled_module.locate
 
@@ -180,13 +179,20 @@ def test_calls_the_compiled_graph_cannot_express_run_eager(model, inputs, tmp_pa
     assert unets.compilations == 0 and unets.loads == 0
 
 
-def test_compile_is_off_by_default_where_not_measured_faster(model, inputs, tmp_path):
-    assert not compile_wanted({}, model, "fp32")
-    assert not compile_wanted({"compile": "auto"}, model, "native-bf16")
+def test_auto_compiles_where_bf16_is_not_native_and_memory_allows(model, inputs, tmp_path, monkeypatch):
+    monkeypatch.delenv(COMPILE_DEFAULT_ENV)
+    assert compile_wanted({}, model, "fp32") and compile_wanted({"compile": "auto"}, model, "fp32")
+    assert not compile_wanted({"compile": "auto"}, model, "native-bf16")  # bf16 eager is faster there
     assert not compile_wanted({"compile": "off"}, model, "fp32")
-    assert compile_wanted({"compile": "on"}, model, "fp32")
+    assert compile_wanted({"compile": "on"}, model, "native-bf16")
     with pytest.raises(ValueError, match="compile must be one of"):
         compile_wanted({"compile": "yes"}, model, "fp32")
+    monkeypatch.setenv(COMPILE_DEFAULT_ENV, "off")  # the default where a run does not say
+    assert not compile_wanted({}, model, "fp32") and compile_wanted({"compile": "auto"}, model, "fp32")
+    monkeypatch.setattr(compiled_module, "available_memory_bytes", lambda: 1000)
+    other = ModelHandle(tiny_modules(SD15, seed=7)["unet"].eval(), SD15, ModelSampling("epsilon"), "other")
+    assert not compile_wanted({"compile": "auto"}, other, "fp32")  # too little memory left: eager
+    assert compile_wanted({"compile": "on"}, other, "fp32")
     unets = CompiledUnets(CompileCache(tmp_path))
     assert torch.equal(sampled(model, inputs, unets, settings={}), eager(model, inputs))
     assert unets.compilations == 0 and not list(tmp_path.iterdir())
