@@ -8,73 +8,16 @@ also fails the test on any console error or uncaught page error.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.web.editor_page import EditorPage
-from tests.web.helpers import ACCESS_TOKEN
+from tests.web.helpers import ACCESS_TOKEN, SCREENSHOTS, ServerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SDGRAPH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-SERVER_START_TIMEOUT = 120
-
-
-class ServerProcess:
-    """`python server.py --port 0` with its own folders; the URL is read from its first line."""
-
-    def __init__(self, base: Path, *options: str) -> None:
-        self.folders = {name: base / name for name in ("models", "input", "output", "temp", "user")}
-        for folder in self.folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "server.py", "--port", "0", *options]
-        for name, folder in self.folders.items():
-            command += [f"--{name}-dir", str(folder)]
-        self.log: list[str] = []
-        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.url = self._wait_for_url()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _wait_for_url(self) -> str:
-        found: list[str] = []
-
-        def read() -> None:
-            for line in self.proc.stdout:
-                self.log.append(line)
-                match = re.search(r"sdgraph server: (http://[^/\s]+)", line.strip())
-                if match:
-                    found.append(match.group(1))
-                    return
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(SERVER_START_TIMEOUT)
-        if not found:
-            self.stop()
-            raise RuntimeError("the server did not start:\n" + "".join(self.log))
-        return found[0]
-
-    def _drain(self) -> None:
-        for line in self.proc.stdout:
-            self.log.append(line)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture(scope="session")

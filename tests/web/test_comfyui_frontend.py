@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.web.conftest import ROOT, SCREENSHOTS, ServerProcess
+from tests.web.helpers import ROOT, SCREENSHOTS, ServerProcess
 
 FIXTURES = ROOT / "tests" / "fixtures" / "comfy_workflows"
 ALIASES = "checkpoints:\n  v1-5-pruned-emaonly-fp16.safetensors: tiny-sd15-random.safetensors\n"

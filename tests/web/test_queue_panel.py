@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import ServerProcess
 from tests.web.editor_page import EditorPage
+from tests.web.helpers import ServerProcess
 
 TOY_PACK = Path(__file__).resolve().parent / "toy_queue_nodes.py"
 PANEL = "#queue-panel"
