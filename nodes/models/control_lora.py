@@ -16,13 +16,14 @@ from typing import Any, Mapping
 
 import torch
 
-from nodes.models.controlnet_loading import LORA_KEY, hint_embedding_channels, ldm_controlnet_to_diffusers
+from nodes.models.controlnet_keys import hint_embedding_channels, ldm_controlnet_to_diffusers
 from nodes.models.handles import ModelHandle
 from nodes.models.ldm_export import unet_to_ldm
 from nodes.models.lora_weights import UNET_PART
 from nodes.models.modules import assign_weights
 from nodes.models.patching import patched_weight
 
+LORA_KEY = "lora_controlnet"  # the marker that tells a Control-LoRA file from a ControlNet
 LDM_UNET_PREFIX = "model.diffusion_model."
 SHARED_WITH_UNET = ("time_embed.", "label_emb.", "input_blocks.", "middle_block.")  # the UNet parts a ControlNet copies
 UP, DOWN = ".up", ".down"

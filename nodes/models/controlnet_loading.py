@@ -12,13 +12,19 @@ a union ControlNet (`ControlNetUnionModel`), one with `lora_controlnet` a Contro
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from nodes.models.control_lora import LORA_KEY, ControlLora
+from nodes.models.controlnet_keys import (
+    DIFFUSERS_HINT_KEY,
+    hint_embedding_channels,
+    index_count,
+    ldm_controlnet_to_diffusers,
+)
 from nodes.models.controlnet_union import UnionControl, is_union
 from nodes.models.handles import ModelHandle, module_nbytes
 from nodes.models.ldm_export import unet_to_ldm
@@ -33,14 +39,10 @@ from nodes.models.t2i_adapter_loading import (
 
 LDM_CONTROL_PREFIX = "control_model."
 LDM_HINT_KEY = "input_hint_block.0.weight"
-DIFFUSERS_HINT_KEY = "controlnet_cond_embedding.conv_in.weight"
 SD1_HEADS = 8  # SD1.x attention has 8 heads at every level; later families use heads of 64 channels
 HEAD_CHANNELS = 64
 UNION_KEY = "control_add_embedding.linear_1.weight"
-LORA_KEY = "lora_controlnet"
 UNION_HEADS = 8  # the union type transformer's heads: not in the shapes; ComfyUI and xinsir's config use 8
-LABEL_EMB_TO_ADD_EMBEDDING = (("label_emb.0.0.", "add_embedding.linear_1."),
-                              ("label_emb.0.2.", "add_embedding.linear_2."))
 SDXL_TIME_EMBED = 256  # width of each SDXL size id's embedding; it has no weights, so files do not say it
 
 
@@ -129,24 +131,13 @@ def _normal(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def _count(keys: Any, pattern: str) -> int:
-    found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
-    return max(found) + 1 if found else 0
-
-
-def _ldm_layers_per_block(state_dict: Mapping[str, Any]) -> int:
-    inputs = _count(state_dict, r"input_blocks\.(\d+)\.")
-    downsamplers = sum(f"input_blocks.{i}.0.op.weight" in state_dict for i in range(inputs))
-    return (inputs - 1 - downsamplers) // (downsamplers + 1)
-
-
 def infer_controlnet_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
     """A `ControlNetModel` config for a state dict in diffusers' key layout."""
-    levels = _count(shapes, r"down_blocks\.(\d+)\.")
-    layers = _count(shapes, r"down_blocks\.0\.resnets\.(\d+)\.")
+    levels = index_count(shapes, r"down_blocks\.(\d+)\.")
+    layers = index_count(shapes, r"down_blocks\.0\.resnets\.(\d+)\.")
     channels = [int(shapes[f"down_blocks.{i}.resnets.0.conv2.weight"][0]) for i in range(levels)]
     attends = [any(k.startswith(f"down_blocks.{i}.attentions.") for k in shapes) for i in range(levels)]
-    depths = [max(1, _count(shapes, rf"down_blocks\.{i}\.attentions\.0\.transformer_blocks\.(\d+)\."))
+    depths = [max(1, index_count(shapes, rf"down_blocks\.{i}\.attentions\.0\.transformer_blocks\.(\d+)\."))
               for i in range(levels)]
     to_k = next(k for k in shapes if k.endswith("attn2.to_k.weight"))
     proj_in = next(k for k in shapes if k.endswith(".proj_in.weight"))
@@ -172,17 +163,10 @@ def infer_controlnet_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, 
     if UNION_KEY in shapes:
         types, trans_channels = (int(n) for n in shapes["task_embedding"])
         config.update(num_control_type=types, num_trans_channel=trans_channels, num_trans_head=UNION_HEADS,
-                      num_trans_layer=_count(shapes, r"transformer_layes\.(\d+)\."),
+                      num_trans_layer=index_count(shapes, r"transformer_layes\.(\d+)\."),
                       num_proj_channel=int(shapes["spatial_ch_projs.weight"][0]),
                       addition_time_embed_dim=int(shapes[UNION_KEY][1]) // types)
     return config
-
-
-def hint_embedding_channels(shapes: Mapping[str, tuple[int, ...]]) -> list[int]:
-    """The widths of the hint embedding's convolutions, from the weights in diffusers' layout."""
-    return [int(shapes[DIFFUSERS_HINT_KEY][0])] + [
-        int(shapes[f"controlnet_cond_embedding.blocks.{2 * i + 1}.weight"][0])
-        for i in range(_count(shapes, r"controlnet_cond_embedding\.blocks\.(\d+)\.") // 2)]
 
 
 def _original_layout(state_dict: dict[str, torch.Tensor], base_unet: Any | None) -> dict[str, torch.Tensor]:
@@ -199,19 +183,6 @@ def _original_layout(state_dict: dict[str, torch.Tensor], base_unet: Any | None)
         control = {k: v + base[k].to(v.dtype) if k in base and base[k].shape == v.shape else v
                    for k, v in control.items()}
     return ldm_controlnet_to_diffusers(control)
-
-
-def ldm_controlnet_to_diffusers(control: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Unprefixed original keys → diffusers' keys; SDXL's `label_emb` (which diffusers' converter drops)
-    becomes `add_embedding`."""
-    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
-
-    converted = convert_controlnet_checkpoint(dict(control), {"layers_per_block": _ldm_layers_per_block(control)})
-    for ldm, diffusers in LABEL_EMB_TO_ADD_EMBEDDING:
-        for part in ("weight", "bias"):
-            if ldm + part in control:
-                converted[diffusers + part] = control[ldm + part]
-    return {k: v for k, v in converted.items() if v is not None}
 
 
 def controlnet_state_dict(state_dict: dict[str, torch.Tensor], name: str,
@@ -235,8 +206,6 @@ def load_controlnet(path: Path, dtype: torch.dtype | None, device: str | torch.d
     name = name or path.name
     source = open_state_dict(path)
     if LORA_KEY in source.tensors:
-        from nodes.models.control_lora import ControlLora
-
         return ControlNetHandle(ControlLora(dict(source.tensors), name), name)
     if is_t2i_adapter(source.tensors) and DIFFUSERS_HINT_KEY not in source.tensors:
         weights, adapter_config = adapter_weights_and_config(dict(source.tensors), name)

@@ -1,4 +1,4 @@
-"""Layers point downwards (server.py and api/ → engine/ ← nodes/) and have no import cycles.
+"""Layers point downwards (server.py and api/ → engine/ ← nodes/) and have no import cycles, nodes/ included.
 
 Read from the source, imports inside functions included: a cycle or an upward import hidden in a
 function still ties the layers together, it only fails later.
@@ -68,4 +68,11 @@ def test_the_engine_imports_neither_the_server_nor_the_nodes_nor_torch():
 def test_engine_and_api_modules_import_each_other_without_cycles():
     graph = import_graph("engine", "api")
     assert graph.has_edge("api.state", "api.websocket") and graph.has_edge("api.routes_ws", "api.state")
+    assert [sorted(group) for group in nx.strongly_connected_components(graph) if len(group) > 1] == []
+
+
+def test_node_modules_import_each_other_without_cycles():
+    graph = import_graph("engine", "api", "nodes")
+    assert graph.has_edge("nodes.models.controlnet_loading", "nodes.models.control_lora")
+    assert graph.has_edge("nodes.models.control_lora", "nodes.models.controlnet_keys")
     assert [sorted(group) for group in nx.strongly_connected_components(graph) if len(group) > 1] == []
