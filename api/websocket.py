@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 from typing import Any
 
@@ -23,6 +24,7 @@ from aiohttp import WSCloseCode, web
 
 from engine.events import PREVIEW
 
+log = logging.getLogger(__name__)
 PREVIEW_IMAGE = 1
 PREVIEW_IMAGE_WITH_METADATA = 4
 IMAGE_FORMATS = {"JPEG": (1, "image/jpeg"), "JPG": (1, "image/jpeg"), "PNG": (2, "image/png")}
@@ -128,7 +130,11 @@ class Hub:
                         conn.offer(frame)
             return
         if targets:
-            message = json.dumps({"type": event, "data": data}, default=str)
+            try:
+                message = json.dumps({"type": event, "data": data}, default=str)
+            except (TypeError, ValueError, RecursionError) as exc:  # e.g. a dict keyed by tuples: drop it, go on
+                log.warning("event %r not sent: its data cannot be written as JSON (%s)", event, exc)
+                return
             for conn in targets:
                 conn.offer(message)
 

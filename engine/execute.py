@@ -7,6 +7,7 @@ one prompt at a time (the server's worker serialises them).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -151,6 +152,19 @@ LIMIT_PREFIX = "max_"  # run settings named so are caps (engine.validate.SETTING
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _check_storable_ui(decl: NodeDeclaration, ui: Any) -> None:
+    """A UI result goes to the history (stored as JSON) and to clients: refuse, as this node's error,
+    what JSON cannot carry (a tensor, a set, NaN), before it is cached or sent."""
+    if not isinstance(ui, dict):
+        raise NodeContractError(f"{decl.class_type}.run returned a UI result of type {type(ui).__name__}; "
+                                f"expected a dict")
+    try:
+        json.dumps(ui, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise NodeContractError(f"{decl.class_type}.run returned a UI result that cannot be stored as JSON: "
+                                f"{exc}") from None
 
 
 class _Run:
@@ -331,6 +345,8 @@ class _Run:
         if len(outputs) != len(decl.outputs):
             raise NodeContractError(f"{decl.class_type}.run returned {len(outputs)} value(s) but declares "
                                     f"{len(decl.outputs)} output(s)")
+        if ui is not None:
+            _check_storable_ui(decl, ui)
         return outputs, ui
 
     def error_event(self, node_id: str | None, exc: Exception) -> ExecutionError:

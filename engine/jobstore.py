@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 
 from engine.errors import ExecutionError
-from engine.events import EXECUTION_ERROR, RunStatus
+from engine.events import EXECUTION_ERROR, TERMINAL_EVENTS, RunStatus
 
 if TYPE_CHECKING:
     from engine.compile import CompiledPrompt
@@ -110,6 +110,20 @@ def history_entry_json(row: sqlite3.Row) -> str:
     status = (f'{{"status_str": {json.dumps("success" if success else "error")}, '
               f'"completed": {json.dumps(success)}, "messages": {row["messages"] or "[]"}}}')
     return f'{{"prompt": [{item}], "outputs": {outputs}, "status": {status}, "meta": {json.dumps(meta)}}}'
+
+
+def _storable_messages(messages: Iterable[Any]) -> list[Any]:
+    """The messages of a result that could not be stored, less its terminal event and what JSON cannot
+    carry: the history keeps what it can, then the error that replaces the terminal event."""
+    kept = []
+    for message in messages:
+        try:
+            json.dumps(message, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            continue
+        if not (isinstance(message, (list, tuple)) and message and message[0] in TERMINAL_EVENTS):
+            kept.append(message)
+    return kept
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -220,15 +234,28 @@ class JobStore:
                              "WHERE prompt_id = ? AND state = ?",
                              (PENDING, 0 if count_attempt else 1, prompt_id, RUNNING))
 
-    def finish(self, prompt_id: str, status_str: RunStatus, outputs: dict[str, Any], messages: list[Any]) -> None:
-        """Record a job's result: it leaves the queue and enters the history in one transaction."""
+    def finish(self, prompt_id: str, status_str: RunStatus, outputs: dict[str, Any],
+               messages: list[Any]) -> dict[str, Any] | None:
+        """Record a job's result: it leaves the queue and enters the history in one transaction.
+
+        A result that cannot be written as JSON never leaves its job running: the job is recorded as
+        an error instead, and that error's `execution_error` data is returned (None when stored as given).
+        """
+        error = None
+        try:
+            outputs_json, messages_json = json.dumps(outputs, allow_nan=False), json.dumps(messages, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            status_str, outputs_json, error = "error", "{}", ExecutionError(
+                prompt_id, f"the prompt's results could not be stored as JSON ({exc}); they were dropped",
+                type(exc).__name__).data()
+            messages_json = json.dumps([*_storable_messages(messages), [EXECUTION_ERROR, error]])
         with self._tx():
             self._db.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, finish_seq = ?, status_str = ?, outputs = ?, "
                 "messages = ? WHERE prompt_id = ?",
-                (FINISHED, time.time(), self._next("finish_seq"), status_str, json.dumps(outputs),
-                 json.dumps(messages), prompt_id))
+                (FINISHED, time.time(), self._next("finish_seq"), status_str, outputs_json, messages_json, prompt_id))
             self._trim_history()
+        return error
 
     def recover(self) -> tuple[list[str], list[str]]:
         """After an unclean stop: re-queue jobs left `running`, or fail those started `max_attempts` times.

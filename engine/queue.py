@@ -264,8 +264,9 @@ class PromptQueue:
             if result is not None and self._stopping and result.status == "interrupted":
                 self.store.requeue(job.prompt_id)
             elif result is not None:
-                self.store.finish(job.prompt_id, result.status, result.outputs, result.messages)
-                self.publish(*result.terminal, job.client_id)
+                stored_error = self.store.finish(job.prompt_id, result.status, result.outputs, result.messages)
+                terminal = (EXECUTION_ERROR, stored_error) if stored_error is not None else result.terminal
+                self.publish(*terminal, job.client_id)
                 self.publish(EXECUTING, {"node": None, "prompt_id": job.prompt_id}, job.client_id)
         finally:
             with self._wake:

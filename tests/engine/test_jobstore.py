@@ -55,6 +55,24 @@ def test_a_job_that_keeps_killing_the_server_is_failed_after_max_attempts(tmp_pa
     assert "stopped 3 times" in entry.messages[0][1]["exception_message"]
 
 
+def test_a_result_json_cannot_carry_is_recorded_as_an_error_and_the_store_goes_on(tmp_path):
+    store = JobStore(tmp_path / "q.sqlite3")
+    store.add(job("bad"))
+    store.add(job("good"))
+    store.claim_next()
+    started = ["execution_start", {"prompt_id": "bad"}]
+    error = store.finish("bad", "success", {"1": {"values": {1, 2}}}, [started, ["execution_success", {}]])
+    assert error is not None and "could not be stored as JSON" in error["exception_message"]
+    assert "set" in error["exception_message"] and error["prompt_id"] == "bad"
+    entry = store.get("bad")
+    assert (entry.state, entry.status_str, entry.outputs) == (FINISHED, "error", {})
+    assert entry.messages == [started, ["execution_error", error]]
+    assert '"status_str": "error"' in store.history_item_json("bad")
+    store.claim_next()
+    assert store.finish("good", "success", {"1": {"values": [1]}}, []) is None
+    assert store.get("good").status_str == "success" and store.remaining() == 0
+
+
 def test_history_retention_keeps_the_latest(tmp_path):
     store = JobStore(tmp_path / "q.sqlite3", max_history=3)
     for i in range(5):

@@ -1,4 +1,5 @@
-"""Toy nodes for server tests: an image-writing output node and a node that emits previews.
+"""Toy nodes for server tests: an image-writing output node, a node that emits previews, and an output
+node whose UI result cannot be written as JSON.
 
 They need no model and no torch: images are tiny PNGs made with Pillow.
 """
@@ -12,7 +13,7 @@ from PIL import Image
 
 from engine.context import RunContext
 from engine.declare import NodeResult, Out, node
-from engine.types import Float, Int, Link, String
+from engine.types import Choice, Float, Int, Link, String
 
 
 def png_bytes(color: int, size: int = 4) -> bytes:
@@ -61,4 +62,15 @@ class PreviewSteps:
         return (value + steps,)
 
 
-SERVER_TOY_NODES = [SolidImage, PreviewSteps]
+@node("UnstorableUI", category="toy/debug", output_node=True)
+class UnstorableUI:
+    """Output node whose UI result JSON cannot carry: a set (like a tensor there) or NaN."""
+
+    value = Link("INT")
+    holds = Choice(["set", "nan"])
+
+    def run(self, ctx: RunContext, value, holds):
+        return NodeResult(ui={"values": {value} if holds == "set" else [float("nan")]})
+
+
+SERVER_TOY_NODES = [SolidImage, PreviewSteps, UnstorableUI]
