@@ -33,3 +33,20 @@ def test_the_readme_names_every_folder_that_keeps_a_licence_of_its_own():
     assert folders, "the ComfyUI workflow fixtures keep their MIT licence"
     section = readme_licence_section()
     assert [folder for folder in folders if f"`{folder}/`" not in section] == []
+
+
+def licence_kept_in(folder: Path) -> str:
+    """The licence text a folder carries: its LICENSE files, and the `## Licence` section of its SOURCE.md."""
+    texts = [path.read_text() for path in sorted(folder.glob("LICENSE*"))]
+    source = folder / "SOURCE.md"
+    if source.is_file():
+        match = re.search(r"^## Licence\n(.*?)(?=^## |\Z)", source.read_text(), re.S | re.M)
+        texts += [match.group(1)] if match else []
+    return "\n".join(texts)
+
+
+def test_every_folder_the_readme_names_carries_its_licence_with_its_files():
+    folders = re.findall(r"`([\w./-]+)/`", readme_licence_section())
+    assert "nodes/models/tokenizer" in folders
+    assert [folder for folder in folders if "MIT License" not in licence_kept_in(ROOT / folder)] == []
+    assert "Copyright (c) 2021 OpenAI" in licence_kept_in(ROOT / "nodes/models/tokenizer")
