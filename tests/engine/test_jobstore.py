@@ -1,10 +1,14 @@
-"""The durable queue and history store, without a server."""
+"""The durable queue and history store, without a server (and the queue over it, on a stub backend)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
+from engine.backends.base import RESULT, Backend, JobOutcome, Worker
+from engine.events import EXECUTING, EXECUTION_ERROR, EXECUTION_SUCCESS
 from engine.jobstore import FINISHED, RUNNING, Job, JobStore
+from engine.queue import PromptQueue
 
 
 def job(prompt_id: str, **kw) -> Job:
@@ -71,6 +75,55 @@ def test_a_result_json_cannot_carry_is_recorded_as_an_error_and_the_store_goes_o
     store.claim_next()
     assert store.finish("good", "success", {"1": {"values": [1]}}, []) is None
     assert store.get("good").status_str == "success" and store.remaining() == 0
+
+
+class ResultWorker(Worker):
+    """A worker whose result holds a set (not JSON) where the job's prompt says `{"unstorable": true}`."""
+
+    def run(self, job):
+        ui = {"values": {1} if job.prompt.get("unstorable") else [1]}
+        yield RESULT, JobOutcome("success", {"1": ui}, [], (EXECUTION_SUCCESS, {"prompt_id": job.prompt_id}))
+
+    def interrupt(self, prompt_id):
+        return None
+
+    def free(self, unload_models):
+        return None
+
+    def wait_alive(self, timeout):
+        return True
+
+
+class ResultBackend(Backend):
+    def start(self):
+        return [ResultWorker("stub")]
+
+    def stop(self):
+        return None
+
+
+def test_the_queue_sends_the_stored_error_of_an_unstorable_result_and_runs_the_next_prompt(tmp_path):
+    store = JobStore(tmp_path / "q.sqlite3")
+    sent: list[tuple[str, dict]] = []
+    done = threading.Event()
+
+    def publish(event, data, client_id):
+        sent.append((event, data))
+        if event == EXECUTING and data == {"node": None, "prompt_id": "good"}:
+            done.set()
+
+    queue = PromptQueue(ResultBackend(), store, publish)
+    queue.start()
+    try:
+        queue.submit(Job(prompt_id="bad", number=0, prompt={"unstorable": True}))
+        queue.submit(Job(prompt_id="good", number=0, prompt={}))
+        assert done.wait(30)
+    finally:
+        queue.stop()
+    terminal = {data["prompt_id"]: event for event, data in sent if event in (EXECUTION_SUCCESS, EXECUTION_ERROR)}
+    assert terminal == {"bad": EXECUTION_ERROR, "good": EXECUTION_SUCCESS}
+    assert store.get("bad").status_str == "error" and store.get("good").status_str == "success"
+    assert store.remaining() == 0
 
 
 def test_history_retention_keeps_the_latest(tmp_path):
