@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow  # every test launches `python -m engine`
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY_PACK = Path(__file__).with_name("toy_nodes.py")
+NOTICE_PACK = ROOT / "tests" / "web" / "toy_queue_nodes.py"  # its NoticeNumber sends a notice as a UNet compile does
 
 
 def cli(*args, cwd):
@@ -59,6 +60,17 @@ def test_set_overrides_an_input_by_node_id_or_title(tmp_path):
     assert result.returncode == 0, result.stderr
     prompt = read_png_metadata(Path(result.stdout.strip())).prompt
     assert prompt["1"]["inputs"]["color"] == 255 and prompt["1"]["inputs"]["width"] == 8
+
+
+def test_run_prints_a_progress_notice_on_stderr_as_its_own_line(workdir):
+    shutil.copy(NOTICE_PACK, workdir / "custom_nodes" / NOTICE_PACK.name)
+    notice = "compiling UNet for this CPU, one-time, a few minutes"
+    write(workdir / "notice.json", {"1": {"class_type": "NoticeNumber", "inputs": {"value": 4, "text": notice}},
+                                    "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}})
+    result = cli("run", "notice.json", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert notice in lines and lines.index("running NoticeNumber (node 1)") < lines.index(notice)
 
 
 def test_invalid_workflow_exits_2_with_errors_in_plain_language(workdir):

@@ -1,4 +1,5 @@
-"""Node pack for the queue panel's browser tests: a number that takes its time, and an output node.
+"""Node pack for the queue panel's browser tests: a number that takes its time, and an output node; also a
+number announced by a progress notice (as a one-time compile announces itself), for the CLI and editor tests.
 
 Only widgets and a `*` link, so the editor and the server agree on every input (no model, no torch)."""
 
@@ -8,7 +9,10 @@ import time
 
 from engine.context import RunContext
 from engine.declare import NodeResult, Out, node
-from engine.types import Float, Int, Link
+from engine.events import PROGRESS
+from engine.types import Float, Int, Link, String
+
+COMPILE_NOTICE = "compiling UNet for this CPU, one-time, a few minutes"  # what nodes/models/compiled.py says
 
 
 @node("SlowNumber", category="toy/debug", outputs=[Out("INT", "value")])
@@ -23,6 +27,18 @@ class SlowNumber:
         for step in range(steps):
             time.sleep(delay)
             ctx.progress(step + 1, steps)
+        return (value,)
+
+
+@node("NoticeNumber", category="toy/debug", outputs=[Out("INT", "value")])
+class NoticeNumber:
+    """`value`, after a progress event that carries `text`: a notice, not a step count."""
+
+    value = Int(0, min=-1_000_000, max=1_000_000)
+    text = String(COMPILE_NOTICE)
+
+    def run(self, ctx: RunContext, value, text):
+        ctx.emit(PROGRESS, {"value": 0, "max": 1, "node": ctx.node_id, "prompt_id": ctx.prompt_id, "text": text})
         return (value,)
 
 
