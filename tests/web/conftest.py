@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.editor_page import EditorPage
-from tests.web.helpers import ACCESS_TOKEN, SCREENSHOTS, ServerProcess
+from tests.web.helpers import ACCESS_TOKEN, SCREENSHOTS, ServerProcess, open_editor, toy_pack_server
 
 CHROMIUM = os.environ.get("SDGRAPH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -62,11 +61,13 @@ def screenshots() -> Path:
 @pytest.fixture
 def editor(browser, server):
     """The editor opened in a fresh context; console errors and page errors fail the test."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    editor = EditorPage(page, server.url)
-    editor.open()
-    yield editor
-    problems = editor.unexpected_console_errors()
-    context.close()
-    assert not problems, "browser console errors:\n" + "\n".join(problems)
+    with open_editor(browser, server.url) as editor:
+        yield editor
+
+
+@pytest.fixture(scope="module")
+def toy_server(tmp_path_factory):
+    """A server of the module's own that also loads the toy pack (tests/web/toy_queue_nodes.py)."""
+    process = toy_pack_server(tmp_path_factory.mktemp("web-toy-server"))
+    yield process
+    process.stop()

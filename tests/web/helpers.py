@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any, Iterator
+
+from tests.web.editor_page import EditorPage
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 SERVER_START_TIMEOUT = 120
+TOY_PACK = Path(__file__).resolve().parent / "toy_queue_nodes.py"
 ACCESS_TOKEN = "web-test-token"  # the token the `token_server` fixture's server is started with
 
 
@@ -63,3 +69,22 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def toy_pack_server(base: Path) -> ServerProcess:
+    """A server that also loads the toy pack (toy_queue_nodes.py): nodes that take their time or send a notice."""
+    (base / "extensions").mkdir()
+    shutil.copy(TOY_PACK, base / "extensions" / TOY_PACK.name)
+    return ServerProcess(base, "--extensions", str(base / "extensions"))
+
+
+@contextlib.contextmanager
+def open_editor(browser: Any, url: str) -> Iterator[EditorPage]:
+    """The editor at `url` in a fresh browser context; console errors and page errors fail the test."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    editor = EditorPage(context.new_page(), url)
+    editor.open()
+    yield editor
+    problems = editor.unexpected_console_errors()
+    context.close()
+    assert not problems, "browser console errors:\n" + "\n".join(problems)

@@ -3,38 +3,19 @@ a toast, beside the run's own status. The server loads the toy pack whose Notice
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from tests.web.editor_page import EditorPage
-from tests.web.helpers import ServerProcess
+from tests.web.helpers import open_editor
 
-TOY_PACK = Path(__file__).resolve().parent / "toy_queue_nodes.py"
 NOTICE = "compiling UNet for this CPU, one-time, a few minutes"
 WAIT_MS = 30_000
 
 
-@pytest.fixture(scope="module")
-def notice_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("web-notice-server")
-    (base / "extensions").mkdir()
-    shutil.copy(TOY_PACK, base / "extensions" / TOY_PACK.name)
-    process = ServerProcess(base, "--extensions", str(base / "extensions"))
-    yield process
-    process.stop()
-
-
 @pytest.fixture
-def editor(browser, notice_server):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    editor = EditorPage(context.new_page(), notice_server.url)
-    editor.open()
-    yield editor
-    problems = editor.unexpected_console_errors()
-    context.close()
-    assert not problems, "browser console errors:\n" + "\n".join(problems)
+def editor(browser, toy_server):
+    with open_editor(browser, toy_server.url) as editor:
+        yield editor
 
 
 def test_a_progress_notice_shows_as_a_toast_while_the_run_goes_on_to_finish(editor: EditorPage):

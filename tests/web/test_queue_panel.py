@@ -7,42 +7,24 @@ while others wait, without any model."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests.web.editor_page import EditorPage
-from tests.web.helpers import ServerProcess
+from tests.web.helpers import open_editor
 
-TOY_PACK = Path(__file__).resolve().parent / "toy_queue_nodes.py"
 PANEL = "#queue-panel"
 RUN_TEXT = "document.querySelector('#run-status .run-text')"
 
 
-@pytest.fixture(scope="module")
-def toy_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("web-queue-server")
-    (base / "extensions").mkdir()
-    shutil.copy(TOY_PACK, base / "extensions" / TOY_PACK.name)
-    process = ServerProcess(base, "--extensions", str(base / "extensions"))
-    yield process
-    process.stop()
-
-
 @pytest.fixture
 def editor(browser, toy_server):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    editor = EditorPage(context.new_page(), toy_server.url)
-    editor.open()
-    yield editor
-    call(toy_server, "POST", "/queue", {"clear": True})
-    call(toy_server, "POST", "/interrupt", {})
-    problems = editor.unexpected_console_errors()
-    context.close()
-    assert not problems, "browser console errors:\n" + "\n".join(problems)
+    with open_editor(browser, toy_server.url) as editor:
+        yield editor
+        call(toy_server, "POST", "/queue", {"clear": True})
+        call(toy_server, "POST", "/interrupt", {})
 
 
 def call(server, method: str, path: str, body=None):
