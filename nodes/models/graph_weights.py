@@ -101,7 +101,10 @@ def locate(graph: Any, traced: torch.nn.Module) -> GraphWeights:
 
 
 def put_weights(graph: Any, weights: GraphWeights, module: torch.nn.Module) -> None:
-    """Replace the graph's stand-in constants with copies of the module's current tensors."""
+    """Replace the graph's stand-in constants with the module's current tensors, sharing their memory (a
+    channels_last convolution weight is copied to the plain layout first). Safe because weights are never
+    changed in place: patches swap in new tensors (nodes.models.patching.applied), and the arrays keep the
+    tensors they view alive for as long as the compiled model holds them."""
     from openvino import op
 
     nodes = constants(graph)
@@ -110,5 +113,5 @@ def put_weights(graph: Any, weights: GraphWeights, module: torch.nn.Module) -> N
         values = tensors[name].detach().contiguous().numpy()
         for target in targets:
             old = nodes[target]
-            replacement = op.Constant(values.reshape(tuple(old.get_output_shape(0))).copy())
+            replacement = op.Constant(values.reshape(tuple(old.get_output_shape(0))), shared_memory=True)
             old.output(0).replace(replacement.output(0))
