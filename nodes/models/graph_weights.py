@@ -30,10 +30,12 @@ def module_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def structure_of(module: torch.nn.Module) -> dict[str, Any]:
     """What a traced graph depends on besides its weights: the class, its config, the tensors' shapes."""
-    config = getattr(module, "config", None)
+    config = dict(getattr(module, "config", None) or {})
     tensors = module_tensors(module)
+    # diffusers' private entries (`_use_default_values` is a set made a list: its order changes per process)
+    public = {key: value for key, value in config.items() if not key.startswith("_")}
     return {"class": f"{type(module).__module__}.{type(module).__qualname__}",
-            "config": json.dumps(dict(config) if config is not None else {}, sort_keys=True, default=str),
+            "config": json.dumps(public, sort_keys=True, default=str),
             "tensors": sorted((name, list(t.shape), str(t.dtype)) for name, t in tensors.items()),
             # integer buffers stay in the graph as traced: their values are part of its structure
             "fixed": sorted((name, _digest(_tensor_bytes(t))) for name, t in tensors.items()

@@ -3,6 +3,8 @@ bounded on disk, and off unless asked for on CPUs where it was not measured fast
 
 import math
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -12,10 +14,10 @@ import nodes.models.compiled as compiled_module
 from engine.context import InterruptHandle, RunContext
 from engine.events import PROGRESS
 from engine.paths import Paths
-from nodes.models.compile_cache import CompileCache, user_cache_dir
+from nodes.models.compile_cache import CompileCache, cache_key, user_cache_dir
 from nodes.models.compiled import COMPILE_DEFAULT_ENV, CompiledUnets, compile_wanted, compiled_unet_used
 from nodes.models.family import SD15
-from nodes.models.graph_weights import GraphWeights
+from nodes.models.graph_weights import GraphWeights, structure_of
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import WeightPatch, model_patches_applied
 from nodes.models.tiny import tiny_modules
@@ -119,6 +121,24 @@ def test_a_new_process_loads_the_compiled_model_from_disk(model, inputs, cache_r
     assert fresh.compilations == 0 and fresh.loads == 1
     assert not [data for name, data in events if name == PROGRESS]
     assert torch.equal(again, reference)
+
+
+STRUCTURE_KEY_SCRIPT = """
+from nodes.models.compile_cache import cache_key
+from nodes.models.family import SD15
+from nodes.models.graph_weights import structure_of
+from nodes.models.tiny import tiny_modules
+print(cache_key(structure_of(tiny_modules(SD15, seed=5)["unet"])))
+"""
+
+
+@pytest.mark.slow
+def test_the_graphs_cache_key_is_the_same_in_every_process(model):
+    """A new process must find the graph an earlier one traced: nothing in the key may depend on the
+    process (diffusers' config holds a list made from a set, whose order follows the string hash seed)."""
+    keys = {subprocess.run([sys.executable, "-c", STRUCTURE_KEY_SCRIPT], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    assert keys == {cache_key(structure_of(model.unet))}
 
 
 @pytest.mark.slow
