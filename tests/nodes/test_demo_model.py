@@ -34,7 +34,10 @@ from tools.shapes_dataset import COLOURS, POSITIONS, SHAPES, nearest_colours, sh
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "workflows" / "txt2img.json"
-THREAD_SETTINGS = {k: v for k, v in os.environ.items() if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+# Thread counts, and the compile default the suite sets (tests/conftest.py: eager, as compared), carried into
+# the clean environment of the CLI processes.
+CARRIED_SETTINGS = {k: v for k, v in os.environ.items()
+                    if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SDGRAPH_COMPILE")}
 COLOUR_NAMES = list(COLOURS)
 REQUIRED_ACCURACY = 0.9  # 13 of the 14 prompts
 POSITION_TOLERANCE = 9  # pixels between the shape's centre and the position's (the dataset jitters by 2)
@@ -142,7 +145,7 @@ def cli_run(workflow: Path, tmp_path: Path, *sets: str) -> list[Path]:
          "--output-dir", tmp_path / "output", "--input-dir", tmp_path / "input", "--temp-dir", tmp_path / "temp",
          "--quiet"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **THREAD_SETTINGS})
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **CARRIED_SETTINGS})
     assert result.returncode == 0, result.stderr
     return [Path(line) for line in result.stdout.splitlines()]
 

@@ -16,7 +16,10 @@ from engine.pngmeta import read_png_metadata
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.name for p in (ROOT / "workflows").glob("*.json"))
 # Passed on so that a loaded CI machine can limit torch's threads (oversubscribed OpenMP crawls).
-THREAD_SETTINGS = {k: v for k, v in os.environ.items() if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+# Thread counts, and the compile default the suite sets (tests/conftest.py: eager, as compared), carried into
+# the clean environment of the CLI processes.
+CARRIED_SETTINGS = {k: v for k, v in os.environ.items()
+                    if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SDGRAPH_COMPILE")}
 EXPECTED = {"txt2img.json", "img2img.json", "inpaint.json", "hires_fix.json", "lora.json", "sdxl.json",
             "lcm_lora.json", "turbo.json", "lightning_lora.json"}
 
@@ -39,7 +42,7 @@ def test_runs_as_shipped_and_its_png_carries_the_same_graph(name, models_dir, tm
          "--output-dir", tmp_path / "output", "--input-dir", tmp_path / "input", "--temp-dir", tmp_path / "temp",
          "--quiet"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **THREAD_SETTINGS})
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **CARRIED_SETTINGS})
     assert result.returncode == 0, result.stderr
     images = [Path(line) for line in result.stdout.splitlines()]
     assert images and all(p.suffix == ".png" and p.is_file() and p.parent == tmp_path / "output" for p in images)
