@@ -2,13 +2,13 @@
 
 `compile` is off, on or auto (CLI and server `--compile`, a workflow's `extra_data.settings`, else
 `$SDGRAPH_COMPILE`, else auto); auto compiles only on CPU kinds where it was measured faster than eager
-(bench/compiled.py, bench/RESULTS.md) and where memory allows. The path is
-exact: fp32 in, fp32 out, within 45 dB PSNR of eager. The traced graph (OpenVINO IR) is kept on disk under
-the user's cache folder (`compile_cache`), keyed by the UNet's architecture, the input shapes it was traced
-with and the runtime versions; the weights as they are when sampling (patches applied) are put into it at
-each compile (`graph_weights`), so another checkpoint or LoRA costs seconds, never a new trace, and never
-runs with stale weights. A call the compiled graph cannot express (ControlNet residuals,
-IP-Adapter or GLIGEN attention, hooks, extra inputs) runs eager.
+(bench/compiled.py, bench/RESULTS.md) and where memory allows. The path is exact: fp32 in, fp32 out,
+within 45 dB PSNR of eager. The traced graph (OpenVINO IR) is kept on disk under the user's cache folder
+(`compile_cache`), keyed by the UNet's architecture, the class of input shapes it serves (`shape_bucket`) and
+the runtime versions; the weights as they are when sampling (patches applied) are put into it at each
+compile (`graph_weights`), so another checkpoint or LoRA costs seconds, never a new trace, and never runs
+with stale weights. A call the compiled graph cannot express (ControlNet residuals, IP-Adapter or GLIGEN
+attention, hooks, extra inputs) runs eager.
 """
 
 from __future__ import annotations
