@@ -14,12 +14,13 @@ attention, hooks, extra inputs) runs eager.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import warnings
 import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -33,7 +34,7 @@ from nodes.models.graph_weights import GraphWeights, locate, put_weights, stand_
 from nodes.models.handles import ModelHandle
 
 IR_NAME = "unet.xml"
-FORMAT_VERSION = 2  # 2: traced from stand-in weights, the real ones put in at compile time
+FORMAT_VERSION = 3  # 2: traced from stand-in weights, the real ones put in at compile time; 3: verified
 # CPU kinds where the compiled fp32 UNet was measured faster than eager, so that `auto` compiles there:
 # CPUs without native bf16, where auto's precision is fp32 (bench/RESULTS.md, "Compiled UNet"). With native
 # bf16, bf16 eager is faster still and stays the default; `--compile on` opts in anywhere.
@@ -42,6 +43,7 @@ AUTO_COMPILES_ON: frozenset[str] = frozenset({"fp32"})
 # converter's graph, and the compiled model keeps a copy of the weights in its own layout.
 AUTO_MEMORY_UNETS = 3
 COMPILE_DEFAULT_ENV = "SDGRAPH_COMPILE"  # the default of the `compile` setting where a run does not set it
+VERIFY_PSNR_DB = 60  # a new graph's output against eager's, on the trace's inputs (OpenVINO fp32: ~120 dB)
 MEMORY_ENTRIES = 4  # compiled (weights, shape) pairs kept in memory; each holds a copy of the weights
 
 
@@ -173,7 +175,11 @@ class CompiledUnets:
                 converted = ov.convert_model(_SampleOnly(traced), example_input=example)
             ov.save_model(converted, str(target / IR_NAME), compress_to_fp16=False)
             del converted
-            locate(ov.Core().read_model(str(target / IR_NAME)), traced).save(target)
+            weights = locate(ov.Core().read_model(str(target / IR_NAME)), traced)
+            del traced
+            if weights.usable:
+                weights = replace(weights, mismatch=_differs_from_eager(target / IR_NAME, weights, unet, example))
+            weights.save(target)
             self.compilations += 1
 
         folder = self.cache.store(key, write)
@@ -189,19 +195,17 @@ class CompiledUnets:
         if entry is not None and entry[0]() is unet and entry[1] == patches:
             self._memory.move_to_end(key)
             return entry[2]
-        import openvino as ov
 
         ir, weights = self.traced_graph(unet, inputs, notify)
         compiled = None
-        if weights.complete:
-            core = ov.Core()
-            model = core.read_model(str(ir))
-            put_weights(model, weights, unet)
-            model.reshape({i: ov.PartialShape(list(shape)) for i, shape in enumerate(shapes)})
-            compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        else:
+        if weights.usable:
+            compiled = _compile(ir, weights, unet, shapes)
+        elif weights.unplaced:
             warnings.warn(f"the compiled UNet would keep stand-in values for {', '.join(weights.unplaced[:3])}: "
                           "sampling eager", stacklevel=2)
+        else:
+            warnings.warn(f"the compiled UNet was not exact when traced ({weights.mismatch}): sampling eager",
+                          stacklevel=2)
         self._memory[key] = (weakref.ref(unet), patches, compiled)
         while len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
@@ -209,6 +213,32 @@ class CompiledUnets:
 
     def clear_memory(self) -> None:
         self._memory.clear()
+
+
+def _compile(ir: Path, weights: GraphWeights, unet: torch.nn.Module, shapes: tuple) -> Any:
+    """The graph with the module's current weights, compiled for these input shapes."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(ir))
+    put_weights(model, weights, unet)
+    model.reshape({i: ov.PartialShape(list(shape)) for i, shape in enumerate(shapes)})
+    return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+
+def _differs_from_eager(ir: Path, weights: GraphWeights, unet: torch.nn.Module, example: tuple) -> str | None:
+    """Why the new graph, given the module's real weights, does not compute what the module does on the
+    trace's inputs; None when it does (within VERIFY_PSNR_DB). Run once per trace: a constant derived from
+    weights that no byte match finds would otherwise keep a stand-in value unseen."""
+    compiled = _compile(ir, weights, unet, tuple(tuple(t.shape) for t in example))
+    output = torch.from_numpy(compiled([t.numpy() for t in example])[0].copy())
+    with torch.no_grad():
+        reference = _SampleOnly(unet)(*example)
+    mse = float(((output - reference) ** 2).mean())
+    peak = float(reference.abs().max())
+    if mse == 0 or 10 * math.log10(max(peak, 1e-12) ** 2 / mse) >= VERIFY_PSNR_DB:
+        return None
+    return f"{10 * math.log10(max(peak, 1e-12) ** 2 / mse):.1f} dB PSNR against eager, below {VERIFY_PSNR_DB}"
 
 
 _PROCESS: dict[Path, CompiledUnets] = {}

@@ -63,22 +63,26 @@ def _tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GraphWeights:
-    """Which constants of a traced graph hold which tensor of the module; `unplaced` found in none."""
+    """Which constants of a traced graph hold which tensor of the module; `unplaced` found in none.
+    `mismatch` says why the graph, given the real weights when it was traced, did not compute what the
+    module computes (a constant derived from weights in a way no byte match finds); None when it did."""
 
     targets: dict[str, list[str]]
     unplaced: list[str]
+    mismatch: str | None = None
 
     @property
-    def complete(self) -> bool:
-        return not self.unplaced
+    def usable(self) -> bool:
+        return not self.unplaced and self.mismatch is None
 
     def save(self, folder: Path) -> None:
-        (folder / WEIGHTS_FILE).write_text(json.dumps({"targets": self.targets, "unplaced": self.unplaced}))
+        (folder / WEIGHTS_FILE).write_text(json.dumps({"targets": self.targets, "unplaced": self.unplaced,
+                                                       "mismatch": self.mismatch}))
 
     @classmethod
     def load(cls, folder: Path) -> GraphWeights:
         data = json.loads((folder / WEIGHTS_FILE).read_text())
-        return cls(targets=data["targets"], unplaced=data["unplaced"])
+        return cls(targets=data["targets"], unplaced=data["unplaced"], mismatch=data.get("mismatch"))
 
 
 def constants(graph: Any) -> dict[str, Any]:
