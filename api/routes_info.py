@@ -14,6 +14,7 @@ from aiohttp import web
 from api.responses import ApiError, optional_bool, read_json_object
 from api.security import redacted_argv
 from api.state import STATE
+from engine.device_facts import read_memory
 from engine.paths import MODEL_KINDS
 
 
@@ -30,23 +31,6 @@ async def object_info_one(request: web.Request) -> web.Response:
         raise ApiError(404, "missing_node_type", "Node type not found", request.match_info["class_type"])
     info = await asyncio.get_running_loop().run_in_executor(None, decl.object_info, state.paths)
     return web.json_response({decl.class_type: info})
-
-
-def _memory() -> tuple[int, int]:
-    """(total, available) RAM in bytes from /proc/meminfo, or sysconf where that is missing."""
-    try:
-        fields = {}
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                fields[key] = int(value.split()[0]) * 1024
-        return fields["MemTotal"], fields.get("MemAvailable", fields.get("MemFree", 0))
-    except (OSError, KeyError, ValueError):
-        try:
-            page = os.sysconf("SC_PAGE_SIZE")
-            return page * os.sysconf("SC_PHYS_PAGES"), page * os.sysconf("SC_AVPHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            return 0, 0
 
 
 def _version(package: str) -> str:
@@ -83,7 +67,7 @@ def _argv(serving_comfyui: bool) -> list[str]:
 
 
 async def system_stats(request: web.Request) -> web.Response:
-    ram_total, ram_free = _memory()
+    ram_total, ram_free = read_memory()
     queue = request.app[STATE].queue
     argv = _argv(request.app[STATE].settings.front_end_dir is not None)
     return web.json_response({

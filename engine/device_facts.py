@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
+MEMINFO = Path("/proc/meminfo")
 # The CPU flags that change how fast models run on the CPU, and what each one brings.
 CPU_FEATURES = {
     "avx2": "AVX2 (the fp32 baseline)",
@@ -55,3 +56,20 @@ def read_cpu_facts(cpuinfo: Path = CPUINFO) -> CpuFacts:
     logical = os.cpu_count() or 1
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
     return CpuFacts(model, flags, logical, usable)
+
+
+def read_memory(meminfo: Path = MEMINFO) -> tuple[int, int]:
+    """(total, available) RAM in bytes from /proc/meminfo, or sysconf where that is missing; (0, 0) unknown."""
+    try:
+        fields = {}
+        with open(meminfo) as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                fields[key] = int(value.split()[0]) * 1024
+        return fields["MemTotal"], fields.get("MemAvailable", fields.get("MemFree", 0))
+    except (OSError, KeyError, ValueError, IndexError):
+        try:
+            page = os.sysconf("SC_PAGE_SIZE")
+            return page * os.sysconf("SC_PHYS_PAGES"), page * os.sysconf("SC_AVPHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return 0, 0

@@ -28,6 +28,7 @@ import torch
 
 from engine.config import COMPILE_MODES
 from engine.context import RunContext
+from engine.device_facts import read_memory
 from engine.events import PROGRESS
 from nodes.models.compile_cache import CompileCache, cache_key, user_cache_dir
 from nodes.models.graph_weights import GraphWeights, locate, put_weights, stand_in, structure_of
@@ -85,15 +86,8 @@ _AUTO_FITS: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDi
 
 
 def available_memory_bytes() -> int:
-    """MemAvailable from /proc/meminfo; 0 where it cannot be read (auto then leaves the model eager)."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    """What the OS says is available now; 0 where it cannot tell (auto then leaves the model eager)."""
+    return read_memory()[1]
 
 
 def auto_compile_choice() -> str:
@@ -235,10 +229,8 @@ def _differs_from_eager(ir: Path, weights: GraphWeights, unet: torch.nn.Module, 
     with torch.no_grad():
         reference = _SampleOnly(unet)(*example)
     mse = float(((output - reference) ** 2).mean())
-    peak = float(reference.abs().max())
-    if mse == 0 or 10 * math.log10(max(peak, 1e-12) ** 2 / mse) >= VERIFY_PSNR_DB:
-        return None
-    return f"{10 * math.log10(max(peak, 1e-12) ** 2 / mse):.1f} dB PSNR against eager, below {VERIFY_PSNR_DB}"
+    psnr = math.inf if mse == 0 else 10 * math.log10(max(float(reference.abs().max()), 1e-12) ** 2 / mse)
+    return None if psnr >= VERIFY_PSNR_DB else f"{psnr:.1f} dB PSNR against eager, below {VERIFY_PSNR_DB}"
 
 
 _PROCESS: dict[Path, CompiledUnets] = {}
