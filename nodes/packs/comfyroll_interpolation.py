@@ -15,15 +15,17 @@ def frame_input(default: int) -> Int:
     return Int(default, min=0, max=9999, step=1)
 
 
-def gradient_step(start_value: float, end_value: float, start_frame: int, frame_duration: int,
-                  current_frame: int) -> float | None:
-    """How far along the gradient the frame is, in value units (None before or after the span: the caller gives
-    the start or end value). A zero-length span at its own frame is at its start (the pack divides by zero)."""
-    if current_frame < start_frame or current_frame > start_frame + frame_duration:
-        return None
-    if frame_duration == 0:
-        return 0.0
-    return (current_frame - start_frame) * ((end_value - start_value) / frame_duration)
+def gradient_value(start_value: float, end_value: float, start_frame: int, frame_duration: int,
+                   current_frame: int, whole: bool = False) -> float:
+    """The start value before the span, the end value after it, a straight line between; `whole` truncates
+    the distance along towards zero (the integer node). A zero-length span at its own frame is at its start
+    (the pack divides by zero)."""
+    if current_frame < start_frame:
+        return start_value
+    if current_frame > start_frame + frame_duration:
+        return end_value
+    along = 0.0 if frame_duration == 0 else (current_frame - start_frame) * ((end_value - start_value) / frame_duration)
+    return start_value + (int(along) if whole else along)
 
 
 @node("CR Gradient Float", display_name="🔢 CR Gradient Float", category=CATEGORY,
@@ -40,9 +42,8 @@ class CRGradientFloat:
 
     def run(self, ctx: RunContext, start_value: float, end_value: float, start_frame: int, frame_duration: int,
             current_frame: int, gradient_profile: str) -> tuple:
-        along = gradient_step(start_value, end_value, start_frame, frame_duration, current_frame)
-        value = (start_value if current_frame < start_frame else end_value) if along is None else start_value + along
-        return (value, f"{HELP}#cr-gradient-float")
+        return (gradient_value(start_value, end_value, start_frame, frame_duration, current_frame),
+                f"{HELP}#cr-gradient-float")
 
 
 @node("CR Gradient Integer", display_name="🔢 CR Gradient Integer", category=CATEGORY,
@@ -59,10 +60,8 @@ class CRGradientInteger:
 
     def run(self, ctx: RunContext, start_value: int, end_value: int, start_frame: int, frame_duration: int,
             current_frame: int, gradient_profile: str) -> tuple:
-        along = gradient_step(start_value, end_value, start_frame, frame_duration, current_frame)
-        value = (start_value if current_frame < start_frame else end_value) if along is None \
-            else start_value + int(along)
-        return (value, f"{HELP}#cr-gradient-integer")
+        return (gradient_value(start_value, end_value, start_frame, frame_duration, current_frame, whole=True),
+                f"{HELP}#cr-gradient-integer")
 
 
 def incremented(start_value: float, step: float, start_frame: int, frame_duration: int, current_frame: int) -> float:
