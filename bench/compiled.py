@@ -33,6 +33,22 @@ WIDTH = [320]  # first-level channels: SD1.5's 320, or less where memory is shor
 _UNETS: dict[torch.dtype, torch.nn.Module] = {}
 
 
+def randomised(module: torch.nn.Module) -> torch.nn.Module:
+    """The module with random weights of a trained model's scale: normal over fan-in for matrices and
+    kernels, about 1 for norm weights, about 0 for biases (torch's global generator)."""
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            fan_in = math.prod(tensor.shape[1:]) if tensor.dim() >= 2 else 0
+            if not tensor.is_floating_point():
+                continue
+            if fan_in:
+                tensor.normal_(0.0, 1.0 / math.sqrt(fan_in))
+            else:
+                tensor.copy_(1.0 + 0.02 * torch.randn_like(tensor) if name.endswith("weight")
+                             else 0.02 * torch.randn_like(tensor))
+    return module
+
+
 def random_unet(dtype: torch.dtype) -> torch.nn.Module:
     """One UNet per dtype, shared by the variants (the full-size fp32 UNet is 3.4 GB; compilers copy it)."""
     if dtype in _UNETS:
@@ -40,15 +56,7 @@ def random_unet(dtype: torch.dtype) -> torch.nn.Module:
     torch.manual_seed(0)
     config = shipped_configs(SD15).unet
     config.update(block_out_channels=[WIDTH[0] * k for k in (1, 2, 4, 4)])
-    unet = build_unet(config).to_empty(device="cpu").eval()
-    with torch.no_grad():
-        for name, tensor in unet.state_dict().items():
-            fan_in = math.prod(tensor.shape[1:]) if tensor.dim() >= 2 else 0
-            if fan_in:
-                tensor.normal_(0.0, 1.0 / math.sqrt(fan_in))
-            else:
-                tensor.copy_(1.0 + 0.02 * torch.randn_like(tensor) if name.endswith("weight")
-                             else 0.02 * torch.randn_like(tensor))
+    unet = randomised(build_unet(config).to_empty(device="cpu").eval())
     _UNETS[dtype] = unet.to(dtype=dtype, memory_format=torch.channels_last)
     return unet
 

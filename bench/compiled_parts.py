@@ -11,7 +11,6 @@ encode, and whether OpenVINO converts it at all.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 import warnings
@@ -21,24 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.compiled import randomised  # noqa: E402
 from bench.model_patches import cpu_model  # noqa: E402
 from nodes.models.family import SD15  # noqa: E402
 from nodes.models.modules import build_text_encoder, build_vae  # noqa: E402
 from nodes.models.shipped_configs import shipped_configs  # noqa: E402
-
-
-def randomised(module: torch.nn.Module) -> torch.nn.Module:
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            fan_in = math.prod(tensor.shape[1:]) if tensor.dim() >= 2 else 0
-            if not tensor.is_floating_point():
-                continue
-            if fan_in:
-                tensor.normal_(0.0, 1.0 / math.sqrt(fan_in))
-            else:
-                tensor.copy_(1.0 + 0.02 * torch.randn_like(tensor) if name.endswith("weight")
-                             else 0.02 * torch.randn_like(tensor))
-    return module
 
 
 class Decode(torch.nn.Module):
