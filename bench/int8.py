@@ -5,8 +5,10 @@
 Three parts, each optional (`--parts unet image e2e`), on the random-weight SD1.5 checkpoint of
 bench/full_size.py:
 - `unet`: one UNet call on the CFG batch (2) at each size, fp32 eager, bf16 (where the CPU has native
-  bf16) and int8 (through the sampling path, `model_patches_applied`), interleaved, `--repeats` times;
-  the minimum and median seconds, and each output's SNR against fp32's on the same inputs.
+  bf16), int8 eager (the layers of nodes.models.quantize) and int8-ov (the graph quantized by NNCF and run
+  by OpenVINO, `compile=on`; its first call quantizes, or reads the bench's cache), each through the
+  sampling path, interleaved, `--repeats` times; the minimum and median seconds, and each output's SNR
+  against fp32's on the same inputs (`--precisions` picks among them).
 - `image`: the whole txt2img workflow at fp32 and int8, same seed: the decoded images' PSNR.
 - `demo`: the demo model's prompt accuracy (tests/nodes/test_demo_model.py's 14 prompts and analysis,
   euler, dpmpp_2m, ddim) at int8 and fp32, and each int8 image's PSNR against its fp32 twin.
@@ -63,18 +65,27 @@ def load_unet(precision: str):
     return checkpoint_handles(loaded, CHECKPOINT_NAME, runtime.int8)[0]
 
 
-def unet_part(sizes: list[int], repeats: int) -> None:
+def unet_part(sizes: list[int], repeats: int, wanted: list[str]) -> None:
     import torch
 
+    from engine.context import InterruptHandle, RunContext
+    from engine.paths import Paths
+    from nodes.models.compiled import compiled_unet_used
     from nodes.models.patching import model_patches_applied
     from nodes.models.quantize import Int8Weights
     from nodes.models.runtime import cpu_has_native_bf16
 
     fp32 = load_unet("fp32")
-    models = {"fp32": fp32, "int8": replace(fp32, int8=Int8Weights())}  # the same fp32 weights: less memory
-    if cpu_has_native_bf16():
+    # the same fp32 weights: less memory
+    models = {"fp32": fp32, "int8": replace(fp32, int8=Int8Weights()), "int8-ov": replace(fp32, int8=Int8Weights())}
+    if cpu_has_native_bf16() and "bf16" in wanted:
         models["bf16"] = load_unet("bf16")
+    models = {name: model for name, model in models.items() if name in wanted or name == "fp32"}
     precisions = list(models)
+    contexts = {name: RunContext("3", "bench", Paths(), InterruptHandle(), lambda event, data: None,
+                                 settings={"compile": "on" if name == "int8-ov" else "off",
+                                           "compile_cache_dir": str(CACHE_DIR / "compiled-unet")})
+                for name in precisions}
     print(f"\nUNet call, batch 2 (CFG), torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"min / median of {repeats}, interleaved; SNR of the output against fp32's")
     for size in sizes:
@@ -90,7 +101,7 @@ def unet_part(sizes: list[int], repeats: int) -> None:
                 for precision, model in models.items():
                     dtype = next(model.unet.parameters()).dtype
                     started = time.perf_counter()
-                    with model_patches_applied(model) as unet:
+                    with model_patches_applied(model) as unet, compiled_unet_used(contexts[precision], model):
                         out = unet(sample.to(dtype), timestep, encoder_hidden_states=context.to(dtype)).sample
                     seconds = time.perf_counter() - started
                     if repeat == 0:
@@ -101,7 +112,7 @@ def unet_part(sizes: list[int], repeats: int) -> None:
         for precision in precisions:
             median = statistics.median(times[precision])
             snr = snr_db(outputs["fp32"], outputs[precision])
-            print(f"  {size}×{size} {precision:5} min {min(times[precision]):7.3f} s  median {median:7.3f} s  "
+            print(f"  {size}×{size} {precision:7} min {min(times[precision]):7.3f} s  median {median:7.3f} s  "
                   f"×fp32 {median / base:5.2f}  first call {first_call[precision]:7.3f} s  SNR {snr:6.1f} dB")
 
 
@@ -239,14 +250,17 @@ def main() -> None:
                                                             for s in ("euler", "dpmpp_2m", "ddim")],
                         help="precision:sampler pairs")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--precisions", nargs="+", default=["bf16", "int8", "int8-ov"],
+                        help="the unet part's variants beside fp32")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--image-steps", type=int, default=8)
     parser.add_argument("--e2e-size", type=int, default=512)
     parser.add_argument("--e2e-steps", type=int, default=20)
-    parser.add_argument("--e2e-variants", nargs="+", default=["diffusers", "ours-int8"],
-                        help="diffusers (fp32) and ours-<precision>, ours-fp32+compile (OpenVINO; the first such "
-                             "run of a size traces the graph into the bench's cache, later ones load it)")
+    parser.add_argument("--e2e-variants", nargs="+", default=["diffusers", "ours-int8", "ours-int8+compile"],
+                        help="diffusers (fp32) and ours-<precision>, ours-<precision>+compile (OpenVINO; the "
+                             "first such run of a size traces the graph, and at int8 quantizes it, into the "
+                             "bench's cache; later ones load it)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     ensure_full_size_checkpoint()
@@ -255,7 +269,7 @@ def main() -> None:
         return
     print(f"CPU: {cpu_model()}; load average at start {os.getloadavg()[0]:.1f}")
     if "unet" in args.parts:
-        unet_part(args.sizes, args.repeats)
+        unet_part(args.sizes, args.repeats, args.precisions)
     if "image" in args.parts:
         image_part(args.image_size, args.image_steps)
     if "demo" in args.parts:

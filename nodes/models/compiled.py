@@ -8,7 +8,9 @@ within 45 dB PSNR of eager. The traced graph (OpenVINO IR) is kept on disk under
 the runtime versions; the weights as they are when sampling (patches applied) are put into it at each
 compile (`graph_weights`), so another checkpoint or LoRA costs seconds, never a new trace, and never runs
 with stale weights. A call the compiled graph cannot express (ControlNet residuals, IP-Adapter or GLIGEN
-attention, hooks, extra inputs) runs eager.
+attention, hooks, extra inputs) runs eager. At `precision=int8` the graph, holding the model's weights, is
+quantized by NNCF (nodes.models.quantized_graph) and cached per weights digest; a call it cannot express
+runs on the eager int8 layers (nodes.models.quantize).
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ from engine.events import PROGRESS
 from nodes.models.compile_cache import CompileCache, cache_key, user_cache_dir
 from nodes.models.graph_weights import GraphWeights, locate, put_weights, stand_in, structure_of
 from nodes.models.handles import ModelHandle
+from nodes.models.quantize import int8_forwards_lifted
+from nodes.models.quantized_graph import (
+    RECIPE_VERSION,
+    calibration_call,
+    nncf_available,
+    nncf_version,
+    quantized,
+    spread,
+    weights_digest,
+)
 
 IR_NAME = "unet.xml"
 FORMAT_VERSION = 3  # 2: traced from stand-in weights, the real ones put in at compile time; 3: verified
@@ -60,20 +72,23 @@ def compile_mode(settings: Mapping[str, Any]) -> str:
 
 
 def compile_wanted(settings: Mapping[str, Any], model: ModelHandle, cpu_kind: str = "") -> bool:
-    """Whether this model samples compiled: an fp32 UNet on the CPU, asked for (on) or measured faster (auto)."""
+    """Whether this model samples compiled: an fp32 UNet on the CPU, asked for (on) or measured faster
+    (auto: fp32 where bf16 is not native; int8, quantized by NNCF, on every CPU)."""
     mode = compile_mode(settings)
-    if mode == "off" or getattr(model, "int8", None) is not None:
+    if mode == "off":
         return False
+    int8 = getattr(model, "int8", None) is not None
     param = next(model.unet.parameters())
     if param.device.type != "cpu" or param.dtype != torch.float32:
         return False
-    if not openvino_available():
+    if not openvino_available() or (int8 and not nncf_available()):
         if mode == "on":
-            raise ValueError("compile=on needs OpenVINO: pip install openvino")
+            raise ValueError("compile=on needs OpenVINO" + (" and NNCF at precision int8: pip install openvino nncf"
+                                                            if int8 else ": pip install openvino"))
         return False
     if mode == "on":
         return True
-    if cpu_kind not in AUTO_COMPILES_ON:
+    if not int8 and cpu_kind not in AUTO_COMPILES_ON:
         return False
     fits = _AUTO_FITS.get(model.unet)
     if fits is None:  # decided once per loaded UNet: its compiled copy, once made, takes from what is free
@@ -92,11 +107,13 @@ def available_memory_bytes() -> int:
 
 def auto_compile_choice() -> str:
     """What `compile=auto` does on this machine, in words (for `python -m engine doctor`)."""
-    if cpu_kind() not in AUTO_COMPILES_ON:
-        return "off: bf16 eager is faster on this CPU"
     if not openvino_available():
         return "off: OpenVINO is not installed (pip install openvino)"
-    return "on: the fp32 UNet through OpenVINO, traced once per architecture and cached (where memory allows)"
+    int8 = ("; at precision int8 the graph quantized by NNCF, once per model" if nncf_available()
+            else "; at precision int8 eager: NNCF is not installed (pip install nncf)")
+    if cpu_kind() not in AUTO_COMPILES_ON:
+        return "off: bf16 eager is faster on this CPU" + int8
+    return "on: the fp32 UNet through OpenVINO, traced once per architecture and cached (where memory allows)" + int8
 
 
 def runtime_versions() -> dict[str, str]:
@@ -141,12 +158,15 @@ class _SampleOnly(torch.nn.Module):
 class CompiledUnets:
     """Compiled UNets of this process: in memory by (UNet, patches, shapes); on disk, one traced graph per
     architecture, input shapes and runtime versions, into which each set of weights is put when compiling.
-    `compilations` counts traces from torch (the slow, one-time step) and `loads` graphs read from disk."""
+    `compilations` counts traces from torch (the slow, one-time step), `quantizations` int8 graphs made by
+    NNCF (once per set of weights) and `loads` graphs read from disk."""
 
     cache: CompileCache
     compilations: int = 0
+    quantizations: int = 0
     loads: int = 0
     _memory: OrderedDict = field(default_factory=OrderedDict)
+    _digests: OrderedDict = field(default_factory=OrderedDict)
 
     def traced_graph(self, unet: torch.nn.Module, example: tuple,
                      notify: Callable[[str], None]) -> tuple[Path, GraphWeights]:
@@ -179,25 +199,66 @@ class CompiledUnets:
         folder = self.cache.store(key, write)
         return folder / IR_NAME, GraphWeights.load(folder)
 
+    def int8_key(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...]) -> str:
+        """The disk key of the int8 graph for the module's current weights and these inputs' shape class."""
+        memo = (id(unet), tuple(id(p) for p in patches))
+        known = self._digests.get(memo)
+        if known is None or known[0]() is not unet or known[1] != patches:
+            known = self._digests[memo] = (weakref.ref(unet), patches, weights_digest(unet))
+            while len(self._digests) > MEMORY_ENTRIES:
+                self._digests.popitem(last=False)
+        return cache_key({"structure": structure_of(unet), "shapes": shape_bucket(unet, inputs),
+                          **runtime_versions(), "nncf": nncf_version(), "recipe": RECIPE_VERSION, "weights": known[2]})
+
+    def quantize(self, unet: torch.nn.Module, patches: tuple, calls: list, example: tuple[torch.Tensor, ...],
+                 notify: Callable[[str], None]) -> Path | None:
+        """Quantize the traced fp32 graph, holding the module's current weights, on the calibration `calls`
+        (nodes.models.quantized_graph.calibration_call) and store it on disk; None where the fp32 graph is
+        not usable (the model then keeps the eager int8 layers)."""
+        with int8_forwards_lifted(unet):  # the trace and its check against eager are of the fp32 module
+            ir, weights = self.traced_graph(unet, example, notify)
+        if not weights.usable:
+            return None
+
+        def write(target: Path) -> None:
+            import openvino as ov
+
+            notify("quantizing UNet to int8 for this model, one-time, a few minutes (later runs use it)")
+            graph = _read(ir)
+            put_weights(graph, weights, unet)
+            ov.save_model(quantized(graph, spread(calls)), str(target / IR_NAME), compress_to_fp16=False)
+            self.quantizations += 1
+
+        folder = self.cache.store(self.int8_key(unet, patches, example), write)
+        self._memory.clear()  # entries that found no int8 graph for these weights
+        return folder / IR_NAME
+
     def compiled(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...],
-                 notify: Callable[[str], None]) -> Any:
-        """The compiled call for these inputs' shapes with the module's current weights (patches applied);
-        None where the traced graph could not take them (the caller runs eager)."""
+                 notify: Callable[[str], None], int8: bool = False) -> Any:
+        """The compiled call for these inputs' shapes with the module's current weights (patches applied),
+        quantized when `int8`; None where the traced graph could not take them (the caller runs eager)."""
         shapes = tuple(tuple(t.shape) for t in inputs)
-        key = (id(unet), tuple(id(p) for p in patches), shapes)
+        key = (id(unet), tuple(id(p) for p in patches), shapes, int8)
         entry = self._memory.get(key)
         if entry is not None and entry[0]() is unet and entry[1] == patches:
             self._memory.move_to_end(key)
             return entry[2]
 
-        ir, weights = self.traced_graph(unet, inputs, notify)
         compiled = None
-        if weights.usable:
-            compiled = _compile(ir, weights, unet, shapes)
-        elif weights.unplaced:
+        if int8:  # an int8 graph made earlier for these weights, or None: this run calibrates for one
+            folder = self.cache.entry(self.int8_key(unet, patches, inputs))
+            if folder is not None:
+                self.loads += 1
+                compiled = _compile_graph(_read(folder / IR_NAME), shapes)
+            weights = GraphWeights({}, [])
+        else:
+            ir, weights = self.traced_graph(unet, inputs, notify)
+            if weights.usable:
+                compiled = _compile(ir, weights, unet, shapes)
+        if weights.unplaced:
             warnings.warn(f"the compiled UNet would keep stand-in values for {', '.join(weights.unplaced[:3])}: "
                           "sampling eager", stacklevel=2)
-        else:
+        elif weights.mismatch is not None:
             warnings.warn(f"the compiled UNet was not exact when traced ({weights.mismatch}): sampling eager",
                           stacklevel=2)
         self._memory[key] = (weakref.ref(unet), patches, compiled)
@@ -209,15 +270,25 @@ class CompiledUnets:
         self._memory.clear()
 
 
-def _compile(ir: Path, weights: GraphWeights, unet: torch.nn.Module, shapes: tuple) -> Any:
-    """The graph with the module's current weights, compiled for these input shapes."""
+def _read(ir: Path) -> Any:
     import openvino as ov
 
-    core = ov.Core()
-    model = core.read_model(str(ir))
+    return ov.Core().read_model(str(ir))
+
+
+def _compile(ir: Path, weights: GraphWeights, unet: torch.nn.Module, shapes: tuple) -> Any:
+    """The graph with the module's current weights, compiled for these input shapes."""
+    model = _read(ir)
     put_weights(model, weights, unet)
+    return _compile_graph(model, shapes)
+
+
+def _compile_graph(model: Any, shapes: tuple) -> Any:
+    """`model` compiled for the CPU at these input shapes, computing in fp32 where it is not int8."""
+    import openvino as ov
+
     model.reshape({i: ov.PartialShape(list(shape)) for i, shape in enumerate(shapes)})
-    return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 
 
 def _differs_from_eager(ir: Path, weights: GraphWeights, unet: torch.nn.Module, example: tuple) -> str | None:
@@ -270,6 +341,10 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
     def notify(text: str) -> None:
         ctx.emit(PROGRESS, {"value": 0, "max": 1, "node": ctx.node_id, "prompt_id": ctx.prompt_id, "text": text})
 
+    int8 = model.int8 is not None
+    calibration: list = []  # int8 with no graph for these weights yet: calls kept to quantize one after the run
+    example: list[tuple] = []
+
     def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
         extra = {k: v for k, v in kwargs.items() if v is not None and k != "return_dict"}
         if args or extra or encoder_hidden_states is None or _structure(unet) != plain:
@@ -280,8 +355,12 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
                   encoder_hidden_states.float())
         with torch.inference_mode(False):  # the converter traces: it needs ordinary tensors
             inputs = tuple(t.clone() for t in inputs)
-            call = unets.compiled(unet, patches, inputs, notify)
+            call = unets.compiled(unet, patches, inputs, notify, int8=int8)
         if call is None:
+            if int8 and (not example or shape_bucket(unet, inputs) == shape_bucket(unet, example[0])):
+                bucket = shape_bucket(unet, inputs)
+                calibration.append(calibration_call(inputs, bucket["aligned"] if isinstance(bucket, dict) else None))
+                example[:] = [inputs]
             return eager_forward(sample, timestep, encoder_hidden_states, *args, **kwargs)
         result = call([t.numpy() for t in inputs])[0]
         return UNet2DConditionOutput(sample=torch.from_numpy(result.copy()).to(sample.dtype))
@@ -294,3 +373,6 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
             unet.forward = own_forward
         else:
             del unet.forward  # the class's own forward again
+    if calibration:  # the run is done (not interrupted): quantize for the runs after it
+        with torch.inference_mode(False):
+            unets.quantize(unet, patches, calibration, example[0], notify)

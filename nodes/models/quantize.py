@@ -153,6 +153,33 @@ class Int8Weights:
         return len(self._plain) + len(self._patched)
 
 
+def _on_first_call(weights: Int8Weights, name: str, module: torch.nn.Module,
+                   patches: tuple) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The layer's int8 forward, its weight quantized when first called: a run whose UNet calls all go to
+    the compiled int8 graph (nodes.models.compiled) never pays for these copies."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return weights.forward_for(name, module, patches)(x)
+
+    forward.int8 = True  # type: ignore[attr-defined]
+    return forward
+
+
+@contextmanager
+def int8_forwards_lifted(unet: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`unet` computing in fp32 for the duration of the block: the int8 forwards `int8_forwards` installed
+    are taken off and put back afterwards (tracing and checking a graph need the fp32 module)."""
+    lifted = [(module, module.__dict__["forward"]) for module in unet.modules()
+              if getattr(module.__dict__.get("forward"), "int8", False)]
+    try:
+        for module, _ in lifted:
+            del module.forward
+        yield unet
+    finally:
+        for module, forward in lifted:
+            module.forward = forward
+
+
 @contextmanager
 def int8_forwards(unet: torch.nn.Module, weights: Int8Weights | None,
                   patches: Iterable[Any] = ()) -> Iterator[torch.nn.Module]:
@@ -169,7 +196,7 @@ def int8_forwards(unet: torch.nn.Module, weights: Int8Weights | None,
                 weight_name = f"{name}.weight"
                 touching = tuple(p for p in patches if weight_name in p.layers or f"{name}.bias" in p.layers)
                 replaced.append((module, module.__dict__.get("forward")))
-                module.forward = weights.forward_for(name, module, touching)
+                module.forward = _on_first_call(weights, name, module, touching)
         yield unet
     finally:
         for module, own in replaced:

@@ -30,6 +30,8 @@ def test_doctor_reports_this_cpus_flags_and_the_precision_auto_picks(capsys):
     assert report["device"] == "cpu" and report["logical cpus"] == os.cpu_count()
     # compile: auto traces the fp32 UNet through OpenVINO (installed by the test extra) where bf16 is not native
     assert report["compile auto"].startswith("off: bf16 eager" if native else "on: the fp32 UNet")
+    # and at precision int8 (NNCF is a dependency) the graph is quantized, on every CPU
+    assert report["compile auto"].endswith("at precision int8 the graph quantized by NNCF, once per model")
 
 
 def test_doctor_text_names_each_flag_and_resolves_an_explicit_precision(capsys):
