@@ -13,8 +13,11 @@ time, where the eager int8 layers (nodes.models.quantize) take about half.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -109,9 +112,11 @@ def quantized(graph: Any, calibration: list[list[np.ndarray]]) -> Any:
     and so is bias correction (no gain measured there, and it adds passes over the calibration calls)."""
     import nncf
 
-    return nncf.quantize(graph, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(calibration),
-                         ignored_scope=nncf.IgnoredScope(names=fp32_layers(graph), validate=False),
-                         advanced_parameters=nncf.AdvancedQuantizationParameters(
-                             disable_bias_correction=True,
-                             smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1, convolution=-1)))
+    nncf.set_log_level(logging.ERROR)  # its notes and progress bars go to stdout, where the CLI prints results
+    with contextlib.redirect_stdout(io.StringIO()):
+        return nncf.quantize(graph, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                             subset_size=len(calibration),
+                             ignored_scope=nncf.IgnoredScope(names=fp32_layers(graph), validate=False),
+                             advanced_parameters=nncf.AdvancedQuantizationParameters(
+                                 disable_bias_correction=True,
+                                 smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1, convolution=-1)))

@@ -201,15 +201,21 @@ def test_a_graph_that_is_not_exact_when_traced_is_not_used(model, inputs, tmp_pa
     assert GraphWeights.load(next(tmp_path.iterdir())).mismatch.endswith("below 60")
 
 
-def test_calls_the_compiled_graph_cannot_express_run_eager(model, inputs, tmp_path):
-    unets = CompiledUnets(CompileCache(tmp_path))
+def mid_block_residual(model: ModelHandle, inputs) -> torch.Tensor:
+    """A residual of the mid block's output shape (what a ControlNet adds there): an input no graph takes."""
     x, t, embeds = inputs
     shapes: dict = {}
     handle = model.unet.mid_block.register_forward_hook(lambda module, args, out: shapes.update(mid=out.shape))
     with torch.inference_mode():
         model.unet(x, t, encoder_hidden_states=embeds)
     handle.remove()
-    residual = torch.ones(shapes["mid"])
+    return torch.ones(shapes["mid"])
+
+
+def test_calls_the_compiled_graph_cannot_express_run_eager(model, inputs, tmp_path):
+    unets = CompiledUnets(CompileCache(tmp_path))
+    x, t, embeds = inputs
+    residual = mid_block_residual(model, inputs)
     with_residual = sampled(model, inputs, unets, mid_block_additional_residual=residual)
     with torch.inference_mode():
         expected = model.unet(x, t, encoder_hidden_states=embeds, mid_block_additional_residual=residual).sample

@@ -22,7 +22,7 @@ from nodes.models.quantize import Int8Weights
 from nodes.models.quantized_graph import CALIBRATION_CALLS, CALIBRATION_SIDE, calibration_call, calibration_side, spread
 from nodes.models.tiny import tiny_modules
 from nodes.sampling import ModelSampling
-from tests.nodes.test_compiled_unet import ConstantDelta, eager, run_context, sampled
+from tests.nodes.test_compiled_unet import ConstantDelta, eager, mid_block_residual, run_context, sampled
 
 # The tiny UNet's output through the quantized graph against fp32 eager: 38.6 dB measured (the eager int8
 # layers: 44.4 dB). The full-size SD1.5 layout's figures are in bench/RESULTS.md (bench/int8.py).
@@ -123,6 +123,17 @@ def test_a_changed_lora_or_strength_quantizes_anew_and_never_reuses_another_grap
 
 
 @pytest.mark.slow
+def test_quantizing_writes_nothing_to_stdout(inputs, tmp_path, capfd):
+    """The CLI prints the saved files' paths on stdout: NNCF's notes and progress bars must not land there."""
+    model = ModelHandle(tiny_modules(SD15, seed=6)["unet"].eval(), SD15, ModelSampling("epsilon"), "other",
+                        int8=Int8Weights())
+    unets = CompiledUnets(CompileCache(tmp_path))
+    sampled(model, inputs, unets)
+    assert unets.quantizations == 1
+    assert capfd.readouterr().out == ""
+
+
+@pytest.mark.slow
 def test_an_interrupted_calibrating_run_quantizes_nothing(int8_model, inputs, tmp_path):
     unets = CompiledUnets(CompileCache(tmp_path))
     ctx = run_context({"compile": "on"}, [])
@@ -138,14 +149,8 @@ def test_an_interrupted_calibrating_run_quantizes_nothing(int8_model, inputs, tm
 @pytest.mark.slow
 def test_calls_the_graph_cannot_express_run_on_the_eager_int8_layers(int8_model, fp32_model, inputs, tmp_path):
     unets = CompiledUnets(CompileCache(tmp_path))
-    x, t, embeds = inputs
-    shapes: dict = {}
-    handle = fp32_model.unet.mid_block.register_forward_hook(lambda module, args, out: shapes.update(mid=out.shape))
-    with torch.inference_mode():
-        fp32_model.unet(x, t, encoder_hidden_states=embeds)
-    handle.remove()
     model = replace(int8_model, int8=Int8Weights())
-    residual = torch.ones(shapes["mid"])
+    residual = mid_block_residual(fp32_model, inputs)
     with_residual = sampled(model, inputs, unets, mid_block_additional_residual=residual)
     assert unets.quantizations == 0 and len(model.int8) > 0, "the eager int8 layers computed it, nothing kept"
     expected = sampled(model, inputs, None, {"compile": "off"}, mid_block_additional_residual=residual)
