@@ -218,6 +218,8 @@ class CompiledUnets:
         with int8_forwards_lifted(unet):  # the trace and its check against eager are of the fp32 module
             ir, weights = self.traced_graph(unet, example, notify)
         if not weights.usable:
+            warnings.warn("the UNet's graph cannot take this model's weights: int8 stays on the eager layers",
+                          stacklevel=2)
             return None
 
         def write(target: Path) -> None:

@@ -16,6 +16,7 @@ from engine.events import PROGRESS
 from nodes.models.compile_cache import CompileCache
 from nodes.models.compiled import COMPILE_DEFAULT_ENV, CompiledUnets, compile_wanted, compiled_unet_used
 from nodes.models.family import SD15
+from nodes.models.graph_weights import GraphWeights
 from nodes.models.handles import ModelHandle
 from nodes.models.patching import WeightPatch, model_patches_applied
 from nodes.models.quantize import Int8Weights
@@ -144,6 +145,25 @@ def test_an_interrupted_calibrating_run_quantizes_nothing(int8_model, inputs, tm
             unet(x, t, encoder_hidden_states=embeds)
             raise KeyboardInterrupt
     assert unets.quantizations == 0 and not CompileCache(tmp_path).entries()
+
+
+@pytest.mark.slow
+def test_a_graph_that_cannot_take_the_weights_leaves_int8_on_the_eager_layers(int8_model, inputs, tmp_path,
+                                                                              monkeypatch):
+    real_locate = compiled_module.locate
+
+    def locate_missing_one(graph, traced):
+        found = real_locate(graph, traced)
+        return GraphWeights({k: v for k, v in found.targets.items() if k != "conv_in.weight"}, ["conv_in.weight"])
+
+    monkeypatch.setattr(compiled_module, "locate", locate_missing_one)
+    unets = CompiledUnets(CompileCache(tmp_path))
+    with pytest.warns(UserWarning, match="int8 stays on the eager layers"):
+        first = sampled(int8_model, inputs, unets)
+    with pytest.warns(UserWarning, match="int8 stays on the eager layers"):  # said at every such run
+        again = sampled(int8_model, inputs, unets)
+    assert unets.quantizations == 0 and unets.compilations == 1, "traced once, never quantized"
+    assert torch.equal(first, again) and torch.equal(again, sampled(int8_model, inputs, None, {"compile": "off"}))
 
 
 @pytest.mark.slow
