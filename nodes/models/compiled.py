@@ -376,5 +376,9 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
         else:
             del unet.forward  # the class's own forward again
     if calibration:  # the run is done (not interrupted): quantize for the runs after it
-        with torch.inference_mode(False):
-            unets.quantize(unet, patches, calibration, example[0], notify)
+        try:
+            with torch.inference_mode(False):
+                unets.quantize(unet, patches, calibration, example[0], notify)
+        except Exception as error:  # the run's own result stands; int8 stays on the eager layers
+            warnings.warn(f"quantizing the UNet to int8 failed ({type(error).__name__}: {error}): int8 stays on "
+                          "the eager layers", stacklevel=2)

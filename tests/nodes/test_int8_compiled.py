@@ -167,6 +167,21 @@ def test_a_graph_that_cannot_take_the_weights_leaves_int8_on_the_eager_layers(in
 
 
 @pytest.mark.slow
+def test_a_failed_quantization_keeps_the_runs_result_and_stores_nothing(int8_model, inputs, tmp_path, monkeypatch):
+    def fail(graph, calibration):
+        raise MemoryError("no room for the statistics")
+
+    monkeypatch.setattr(compiled_module, "quantized", fail)
+    unets = CompiledUnets(CompileCache(tmp_path))
+    with pytest.warns(UserWarning, match="quantizing the UNet to int8 failed .MemoryError: no room"):
+        result = sampled(int8_model, inputs, unets)
+    assert torch.equal(result, sampled(int8_model, inputs, None, {"compile": "off"}))
+    assert unets.quantizations == 0
+    entries = CompileCache(tmp_path).entries()
+    assert len(entries) == 1 and (tmp_path / entries[0][1] / "weights.json").is_file(), "the fp32 graph only"
+
+
+@pytest.mark.slow
 def test_calls_the_graph_cannot_express_run_on_the_eager_int8_layers(int8_model, fp32_model, inputs, tmp_path):
     unets = CompiledUnets(CompileCache(tmp_path))
     model = replace(int8_model, int8=Int8Weights())
