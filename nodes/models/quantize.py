@@ -7,7 +7,9 @@ output channel (symmetric, int8) and activations per call (one scale for the ten
 int8 kernels, linears on FBGEMM's (both use VNNI where the CPU has it). The packed copies are made after
 the weight patches (LoRAs, merges) are applied and cached per layer and patch set, so a LoRA'd run
 quantizes its patched layers anew and an unpatched model reuses its copies run after run. Speed and
-PSNR against fp32: bench/int8.py and bench/RESULTS.md.
+PSNR against fp32: bench/int8.py and bench/RESULTS.md. Where `compile` is on or auto, the UNet samples on
+its quantized OpenVINO graph instead (nodes.models.quantized_graph, faster still), and these layers serve
+the run that calibrates it and the calls the graph cannot express.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 `precision` is fp32, bf16, fp16, int8 or auto (the CLI flag, the server option, or a workflow's own
 `extra_data.settings`). auto means: on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX),
 bf16, about twice as fast as fp32 with half the memory; on other CPUs, fp32; on CUDA and MPS, fp16.
-int8 is opt-in and approximate, CPU only: fp32 weights, the UNet's convolutions and linears computed
-in int8 while sampling (nodes.models.quantize).
+int8 is opt-in and approximate, CPU only: fp32 weights, the UNet sampling in int8, on its OpenVINO graph
+quantized by NNCF where `compile` allows (nodes.models.quantized_graph), else with its convolutions and
+linears computed in int8 eager (nodes.models.quantize).
 On the CPU, convolution weights are kept channels_last (NHWC), the layout oneDNN computes in.
 """
 
