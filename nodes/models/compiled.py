@@ -232,7 +232,8 @@ class CompiledUnets:
             self.quantizations += 1
 
         folder = self.cache.store(self.int8_key(unet, patches, example), write)
-        self._memory.clear()  # entries that found no int8 graph for these weights
+        for key in [key for key in self._memory if key[0] == id(unet) and key[3]]:  # found no int8 graph
+            del self._memory[key]
         return folder / IR_NAME
 
     def compiled(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...],
@@ -246,27 +247,31 @@ class CompiledUnets:
             self._memory.move_to_end(key)
             return entry[2]
 
-        compiled = None
-        if int8:  # an int8 graph made earlier for these weights, or None: this run calibrates for one
-            folder = self.cache.entry(self.int8_key(unet, patches, inputs))
-            if folder is not None:
-                self.loads += 1
-                compiled = _compile_graph(_read(folder / IR_NAME), shapes)
-            weights = GraphWeights({}, [])
-        else:
-            ir, weights = self.traced_graph(unet, inputs, notify)
-            if weights.usable:
-                compiled = _compile(ir, weights, unet, shapes)
-        if weights.unplaced:
-            warnings.warn(f"the compiled UNet would keep stand-in values for {', '.join(weights.unplaced[:3])}: "
-                          "sampling eager", stacklevel=2)
-        elif weights.mismatch is not None:
-            warnings.warn(f"the compiled UNet was not exact when traced ({weights.mismatch}): sampling eager",
-                          stacklevel=2)
+        compiled = self._int8_graph(unet, patches, inputs) if int8 else self._fp32_graph(unet, inputs, notify)
         self._memory[key] = (weakref.ref(unet), patches, compiled)
         while len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
         return compiled
+
+    def _int8_graph(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...]) -> Any:
+        """The int8 graph made earlier for these weights, compiled; None: this run calibrates for one."""
+        folder = self.cache.entry(self.int8_key(unet, patches, inputs))
+        if folder is None:
+            return None
+        self.loads += 1
+        return _compile_graph(_read(folder / IR_NAME), tuple(tuple(t.shape) for t in inputs))
+
+    def _fp32_graph(self, unet: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
+                    notify: Callable[[str], None]) -> Any:
+        """The traced graph with the module's current weights put in, compiled; None where it cannot be used."""
+        ir, weights = self.traced_graph(unet, inputs, notify)
+        if weights.unplaced:
+            warnings.warn(f"the compiled UNet would keep stand-in values for {', '.join(weights.unplaced[:3])}: "
+                          "sampling eager", stacklevel=3)
+        elif weights.mismatch is not None:
+            warnings.warn(f"the compiled UNet was not exact when traced ({weights.mismatch}): sampling eager",
+                          stacklevel=3)
+        return _compile(ir, weights, unet, tuple(tuple(t.shape) for t in inputs)) if weights.usable else None
 
     def clear_memory(self) -> None:
         self._memory.clear()
@@ -324,6 +329,24 @@ def cpu_kind() -> str:
     return "native-bf16" if cpu_has_native_bf16() else "fp32"
 
 
+class _Calibration:
+    """The UNet calls a calibrating int8 run keeps (nodes.models.quantized_graph.calibration_call), all of the
+    shape class of its first, and the latest of them as the trace's example."""
+
+    def __init__(self, unet: torch.nn.Module):
+        self.unet = unet
+        self.calls: list = []
+        self.bucket: Any = None
+        self.example: tuple[torch.Tensor, ...] = ()
+
+    def keep(self, inputs: tuple[torch.Tensor, ...]) -> None:
+        bucket = shape_bucket(self.unet, inputs)
+        if self.calls and bucket != self.bucket:
+            return
+        self.bucket, self.example = bucket, inputs
+        self.calls.append(calibration_call(inputs, bucket.get("aligned") if isinstance(bucket, dict) else None))
+
+
 @contextmanager
 def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets | None = None) -> Iterator[None]:
     """Inside the block (entered with the model's patches applied), plain calls of `model.unet` run compiled
@@ -344,8 +367,7 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
         ctx.emit(PROGRESS, {"value": 0, "max": 1, "node": ctx.node_id, "prompt_id": ctx.prompt_id, "text": text})
 
     int8 = model.int8 is not None
-    calibration: list = []  # int8 with no graph for these weights yet: calls kept to quantize one after the run
-    example: list[tuple] = []
+    calibration = _Calibration(unet)  # int8 with no graph for these weights yet: quantize one after the run
 
     def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
         extra = {k: v for k, v in kwargs.items() if v is not None and k != "return_dict"}
@@ -359,10 +381,8 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
             inputs = tuple(t.clone() for t in inputs)
             call = unets.compiled(unet, patches, inputs, notify, int8=int8)
         if call is None:
-            if int8 and (not example or shape_bucket(unet, inputs) == shape_bucket(unet, example[0])):
-                bucket = shape_bucket(unet, inputs)
-                calibration.append(calibration_call(inputs, bucket["aligned"] if isinstance(bucket, dict) else None))
-                example[:] = [inputs]
+            if int8:
+                calibration.keep(inputs)
             return eager_forward(sample, timestep, encoder_hidden_states, *args, **kwargs)
         result = call([t.numpy() for t in inputs])[0]
         return UNet2DConditionOutput(sample=torch.from_numpy(result.copy()).to(sample.dtype))
@@ -375,10 +395,10 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
             unet.forward = own_forward
         else:
             del unet.forward  # the class's own forward again
-    if calibration:  # the run is done (not interrupted): quantize for the runs after it
+    if calibration.calls:  # the run is done (not interrupted): quantize for the runs after it
         try:
             with torch.inference_mode(False):
-                unets.quantize(unet, patches, calibration, example[0], notify)
+                unets.quantize(unet, patches, calibration.calls, calibration.example, notify)
         except Exception as error:  # the run's own result stands; int8 stays on the eager layers
             warnings.warn(f"quantizing the UNet to int8 failed ({type(error).__name__}: {error}): int8 stays on "
                           "the eager layers", stacklevel=2)

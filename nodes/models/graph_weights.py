@@ -38,7 +38,7 @@ def structure_of(module: torch.nn.Module) -> dict[str, Any]:
             "config": json.dumps(public, sort_keys=True, default=str),
             "tensors": sorted((name, list(t.shape), str(t.dtype)) for name, t in tensors.items()),
             # integer buffers stay in the graph as traced: their values are part of its structure
-            "fixed": sorted((name, _digest(_tensor_bytes(t))) for name, t in tensors.items()
+            "fixed": sorted((name, _digest(tensor_bytes(t))) for name, t in tensors.items()
                             if not t.is_floating_point())}
 
 
@@ -57,7 +57,8 @@ def _digest(array: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data, digest_size=16).hexdigest()
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
+def tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
+    """The tensor's bytes, in its plain (contiguous) layout."""
     return tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
@@ -98,7 +99,7 @@ def locate(graph: Any, traced: torch.nn.Module) -> GraphWeights:
     targets: dict[str, list[str]] = {}
     unplaced = []
     for name, tensor in module_tensors(traced).items():
-        found = by_digest.get(_digest(_tensor_bytes(tensor))) if tensor.is_floating_point() else None
+        found = by_digest.get(_digest(tensor_bytes(tensor))) if tensor.is_floating_point() else None
         if found:
             targets[name] = found
         elif tensor.is_floating_point():

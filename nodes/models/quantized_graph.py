@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nodes.models.graph_weights import module_tensors
+from nodes.models.graph_weights import module_tensors, tensor_bytes
 from nodes.models.quantize import MIN_CHANNELS
 
 RECIPE_VERSION = 1  # part of the cache key: a graph quantized by an older recipe is not reused
@@ -52,9 +52,8 @@ def weights_digest(module: torch.nn.Module) -> str:
 
     def digest(item: tuple[str, torch.Tensor]) -> bytes:
         name, tensor = item
-        data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
         header = f"{name}:{list(tensor.shape)}:{tensor.dtype}".encode()
-        return hashlib.sha256(header + hashlib.sha256(data.data).digest()).digest()
+        return hashlib.sha256(header + hashlib.sha256(tensor_bytes(tensor).data).digest()).digest()
 
     items = sorted(module_tensors(module).items())
     with ThreadPoolExecutor(max_workers=2) as pool:
