@@ -10,7 +10,7 @@ import torch
 
 from nodes.models.compiled import auto_compile_choice
 from nodes.models.quantize import int8_kernels_available
-from nodes.models.runtime import cpu_has_native_bf16, runtime_from_settings
+from nodes.models.runtime import cpu_has_native_bf16, onednn_isa_cap, runtime_from_settings
 
 
 def describe_runtime(settings: Mapping[str, Any]) -> dict[str, str]:
@@ -19,7 +19,8 @@ def describe_runtime(settings: Mapping[str, Any]) -> dict[str, str]:
     chosen = runtime_from_settings(settings)
     return {
         "torch": f"{torch.__version__}, {torch.get_num_threads()} threads",
-        "torch sees native bf16": "yes" if cpu_has_native_bf16() else "no",
+        "torch sees native bf16": ("yes" if cpu_has_native_bf16() else "no")
+        + (f" (oneDNN capped at {onednn_isa_cap()})" if onednn_isa_cap() else ""),
         "device": str(chosen.device),
         "precision auto": auto.precision,
         "precision used": chosen.precision,

@@ -11,6 +11,7 @@ On the CPU, convolution weights are kept channels_last (NHWC), the layout oneDNN
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,11 @@ from engine.config import PRECISIONS
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
+# oneDNN's ISA cap (https://uxlfoundation.github.io/oneDNN/dev_guide_cpu_dispatcher_control.html): the
+# values below AVX512_CORE_BF16, where torch's bf16 convolutions and matrix products are emulated.
+ISA_CAP_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+_ISA_CAPS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                                    "AVX512_CORE_VNNI"})
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,21 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def onednn_isa_cap(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The instruction set oneDNN is capped at by its environment variable, upper-cased; None if uncapped."""
+    for name in ISA_CAP_ENV:
+        if environ.get(name):
+            return environ[name].strip().upper()
+    return None
+
+
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated
-    and slower than fp32. Asks torch's CPU probes, or reads the Linux CPU flags without them."""
+    """Whether torch computes in bf16 natively here (AVX512-BF16 or AMX); elsewhere bf16 is emulated
+    and slower than fp32. A oneDNN ISA cap below bf16 (ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI, what an Ice
+    Lake has) rules it out; otherwise torch's CPU probes decide, or the Linux CPU flags without them."""
+    if onednn_isa_cap() in _ISA_CAPS_WITHOUT_BF16:
+        return False
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if any(probe is not None for probe in probes):
         return any(probe() for probe in probes if probe is not None)

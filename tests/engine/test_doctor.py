@@ -53,3 +53,18 @@ def test_cpu_facts_read_a_cpuinfo_file_and_survive_a_missing_one(tmp_path):
     assert facts.features()["amx_tile"] and not facts.features()["avx512_vnni"]
     missing = read_cpu_facts(tmp_path / "absent")
     assert missing.model == "unknown" and not missing.flags and not missing.native_bf16
+
+
+def test_a_onednn_isa_cap_below_bf16_makes_auto_pick_fp32_and_compile_as_on_an_ice_lake():
+    """ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (an Ice Lake's instructions) makes torch emulate bf16 even on a
+    CPU that has it: doctor and `auto` then follow the cap, not the hardware flags."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "avx512_core_vnni"}
+    done = subprocess.run([sys.executable, "-m", "engine", "doctor", "--json", "--device", "cpu"], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(done.stdout)
+    assert report["torch sees native bf16"] == "no (oneDNN capped at AVX512_CORE_VNNI)"
+    assert report["precision auto"] == "fp32"
+    assert report["compile auto"].startswith("on: the fp32 UNet")

@@ -59,6 +59,18 @@ def test_native_bf16_detection_agrees_with_the_cpu_flags():
     assert detect() == bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+@pytest.mark.parametrize(("cap", "native"), [("AVX512_CORE_VNNI", False), ("avx2", False), ("AVX512_CORE", False),
+                                             ("AVX512_CORE_BF16", None), ("AVX512_CORE_AMX", None), ("", None)])
+def test_a_onednn_isa_cap_below_bf16_rules_native_bf16_out(monkeypatch, cap, native):
+    """None: the cap leaves bf16 to the hardware (this CPU's flags)."""
+    for name in runtime.ISA_CAP_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", cap)  # oneDNN's older name counts too
+    hardware = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    assert runtime.onednn_isa_cap() == (cap.upper() or None)
+    assert cpu_has_native_bf16.__wrapped__() is (hardware if native is None else native)
+
+
 @pytest.fixture(scope="module")
 def registry():
     registry = build_registry(EngineConfig(extension_dirs=[]))
