@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.model_patches import cpu_model  # noqa: E402
+from bench.model_patches import cpu_model, isa_cap_note  # noqa: E402
 from nodes.models.family import SD15  # noqa: E402
 from nodes.models.modules import build_unet  # noqa: E402
 from nodes.models.shipped_configs import shipped_configs  # noqa: E402
@@ -136,7 +136,8 @@ def main() -> None:
     args = parser.parse_args()
     names = args.variants.split(",")
     WIDTH[0] = args.width
-    print(f"CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, UNet width {args.width}")
+    print(f"CPU: {cpu_model()}{isa_cap_note()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"UNet width {args.width}")
     for size in map(int, args.sizes.split(",")):
         generator = torch.Generator().manual_seed(1)
         example = (torch.randn(2, 4, size // 8, size // 8, generator=generator), torch.tensor([500.0, 500.0]),

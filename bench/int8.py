@@ -4,19 +4,24 @@
 
 Three parts, each optional (`--parts unet image e2e`), on the random-weight SD1.5 checkpoint of
 bench/full_size.py:
-- `unet`: one UNet call on the CFG batch (2) at each size, fp32 eager, bf16 (where the CPU has native
-  bf16), int8 eager (the layers of nodes.models.quantize) and int8-ov (the graph quantized by NNCF and run
-  by OpenVINO, `compile=on`; where the bench's cache has no graph for these weights, the first call
-  calibrates on the eager layers and the graph is quantized after it), each through the
-  sampling path, interleaved, `--repeats` times; the minimum and median seconds, and each output's SNR
+- `unet`: one UNet call on the CFG batch (2) at each size, fp32 eager, bf16 (emulated, and slower than
+  fp32, where the CPU lacks native bf16 or oneDNN is capped below it), int8 eager (the layers of
+  nodes.models.quantize) and int8-ov (the graph quantized by NNCF and run by OpenVINO, `compile=on`;
+  where the bench's cache has no graph for these weights, the first call calibrates on the eager layers
+  and the graph is quantized after it), each through the sampling path, interleaved, `--repeats` times;
+  the minimum and median seconds, and each output's SNR
   against fp32's on the same inputs (`--precisions` picks among them).
 - `image`: the whole txt2img workflow at fp32 and int8, same seed: the decoded images' PSNR.
 - `demo`: the demo model's prompt accuracy (tests/nodes/test_demo_model.py's 14 prompts and analysis,
   euler, dpmpp_2m, ddim) at fp32, int8 (eager layers) and int8-ov (the quantized graph, after a calibrating
   run), and each image's PSNR against its fp32 twin.
 - `e2e`: diffusers' fp32 pipeline (bench/vs_diffusers.py's) and our runs (`ours-int8`, `ours-fp32`,
-  `ours-fp32+compile`: OpenVINO, its graph cached in the bench's folder), each in its own process, the whole
-  process timed (the ratio the issue's target is about), and the start-up: launch to the first step done.
+  `ours-fp32+compile`: OpenVINO, its graph cached in the bench's folder; `ours-auto`: the defaults, what a
+  new user gets), each in its own process, the whole process timed (the ratio the issue's target is about),
+  and the start-up: launch to the first step done.
+
+`ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI python bench/int8.py ...` runs it as on a CPU without native bf16 (an
+Ice Lake's instructions): torch then emulates bf16, and `auto` picks fp32 (nodes.models.runtime).
 """
 
 from __future__ import annotations
@@ -76,12 +81,10 @@ def unet_part(sizes: list[int], repeats: int, wanted: list[str]) -> None:
     from nodes.models.compiled import compiled_unet_used
     from nodes.models.patching import model_patches_applied
     from nodes.models.quantize import Int8Weights
-    from nodes.models.runtime import cpu_has_native_bf16
-
     fp32 = load_unet("fp32")
     # the same fp32 weights: less memory
     models = {"fp32": fp32, "int8": replace(fp32, int8=Int8Weights()), "int8-ov": replace(fp32, int8=Int8Weights())}
-    if cpu_has_native_bf16() and "bf16" in wanted:
+    if "bf16" in wanted:
         models["bf16"] = load_unet("bf16")
     models = {name: model for name, model in models.items() if name in wanted or name == "fp32"}
     precisions = list(models)
@@ -207,8 +210,9 @@ def e2e_worker(variant: str, size: int, steps: int) -> dict:
     from engine.workflow import Workflow
 
     precision, _, compiled = variant.removeprefix("ours-").partition("+")
-    settings = {"precision": precision, "compile": "on" if compiled == "compile" else "off",
-                "compile_cache_dir": str(CACHE_DIR / "compiled-unet")}
+    settings: dict[str, str] = {"compile_cache_dir": str(CACHE_DIR / "compiled-unet")}
+    if precision != "auto":  # auto: the defaults (precision and compile auto)
+        settings |= {"precision": precision, "compile": "on" if compiled == "compile" else "off"}
     config = EngineConfig(models_dir=MODELS_DIR, input_dir=CACHE_DIR / "input", output_dir=CACHE_DIR / "output",
                           temp_dir=CACHE_DIR / "temp", extension_dirs=[], settings=settings)
     stamps: list[float] = []
@@ -278,7 +282,9 @@ def main() -> None:
     if args.worker:
         print(RESULT_TAG + json.dumps(e2e_worker(args.worker, args.e2e_size, args.e2e_steps)), flush=True)
         return
-    print(f"CPU: {cpu_model()}; load average at start {os.getloadavg()[0]:.1f}")
+    from bench.model_patches import isa_cap_note
+
+    print(f"CPU: {cpu_model()}{isa_cap_note()}; load average at start {os.getloadavg()[0]:.1f}")
     if "unet" in args.parts:
         unet_part(args.sizes, args.repeats, args.precisions)
     if "image" in args.parts:

@@ -29,6 +29,14 @@ def cpu_model() -> str:
     return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
+def isa_cap_note() -> str:
+    """The oneDNN ISA cap a bench runs under (ONEDNN_MAX_CPU_ISA), for its header; empty when uncapped."""
+    from nodes.models.runtime import onednn_isa_cap
+
+    cap = onednn_isa_cap()
+    return f" (oneDNN capped at {cap}: bf16 emulated)" if cap else ""
+
+
 def timed(model: ModelHandle, size: int, repeats: int) -> float:
     x = torch.randn(2, 4, size // 8, size // 8)
     embeds = torch.randn(2, 77, model.unet.config.cross_attention_dim)
