@@ -18,7 +18,9 @@ way the history gets exactly one entry. The worker is used again once it answers
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 import traceback
 from dataclasses import dataclass, replace
 from functools import partial
@@ -36,6 +38,8 @@ from engine.workflow import Workflow
 
 Publish = Callable[[str, dict[str, Any], "str | None"], None]
 PENDING_PER_CLIENT = 32  # how deep into each client's queue the dispatcher looks for affinity
+# Seconds between tries of writing a result into the history (a busy or briefly failing database).
+RECORD_RETRY_DELAYS = (0.05, 0.5, 2.0)
 
 
 def _no_publish(event: str, data: dict[str, Any], client_id: str | None) -> None:
@@ -264,15 +268,33 @@ class PromptQueue:
             if result is not None and self._stopping and result.status == "interrupted":
                 self.store.requeue(job.prompt_id)
             elif result is not None:
-                stored_error = self.store.finish(job.prompt_id, result.status, result.outputs, result.messages)
-                terminal = (EXECUTION_ERROR, stored_error) if stored_error is not None else result.terminal
-                self.publish(*terminal, job.client_id)
+                self.publish(*self._record(job, result), job.client_id)
                 self.publish(EXECUTING, {"node": None, "prompt_id": job.prompt_id}, job.client_id)
         finally:
             with self._wake:
                 slot.job, slot.node = None, None
                 self._notify()
             self.notify_changed()
+
+    def _record(self, job: Job, result: JobOutcome) -> tuple[str, dict[str, Any]]:
+        """Write the result into the history and return the terminal event to publish. A database that
+        fails is tried again a few times; if it still fails, the client is told that the result was not
+        recorded (the prompt stays `running` in the store, and a restart's recovery runs it again)."""
+        for delay in RECORD_RETRY_DELAYS:
+            try:
+                return self._finish(job, result)
+            except (sqlite3.Error, OSError):
+                time.sleep(delay)
+        try:
+            return self._finish(job, result)
+        except (sqlite3.Error, OSError) as exc:
+            return EXECUTION_ERROR, ExecutionError(
+                job.prompt_id, f"the prompt ran ({result.status}) but its result could not be written to the "
+                f"history ({exc}); it stays queued as running until the server restarts", type(exc).__name__).data()
+
+    def _finish(self, job: Job, result: JobOutcome) -> tuple[str, dict[str, Any]]:
+        stored_error = self.store.finish(job.prompt_id, result.status, result.outputs, result.messages)
+        return (EXECUTION_ERROR, stored_error) if stored_error is not None else result.terminal
 
     def _stream(self, slot: _Slot, job: Job) -> JobOutcome:
         """Forward the run's events to its client and return its RESULT; terminal events wait for the history."""
