@@ -29,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from api.responses import ApiError
 from api.state import STATE
+from api.user_files import replace_atomically
 from engine.paths import UnsafePathError, contained
 
 PREVIEW_FORMATS = {"webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg"),
@@ -231,9 +232,7 @@ def _store_upload(root: Path, subfolder: str, filename: str, data: bytes, overwr
         name = filename if attempt == 0 else f"{stem} ({attempt}){ext}"
         target = resolve_request_file(root, subfolder, name)
         if overwrite:
-            temp = target.with_name(f".{name}.{os.getpid()}.upload")
-            temp.write_bytes(data)
-            os.replace(temp, target)
+            replace_atomically(target, data)
             return name, subfolder
         if target.exists():
             if target.is_file() and _same_content(target, data):

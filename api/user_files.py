@@ -101,6 +101,20 @@ def _make_parent(path: Path) -> None:
         raise ApiError(400, "invalid_filename", "The file's folder cannot be created", str(exc)) from None
 
 
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash or a full disk leaves the old file or the new one, never a
+    mix: a synced temporary file beside it, renamed over it. OSError as raised, the temporary file gone."""
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=PARTIAL_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    finally:
+        Path(temp_name).unlink(missing_ok=True)
+
+
 def write_file(path: Path, data: bytes, overwrite: bool) -> None:
     """Write `data` to `path` atomically; 409 when it exists and not `overwrite`, 400 when the
     file system refuses the name (too long, a folder in the way)."""
