@@ -2,7 +2,9 @@
 
 `compile` is off, on or auto (CLI and server `--compile`, a workflow's `extra_data.settings`, else
 `$SDGRAPH_COMPILE`, else auto); auto compiles only on CPU kinds where it was measured faster than eager
-(bench/compiled.py, bench/RESULTS.md) and where memory allows. The path is exact: fp32 in, fp32 out,
+(bench/compiled.py, bench/RESULTS.md) and where memory allows; it samples eager while a background thread
+compiles (putting the weights into the graph copies them: seconds, and far more where fresh memory is slow),
+then switches, so its start-up is eager's; `on` waits for the compile. The path is exact: fp32 in, fp32 out,
 within 45 dB PSNR of eager. The traced graph (OpenVINO IR) is kept on disk under the user's cache folder
 (`compile_cache`), keyed by the UNet's architecture, the class of input shapes it serves (`shape_bucket`) and
 the runtime versions; the weights as they are when sampling (patches applied) are put into it at each
@@ -21,6 +23,7 @@ import os
 import warnings
 import weakref
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +36,7 @@ from engine.context import RunContext
 from engine.device_facts import read_memory
 from engine.events import PROGRESS
 from nodes.models.compile_cache import CompileCache, cache_key, user_cache_dir
-from nodes.models.graph_weights import GraphWeights, locate, put_weights, stand_in, structure_of
+from nodes.models.graph_weights import GraphWeights, locate, module_tensors, put_weights, stand_in, structure_of
 from nodes.models.handles import ModelHandle
 from nodes.models.quantize import int8_forwards_lifted
 from nodes.models.quantized_graph import (
@@ -113,7 +116,8 @@ def auto_compile_choice() -> str:
             else "; at precision int8 eager: NNCF is not installed (pip install nncf)")
     if cpu_kind() not in AUTO_COMPILES_ON:
         return "off: bf16 eager is faster on this CPU" + int8
-    return "on: the fp32 UNet through OpenVINO, traced once per architecture and cached (where memory allows)" + int8
+    return ("on: the fp32 UNet through OpenVINO, traced once per architecture and cached, compiled in the "
+            "background while the first steps sample eager (where memory allows)" + int8)
 
 
 def runtime_versions() -> dict[str, str]:
@@ -167,6 +171,8 @@ class CompiledUnets:
     loads: int = 0
     _memory: OrderedDict = field(default_factory=OrderedDict)
     _digests: OrderedDict = field(default_factory=OrderedDict)
+    _pending: dict[tuple, tuple[weakref.ref, tuple, Future]] = field(default_factory=dict)
+    _background: ThreadPoolExecutor | None = None
 
     def traced_graph(self, unet: torch.nn.Module, example: tuple,
                      notify: Callable[[str], None]) -> tuple[Path, GraphWeights]:
@@ -227,7 +233,7 @@ class CompiledUnets:
 
             notify("quantizing UNet to int8 for this model, one-time, a few minutes (later runs use it)")
             graph = _read(ir)
-            put_weights(graph, weights, unet)
+            put_weights(graph, weights, module_tensors(unet))
             ov.save_model(quantized(graph, spread(calls)), str(target / IR_NAME), compress_to_fp16=False)
             self.quantizations += 1
 
@@ -248,9 +254,7 @@ class CompiledUnets:
             return entry[2]
 
         compiled = self._int8_graph(unet, patches, inputs) if int8 else self._fp32_graph(unet, inputs, notify)
-        self._memory[key] = (weakref.ref(unet), patches, compiled)
-        while len(self._memory) > MEMORY_ENTRIES:
-            self._memory.popitem(last=False)
+        self._remember(key, unet, patches, compiled)
         return compiled
 
     def _int8_graph(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...]) -> Any:
@@ -264,14 +268,75 @@ class CompiledUnets:
     def _fp32_graph(self, unet: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
                     notify: Callable[[str], None]) -> Any:
         """The traced graph with the module's current weights put in, compiled; None where it cannot be used."""
+        usable = self._usable_graph(unet, inputs, notify)
+        shapes = tuple(tuple(t.shape) for t in inputs)
+        return None if usable is None else _compile(*usable, module_tensors(unet), shapes)
+
+    def _usable_graph(self, unet: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
+                      notify: Callable[[str], None]) -> tuple[Path, GraphWeights] | None:
+        """The traced graph and where its weights go; None, with a warning, where it cannot be used."""
         ir, weights = self.traced_graph(unet, inputs, notify)
         if weights.unplaced:
             warnings.warn(f"the compiled UNet would keep stand-in values for {', '.join(weights.unplaced[:3])}: "
-                          "sampling eager", stacklevel=3)
+                          "sampling eager", stacklevel=4)
         elif weights.mismatch is not None:
             warnings.warn(f"the compiled UNet was not exact when traced ({weights.mismatch}): sampling eager",
-                          stacklevel=3)
-        return _compile(ir, weights, unet, tuple(tuple(t.shape) for t in inputs)) if weights.usable else None
+                          stacklevel=4)
+        return (ir, weights) if weights.usable else None
+
+    def compiled_soon(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...],
+                      notify: Callable[[str], None]) -> Any:
+        """`compiled` at fp32 without the wait: the call if it is in memory, else None (the caller runs eager)
+        while a background thread compiles it, one at a time. A graph not yet traced is traced first, here
+        (once per architecture). The weights compiled are those the module holds now (a snapshot)."""
+        shapes = tuple(tuple(t.shape) for t in inputs)
+        key = (id(unet), tuple(id(p) for p in patches), shapes, False)
+        self._collect()
+        entry = self._memory.get(key)
+        if entry is not None and entry[0]() is unet and entry[1] == patches:
+            self._memory.move_to_end(key)
+            return entry[2]
+        if self._pending:  # a compile is under way (this one or another): eager meanwhile
+            return None
+        usable = self._usable_graph(unet, inputs, notify)
+        if usable is None:
+            self._remember(key, unet, patches, None)
+            return None
+        notify("compiling UNet for this CPU in the background; sampling eager meanwhile")
+        if self._background is None:
+            self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile-unet")
+        # detached: the tensors the parameters hold now, which a patch taken off later rebinds, not changes
+        snapshot = {name: tensor.detach() for name, tensor in module_tensors(unet).items()}
+        future = self._background.submit(_compile, *usable, snapshot, shapes)
+        self._pending[key] = (weakref.ref(unet), patches, future)
+        return None
+
+    def _collect(self) -> None:
+        """Move finished background compiles into memory (a failed one, warned about, as None: eager)."""
+        for key, (unet_ref, patches, future) in list(self._pending.items()):
+            if not future.done():
+                continue
+            del self._pending[key]
+            try:
+                compiled = future.result()
+            except Exception as error:
+                warnings.warn(f"compiling the UNet failed ({type(error).__name__}: {error}): sampling eager",
+                              stacklevel=4)
+                compiled = None
+            unet = unet_ref()
+            if unet is not None:
+                self._remember(key, unet, patches, compiled)
+
+    def wait_for_background(self, timeout: float | None = None) -> None:
+        """Wait until the background compile, if any, is done (for callers that want it ready: tests, benches)."""
+        for _, _, future in list(self._pending.values()):
+            future.exception(timeout)
+        self._collect()
+
+    def _remember(self, key: tuple, unet: torch.nn.Module, patches: tuple, compiled: Any) -> None:
+        self._memory[key] = (weakref.ref(unet), patches, compiled)
+        while len(self._memory) > MEMORY_ENTRIES:
+            self._memory.popitem(last=False)
 
     def clear_memory(self) -> None:
         self._memory.clear()
@@ -283,10 +348,10 @@ def _read(ir: Path) -> Any:
     return ov.Core().read_model(str(ir))
 
 
-def _compile(ir: Path, weights: GraphWeights, unet: torch.nn.Module, shapes: tuple) -> Any:
-    """The graph with the module's current weights, compiled for these input shapes."""
+def _compile(ir: Path, weights: GraphWeights, tensors: Mapping[str, torch.Tensor], shapes: tuple) -> Any:
+    """The graph with these weights (`module_tensors` of the module), compiled for these input shapes."""
     model = _read(ir)
-    put_weights(model, weights, unet)
+    put_weights(model, weights, tensors)
     return _compile_graph(model, shapes)
 
 
@@ -302,7 +367,7 @@ def _differs_from_eager(ir: Path, weights: GraphWeights, unet: torch.nn.Module, 
     """Why the new graph, given the module's real weights, does not compute what the module does on the
     trace's inputs; None when it does (within VERIFY_PSNR_DB). Run once per trace: a constant derived from
     weights that no byte match finds would otherwise keep a stand-in value unseen."""
-    compiled = _compile(ir, weights, unet, tuple(tuple(t.shape) for t in example))
+    compiled = _compile(ir, weights, module_tensors(unet), tuple(tuple(t.shape) for t in example))
     output = torch.from_numpy(compiled([t.numpy() for t in example])[0].copy())
     with torch.no_grad():
         reference = _SampleOnly(unet)(*example)
@@ -367,6 +432,8 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
         ctx.emit(PROGRESS, {"value": 0, "max": 1, "node": ctx.node_id, "prompt_id": ctx.prompt_id, "text": text})
 
     int8 = model.int8 is not None
+    # auto at fp32 samples eager while its compile runs in the background: the start-up stays eager's
+    soon = not int8 and compile_mode(ctx.settings) == "auto"
     calibration = _Calibration(unet)  # int8 with no graph for these weights yet: quantize one after the run
 
     def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
@@ -379,7 +446,8 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
                   encoder_hidden_states.float())
         with torch.inference_mode(False):  # the converter traces: it needs ordinary tensors
             inputs = tuple(t.clone() for t in inputs)
-            call = unets.compiled(unet, patches, inputs, notify, int8=int8)
+            call = (unets.compiled_soon(unet, patches, inputs, notify) if soon
+                    else unets.compiled(unet, patches, inputs, notify, int8=int8))
         if call is None:
             if int8:
                 calibration.keep(inputs)

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -107,15 +107,15 @@ def locate(graph: Any, traced: torch.nn.Module) -> GraphWeights:
     return GraphWeights(targets, sorted(unplaced))
 
 
-def put_weights(graph: Any, weights: GraphWeights, module: torch.nn.Module) -> None:
-    """Replace the graph's stand-in constants with the module's current tensors, sharing their memory (a
-    channels_last convolution weight is copied to the plain layout first). Safe because weights are never
-    changed in place: patches swap in new tensors (nodes.models.patching.applied), and the arrays keep the
-    tensors they view alive for as long as the compiled model holds them."""
+def put_weights(graph: Any, weights: GraphWeights, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Replace the graph's stand-in constants with a module's tensors (`module_tensors`, taken while its
+    patches are applied), sharing their memory (a channels_last convolution weight is copied to the plain
+    layout first). Safe because weights are never changed in place: patches swap in new tensors
+    (nodes.models.patching.applied), so the mapping stays a snapshot of the weights it was taken with, and the
+    arrays keep the tensors they view alive for as long as the compiled model holds them."""
     from openvino import op
 
     nodes = constants(graph)
-    tensors = module_tensors(module)
     for name, targets in weights.targets.items():
         values = tensors[name].detach().contiguous().numpy()
         for target in targets:

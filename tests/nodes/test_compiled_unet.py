@@ -280,3 +280,88 @@ def test_the_cache_lives_in_the_user_cache_folder():
     assert str(user_cache_dir({"SDGRAPH_CACHE_DIR": "/x/y"})) == "/x/y"
     assert str(user_cache_dir({"XDG_CACHE_HOME": "/c"})) == "/c/sdgraph"
     assert user_cache_dir({}).parts[-2:] == (".cache", "sdgraph")
+
+
+class HeldCompiles:
+    """Background compiles held back until `release()`, and the calls each compiled model answers. Made once
+    the graph is traced (`traced`): the trace's own check compiles in the foreground."""
+
+    def __init__(self, monkeypatch):
+        self.gate = threading.Event()
+        self.calls = 0
+        real = compiled_module._compile
+
+        def compile_when_released(*args):
+            assert self.gate.wait(60)
+            compiled = real(*args)
+
+            def counted(arrays):
+                self.calls += 1
+                return compiled(arrays)
+
+            return counted
+
+        monkeypatch.setattr(compiled_module, "_compile", compile_when_released)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+@pytest.fixture
+def traced(model, inputs, cache_root):
+    """The tiny UNet's graph in `cache_root`'s disk cache (traced by the first test that needs it)."""
+    sampled(model, inputs, CompiledUnets(CompileCache(cache_root)))
+
+
+@pytest.mark.slow
+def test_auto_samples_eager_while_the_compile_runs_in_the_background_then_switches(model, inputs, cache_root, traced,
+                                                                                   monkeypatch):
+    held = HeldCompiles(monkeypatch)
+    unets = CompiledUnets(CompileCache(cache_root))
+    events: list = []
+    reference = eager(model, inputs)
+    for _ in range(2):  # the compile is under way: these calls run eager, at eager's start-up
+        assert torch.equal(sampled(model, inputs, unets, {"compile": "auto"}, events), reference)
+    texts = [data.get("text", "") for name, data in events if name == PROGRESS]
+    assert texts.count("compiling UNet for this CPU in the background; sampling eager meanwhile") == 1
+    assert held.calls == 0
+    held.release()
+    unets.wait_for_background(60)
+    compiled = sampled(model, inputs, unets, {"compile": "auto"})
+    assert held.calls == 1 and psnr(compiled, reference) >= 45
+    assert model.unet.forward.__func__ is type(model.unet).forward  # the module is as before
+
+
+@pytest.mark.slow
+def test_a_background_compile_keeps_the_weights_it_started_with_after_the_run_ends(model, inputs, cache_root, traced,
+                                                                                   monkeypatch):
+    held = HeldCompiles(monkeypatch)
+    unets = CompiledUnets(CompileCache(cache_root))
+    patch = WeightPatch("unet", 0.5, {"conv_in.weight": ConstantDelta(0.1)}, "test-lora")
+    patched_model = ModelHandle(model.unet, SD15, model.model_sampling, "tiny", patches=(patch,))
+    patched_eager = eager(patched_model, inputs)
+    assert torch.equal(sampled(patched_model, inputs, unets, {"compile": "auto"}), patched_eager)
+    held.release()  # the run is over and its patch taken off the module; the compile still has its weights
+    unets.wait_for_background(60)
+    assert psnr(sampled(patched_model, inputs, unets, {"compile": "auto"}), patched_eager) >= 45
+    assert held.calls == 1
+    # the unpatched model is another compile: eager until it is ready, never the patched graph
+    assert torch.equal(sampled(model, inputs, unets, {"compile": "auto"}), eager(model, inputs))
+    unets.wait_for_background(60)
+    plain = sampled(model, inputs, unets, {"compile": "auto"})
+    assert held.calls == 2 and psnr(plain, eager(model, inputs)) >= 45 and psnr(plain, patched_eager) < 45
+
+
+@pytest.mark.slow
+def test_a_background_compile_that_fails_leaves_sampling_eager_with_a_warning(model, inputs, cache_root, traced,
+                                                                              monkeypatch):
+    def fails(*args):
+        raise MemoryError("no room for the compiled weights")
+
+    monkeypatch.setattr(compiled_module, "_compile", fails)
+    unets = CompiledUnets(CompileCache(cache_root))
+    reference = eager(model, inputs)
+    assert torch.equal(sampled(model, inputs, unets, {"compile": "auto"}), reference)
+    with pytest.warns(UserWarning, match="compiling the UNet failed .MemoryError: no room"):
+        unets.wait_for_background(60)
+    assert torch.equal(sampled(model, inputs, unets, {"compile": "auto"}), reference)
