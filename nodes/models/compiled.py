@@ -314,9 +314,8 @@ class CompiledUnets:
     def _collect(self) -> None:
         """Move finished background compiles into memory (a failed one, warned about, as None: eager)."""
         for key, (unet_ref, patches, future) in list(self._pending.items()):
-            if not future.done():
+            if not future.done() or self._pending.pop(key, None) is None:  # running, or collected meanwhile
                 continue
-            del self._pending[key]
             try:
                 compiled = future.result()
             except Exception as error:
