@@ -13,7 +13,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote
 
 from api.responses import ApiError
@@ -104,15 +104,22 @@ def _make_parent(path: Path) -> None:
 def replace_atomically(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash or a full disk leaves the old file or the new one, never a
     mix: a synced temporary file beside it, renamed over it. OSError as raised, the temporary file gone."""
+    _place_synced(path, data, os.replace)
+
+
+def _place_synced(path: Path, data: bytes, place: Callable[[Path, Path], None]) -> None:
+    """Write `data` into a synced temporary file beside `path`, then `place(temp, path)` it; the temporary
+    file is gone afterwards whatever happened."""
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=PARTIAL_SUFFIX)
+    temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp_name, path)
+        place(temp, path)
     finally:
-        Path(temp_name).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
 
 
 def write_file(path: Path, data: bytes, overwrite: bool) -> None:
@@ -120,19 +127,7 @@ def write_file(path: Path, data: bytes, overwrite: bool) -> None:
     file system refuses the name (too long, a folder in the way)."""
     _make_parent(path)
     try:
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=PARTIAL_SUFFIX)
-        temp = Path(temp_name)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if overwrite:
-                os.replace(temp, path)
-            else:
-                _link_new(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
+        _place_synced(path, data, os.replace if overwrite else _link_new)
     except FileExistsError:
         raise ApiError(409, "file_exists", "File already exists", path.name) from None
     except OSError as exc:  # ComfyUI answers 400 for any refusal of the file system

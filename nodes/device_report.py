@@ -17,10 +17,11 @@ def describe_runtime(settings: Mapping[str, Any]) -> dict[str, str]:
     """Label → value lines; ValueError names a bad `device` or `precision` setting."""
     auto = runtime_from_settings({**settings, "precision": "auto"})
     chosen = runtime_from_settings(settings)
+    cap = onednn_isa_cap()
     return {
         "torch": f"{torch.__version__}, {torch.get_num_threads()} threads",
         "torch sees native bf16": ("yes" if cpu_has_native_bf16() else "no")
-        + (f" (oneDNN capped at {onednn_isa_cap()})" if onednn_isa_cap() else ""),
+        + (f" (oneDNN capped at {cap})" if cap else ""),
         "device": str(chosen.device),
         "precision auto": auto.precision,
         "precision used": chosen.precision,

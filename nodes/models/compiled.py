@@ -246,13 +246,10 @@ class CompiledUnets:
                  notify: Callable[[str], None], int8: bool = False) -> Any:
         """The compiled call for these inputs' shapes with the module's current weights (patches applied),
         quantized when `int8`; None where the traced graph could not take them (the caller runs eager)."""
-        shapes = tuple(tuple(t.shape) for t in inputs)
-        key = (id(unet), tuple(id(p) for p in patches), shapes, int8)
-        entry = self._memory.get(key)
-        if entry is not None and entry[0]() is unet and entry[1] == patches:
-            self._memory.move_to_end(key)
-            return entry[2]
-
+        key = (id(unet), tuple(id(p) for p in patches), tuple(tuple(t.shape) for t in inputs), int8)
+        found, compiled = self._recalled(key, unet, patches)
+        if found:
+            return compiled
         compiled = self._int8_graph(unet, patches, inputs) if int8 else self._fp32_graph(unet, inputs, notify)
         self._remember(key, unet, patches, compiled)
         return compiled
@@ -292,10 +289,9 @@ class CompiledUnets:
         shapes = tuple(tuple(t.shape) for t in inputs)
         key = (id(unet), tuple(id(p) for p in patches), shapes, False)
         self._collect()
-        entry = self._memory.get(key)
-        if entry is not None and entry[0]() is unet and entry[1] == patches:
-            self._memory.move_to_end(key)
-            return entry[2]
+        found, compiled = self._recalled(key, unet, patches)
+        if found:
+            return compiled
         if self._pending:  # a compile is under way (this one or another): eager meanwhile
             return None
         usable = self._usable_graph(unet, inputs, notify)
@@ -331,6 +327,14 @@ class CompiledUnets:
         for _, _, future in list(self._pending.values()):
             future.exception(timeout)
         self._collect()
+
+    def _recalled(self, key: tuple, unet: torch.nn.Module, patches: tuple) -> tuple[bool, Any]:
+        """(True, what `_remember` kept for this key: a call or None) if it is this module's, else (False, None)."""
+        entry = self._memory.get(key)
+        if entry is None or entry[0]() is not unet or entry[1] != patches:
+            return False, None
+        self._memory.move_to_end(key)
+        return True, entry[2]
 
     def _remember(self, key: tuple, unet: torch.nn.Module, patches: tuple, compiled: Any) -> None:
         self._memory[key] = (weakref.ref(unet), patches, compiled)
