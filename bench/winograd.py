@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -28,8 +27,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.compiled import random_unet  # noqa: E402
+from bench.compiled import psnr, random_unet  # noqa: E402
 from bench.model_patches import cpu_model, isa_cap_note  # noqa: E402
+from bench.roofline import best_seconds  # noqa: E402
 
 # F(4×4, 3×3): input tiles 6×6 (B), weights 3×3 → 6×6 (G), products back to 4×4 outputs (A).
 B_T = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -73,21 +73,6 @@ class Winograd(torch.nn.Module):
                     back.permute(4, 2, 0, 3, 1))
         out = out[:, :, :height, :width]
         return out if self.bias is None else out + self.bias
-
-
-def best_seconds(repeats: int, call, *args) -> float:
-    call(*args)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call(*args)
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
-def psnr(value: torch.Tensor, reference: torch.Tensor) -> float:
-    mse = float(((value.double() - reference.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(float(reference.abs().max()) ** 2 / mse)
 
 
 def main() -> None:
