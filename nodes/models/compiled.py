@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import threading
 import warnings
 import weakref
 from collections import OrderedDict
@@ -163,7 +164,8 @@ class CompiledUnets:
     """Compiled UNets of this process: in memory by (UNet, patches, shapes); on disk, one traced graph per
     architecture, input shapes and runtime versions, into which each set of weights is put when compiling.
     `compilations` counts traces from torch (the slow, one-time step), `quantizations` int8 graphs made by
-    NNCF (once per set of weights) and `loads` graphs read from disk."""
+    NNCF (once per set of weights) and `loads` graphs read from disk. A compiled call holds a copy of its
+    UNet's weights, so it goes when its UNet does (the model unloaded or evicted), as does a pending compile."""
 
     cache: CompileCache
     compilations: int = 0
@@ -173,6 +175,9 @@ class CompiledUnets:
     _digests: OrderedDict = field(default_factory=OrderedDict)
     _pending: dict[tuple, tuple[weakref.ref, tuple, Future]] = field(default_factory=dict)
     _background: ThreadPoolExecutor | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _watched: weakref.WeakSet = field(default_factory=weakref.WeakSet)
+    _collected_since: bool = False  # a watched UNet was collected: forget what it held when the lock is free
 
     def traced_graph(self, unet: torch.nn.Module, example: tuple,
                      notify: Callable[[str], None]) -> tuple[Path, GraphWeights]:
@@ -210,9 +215,12 @@ class CompiledUnets:
         memo = (id(unet), tuple(id(p) for p in patches))
         known = self._digests.get(memo)
         if known is None or known[0]() is not unet or known[1] != patches:
-            known = self._digests[memo] = (weakref.ref(unet), patches, weights_digest(unet))
-            while len(self._digests) > MEMORY_ENTRIES:
-                self._digests.popitem(last=False)
+            known = (weakref.ref(unet), patches, weights_digest(unet))
+            self._watch(unet)
+            with self._locked():
+                self._digests[memo] = known
+                while len(self._digests) > MEMORY_ENTRIES:
+                    self._digests.popitem(last=False)
         return cache_key({"structure": structure_of(unet), "shapes": shape_bucket(unet, inputs),
                           **runtime_versions(), "nncf": nncf_version(), "recipe": RECIPE_VERSION, "weights": known[2]})
 
@@ -238,8 +246,9 @@ class CompiledUnets:
             self.quantizations += 1
 
         folder = self.cache.store(self.int8_key(unet, patches, example), write)
-        for key in [key for key in self._memory if key[0] == id(unet) and key[3]]:  # found no int8 graph
-            del self._memory[key]
+        with self._locked():
+            for key in [key for key in self._memory if key[0] == id(unet) and key[3]]:  # found no int8 graph
+                del self._memory[key]
         return folder / IR_NAME
 
     def compiled(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...],
@@ -304,14 +313,18 @@ class CompiledUnets:
         # detached: the tensors the parameters hold now, which a patch taken off later rebinds, not changes
         snapshot = {name: tensor.detach() for name, tensor in module_tensors(unet).items()}
         future = self._background.submit(_compile, *usable, snapshot, shapes)
-        self._pending[key] = (weakref.ref(unet), patches, future)
+        self._watch(unet)
+        with self._locked():
+            self._pending[key] = (weakref.ref(unet), patches, future)
         return None
 
     def _collect(self) -> None:
         """Move finished background compiles into memory (a failed one, warned about, as None: eager)."""
-        for key, (unet_ref, patches, future) in list(self._pending.items()):
-            if not future.done() or self._pending.pop(key, None) is None:  # running, or collected meanwhile
-                continue
+        with self._locked():
+            done = [(key, entry) for key, entry in self._pending.items() if entry[2].done()]
+            for key, _ in done:
+                del self._pending[key]
+        for key, (unet_ref, patches, future) in done:
             try:
                 compiled = future.result()
             except Exception as error:
@@ -324,25 +337,69 @@ class CompiledUnets:
 
     def wait_for_background(self, timeout: float | None = None) -> None:
         """Wait until the background compile, if any, is done (for callers that want it ready: tests, benches)."""
-        for _, _, future in list(self._pending.values()):
+        with self._locked():
+            futures = [future for _, _, future in self._pending.values()]
+        for future in futures:
             future.exception(timeout)
         self._collect()
 
     def _recalled(self, key: tuple, unet: torch.nn.Module, patches: tuple) -> tuple[bool, Any]:
         """(True, what `_remember` kept for this key: a call or None) if it is this module's, else (False, None)."""
-        entry = self._memory.get(key)
-        if entry is None or entry[0]() is not unet or entry[1] != patches:
-            return False, None
-        self._memory.move_to_end(key)
-        return True, entry[2]
+        with self._locked():
+            entry = self._memory.get(key)
+            if entry is None or entry[0]() is not unet or entry[1] != patches:
+                return False, None
+            self._memory.move_to_end(key)
+            return True, entry[2]
 
     def _remember(self, key: tuple, unet: torch.nn.Module, patches: tuple, compiled: Any) -> None:
-        self._memory[key] = (weakref.ref(unet), patches, compiled)
-        while len(self._memory) > MEMORY_ENTRIES:
-            self._memory.popitem(last=False)
+        self._watch(unet)
+        with self._locked():
+            self._memory[key] = (weakref.ref(unet), patches, compiled)
+            while len(self._memory) > MEMORY_ENTRIES:
+                self._memory.popitem(last=False)
+
+    def _watch(self, unet: torch.nn.Module) -> None:
+        """Forget what is held for `unet` once it is collected."""
+        if unet not in self._watched:
+            self._watched.add(unet)
+            weakref.finalize(unet, self._unet_collected)
+
+    def _unet_collected(self) -> None:
+        # Runs wherever the UNet's last reference goes, possibly inside one of this object's own updates
+        # (a garbage collection there): then the update holding the lock forgets it as it releases.
+        self._collected_since = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._forget_collected()
+            finally:
+                self._lock.release()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._lock:
+            yield
+            self._forget_collected()
+
+    def _forget_collected(self) -> None:
+        """Drop the compiled calls, pending compiles and digests whose UNet is gone (the lock held)."""
+        if not self._collected_since:
+            return
+        self._collected_since = False
+        for held in (self._memory, self._pending, self._digests):
+            for key in [key for key, entry in held.items() if entry[0]() is None]:
+                del held[key]
+
+    def held(self) -> int:
+        """How many compiled calls (or compiles under way) this process holds in memory."""
+        with self._locked():
+            return len(self._memory) + len(self._pending)
 
     def clear_memory(self) -> None:
-        self._memory.clear()
+        """Forget every compiled call and pending compile (a running compile finishes, unused)."""
+        with self._locked():
+            self._memory.clear()
+            self._pending.clear()
 
 
 def _read(ir: Path) -> Any:

@@ -1,6 +1,7 @@
 """The compiled UNet (`compile` setting): exact against eager, cached on disk, never stale after a patch,
 bounded on disk, and off unless asked for on CPUs where it was not measured faster."""
 
+import gc
 import math
 import os
 import subprocess
@@ -365,3 +366,36 @@ def test_a_background_compile_that_fails_leaves_sampling_eager_with_a_warning(mo
     with pytest.warns(UserWarning, match="compiling the UNet failed .MemoryError: no room"):
         unets.wait_for_background(60)
     assert torch.equal(sampled(model, inputs, unets, {"compile": "auto"}), reference)
+
+
+def another_checkpoint(seed: int) -> ModelHandle:
+    """A UNet of the tiny model's architecture with other weights: it reuses the trace."""
+    return ModelHandle(tiny_modules(SD15, seed=seed)["unet"].eval(), SD15, ModelSampling("epsilon"), "tiny")
+
+
+@pytest.mark.slow
+def test_a_compiled_unet_is_released_with_its_model(inputs, cache_root, traced):
+    unets = CompiledUnets(CompileCache(cache_root))
+    kept, dropped = another_checkpoint(6), another_checkpoint(7)
+    sampled(kept, inputs, unets)
+    sampled(dropped, inputs, unets)
+    assert unets.held() == 2  # each holds a copy of its UNet's weights
+    del dropped  # the model unloaded (`/free`, or evicted from the outputs' cache)
+    gc.collect()
+    assert unets.held() == 1
+    assert psnr(sampled(kept, inputs, unets), eager(kept, inputs)) >= 45 and unets.compilations == 0
+
+
+@pytest.mark.slow
+def test_a_pending_background_compile_is_dropped_with_its_model(inputs, cache_root, traced, monkeypatch):
+    held = HeldCompiles(monkeypatch)
+    unets = CompiledUnets(CompileCache(cache_root))
+    model = another_checkpoint(8)
+    sampled(model, inputs, unets, {"compile": "auto"})
+    assert unets.held() == 1  # the compile is under way
+    del model
+    gc.collect()
+    assert unets.held() == 0
+    held.release()
+    unets.wait_for_background(60)
+    assert unets.held() == 0 and held.calls == 0
