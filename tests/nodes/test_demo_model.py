@@ -150,17 +150,18 @@ def cli_run(workflow: Path, tmp_path: Path, *sets: str) -> list[Path]:
     return [Path(line) for line in result.stdout.splitlines()]
 
 
-def batch_workflow(sampler: str, scheduler: str) -> dict:
+def batch_workflow(sampler: str, scheduler: str, requests: list[Request] = REQUESTS, seed_offset: int = 0) -> dict:
     """The default workflow with one prompt → KSampler → VAEDecode → SaveImage branch per request
-    (the first keeps the default ids 3, 6, 8, 9), all sharing its loader, negative prompt and latent."""
+    (the first keeps the default ids 3, 6, 8, 9), all sharing its loader, negative prompt and latent; the
+    i-th samples with the default seed + `seed_offset` + i."""
     base = json.loads(WORKFLOW.read_text())
     workflow = {k: base[k] for k in ("4", "5", "7")}
-    for i, request in enumerate(REQUESTS):
+    for i, request in enumerate(requests):
         ids = ("6", "3", "8", "9") if i == 0 else tuple(str(100 + 10 * i + k) for k in range(4))
         text, sample, decode, save = ids
         workflow[text] = {**base["6"], "inputs": {**base["6"]["inputs"], "text": request.prompt}}
         workflow[sample] = {**base["3"], "inputs": {**base["3"]["inputs"], "positive": [text, 0],
-                                                    "seed": base["3"]["inputs"]["seed"] + i,
+                                                    "seed": base["3"]["inputs"]["seed"] + seed_offset + i,
                                                     "sampler_name": sampler, "scheduler": scheduler}}
         workflow[decode] = {**base["8"], "inputs": {**base["8"]["inputs"], "samples": [sample, 0]}}
         workflow[save] = {**base["9"], "inputs": {**base["9"]["inputs"], "images": [decode, 0],
