@@ -155,6 +155,7 @@ def demo_part(runs: list[str]) -> None:
     import torch
     from PIL import Image
     from test_demo_model import REQUESTS, SAMPLERS, analyse, batch_workflow
+    from test_precision_int8 import CALIBRATION_REQUEST
 
     from engine.config import EngineConfig, build_executor, build_registry
     from engine.workflow import Workflow
@@ -178,8 +179,9 @@ def demo_part(runs: list[str]) -> None:
         if precision not in executors:
             executors[precision] = build_executor(config, build_registry(config))
         if precision.endswith("-ov"):  # a first run calibrates on the eager int8 layers and quantizes; the
-            shutil.rmtree(graphs, ignore_errors=True)  # measured run, in a fresh executor, samples on the graph
-            assert executors[precision].execute(Workflow.from_api(graph)).status == "success"
+            shutil.rmtree(graphs, ignore_errors=True)  # measured run, in a fresh executor, samples on the graph;
+            calibrating = batch_workflow(sampler, schedulers[sampler], [CALIBRATION_REQUEST], seed_offset=1000)
+            assert executors[precision].execute(Workflow.from_api(calibrating)).status == "success"  # held out
             executors[precision] = build_executor(config, build_registry(config))
         started = time.perf_counter()
         result = executors[precision].execute(Workflow.from_api(graph))
