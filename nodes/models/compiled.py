@@ -20,11 +20,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import threading
 import warnings
 import weakref
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +37,7 @@ from engine.events import PROGRESS
 from nodes.models.compile_cache import CompileCache, cache_key, user_cache_dir
 from nodes.models.graph_weights import GraphWeights, locate, module_tensors, put_weights, stand_in, structure_of
 from nodes.models.handles import ModelHandle
+from nodes.models.module_memory import ModuleMemory
 from nodes.models.quantize import int8_forwards_lifted
 from nodes.models.quantized_graph import (
     RECIPE_VERSION,
@@ -171,13 +170,10 @@ class CompiledUnets:
     compilations: int = 0
     quantizations: int = 0
     loads: int = 0
-    _memory: OrderedDict = field(default_factory=OrderedDict)
-    _digests: OrderedDict = field(default_factory=OrderedDict)
-    _pending: dict[tuple, tuple[weakref.ref, tuple, Future]] = field(default_factory=dict)
+    _memory: ModuleMemory = field(default_factory=lambda: ModuleMemory(MEMORY_ENTRIES))  # compiled calls
+    _digests: ModuleMemory = field(default_factory=lambda: ModuleMemory(MEMORY_ENTRIES))  # weights digests
+    _pending: ModuleMemory = field(default_factory=ModuleMemory)  # background compiles (Futures)
     _background: ThreadPoolExecutor | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _watched: weakref.WeakSet = field(default_factory=weakref.WeakSet)
-    _collected_since: bool = False  # a watched UNet was collected: forget what it held when the lock is free
 
     def traced_graph(self, unet: torch.nn.Module, example: tuple,
                      notify: Callable[[str], None]) -> tuple[Path, GraphWeights]:
@@ -213,16 +209,12 @@ class CompiledUnets:
     def int8_key(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...]) -> str:
         """The disk key of the int8 graph for the module's current weights and these inputs' shape class."""
         memo = (id(unet), tuple(id(p) for p in patches))
-        known = self._digests.get(memo)
-        if known is None or known[0]() is not unet or known[1] != patches:
-            known = (weakref.ref(unet), patches, weights_digest(unet))
-            self._watch(unet)
-            with self._locked():
-                self._digests[memo] = known
-                while len(self._digests) > MEMORY_ENTRIES:
-                    self._digests.popitem(last=False)
+        found, digest = self._digests.get(memo, unet, patches)
+        if not found:
+            digest = weights_digest(unet)
+            self._digests.put(memo, unet, patches, digest)
         return cache_key({"structure": structure_of(unet), "shapes": shape_bucket(unet, inputs),
-                          **runtime_versions(), "nncf": nncf_version(), "recipe": RECIPE_VERSION, "weights": known[2]})
+                          **runtime_versions(), "nncf": nncf_version(), "recipe": RECIPE_VERSION, "weights": digest})
 
     def quantize(self, unet: torch.nn.Module, patches: tuple, calls: list, example: tuple[torch.Tensor, ...],
                  notify: Callable[[str], None]) -> Path | None:
@@ -246,9 +238,7 @@ class CompiledUnets:
             self.quantizations += 1
 
         folder = self.cache.store(self.int8_key(unet, patches, example), write)
-        with self._locked():
-            for key in [key for key in self._memory if key[0] == id(unet) and key[3]]:  # found no int8 graph
-                del self._memory[key]
+        self._memory.take(lambda key, _: key[0] == id(unet) and key[3])  # found no int8 graph before
         return folder / IR_NAME
 
     def compiled(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...],
@@ -256,11 +246,11 @@ class CompiledUnets:
         """The compiled call for these inputs' shapes with the module's current weights (patches applied),
         quantized when `int8`; None where the traced graph could not take them (the caller runs eager)."""
         key = (id(unet), tuple(id(p) for p in patches), tuple(tuple(t.shape) for t in inputs), int8)
-        found, compiled = self._recalled(key, unet, patches)
+        found, compiled = self._memory.get(key, unet, patches)
         if found:
             return compiled
         compiled = self._int8_graph(unet, patches, inputs) if int8 else self._fp32_graph(unet, inputs, notify)
-        self._remember(key, unet, patches, compiled)
+        self._memory.put(key, unet, patches, compiled)
         return compiled
 
     def _int8_graph(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...]) -> Any:
@@ -298,108 +288,50 @@ class CompiledUnets:
         shapes = tuple(tuple(t.shape) for t in inputs)
         key = (id(unet), tuple(id(p) for p in patches), shapes, False)
         self._collect()
-        found, compiled = self._recalled(key, unet, patches)
+        found, compiled = self._memory.get(key, unet, patches)
         if found:
             return compiled
-        if self._pending:  # a compile is under way (this one or another): eager meanwhile
+        if len(self._pending):  # a compile is under way (this one or another): eager meanwhile
             return None
         usable = self._usable_graph(unet, inputs, notify)
         if usable is None:
-            self._remember(key, unet, patches, None)
+            self._memory.put(key, unet, patches, None)
             return None
         notify("compiling UNet for this CPU in the background; sampling eager meanwhile")
         if self._background is None:
             self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile-unet")
         # detached: the tensors the parameters hold now, which a patch taken off later rebinds, not changes
         snapshot = {name: tensor.detach() for name, tensor in module_tensors(unet).items()}
-        future = self._background.submit(_compile, *usable, snapshot, shapes)
-        self._watch(unet)
-        with self._locked():
-            self._pending[key] = (weakref.ref(unet), patches, future)
+        self._pending.put(key, unet, patches, self._background.submit(_compile, *usable, snapshot, shapes))
         return None
 
     def _collect(self) -> None:
         """Move finished background compiles into memory (a failed one, warned about, as None: eager)."""
-        with self._locked():
-            done = [(key, entry) for key, entry in self._pending.items() if entry[2].done()]
-            for key, _ in done:
-                del self._pending[key]
-        for key, (unet_ref, patches, future) in done:
+        for key, unet, patches, future in self._pending.take(lambda _, future: future.done()):
             try:
                 compiled = future.result()
             except Exception as error:
                 warnings.warn(f"compiling the UNet failed ({type(error).__name__}: {error}): sampling eager",
                               stacklevel=4)
                 compiled = None
-            unet = unet_ref()
             if unet is not None:
-                self._remember(key, unet, patches, compiled)
+                self._memory.put(key, unet, patches, compiled)
 
     def wait_for_background(self, timeout: float | None = None) -> None:
         """Wait until the background compile, if any, is done (for callers that want it ready: tests, benches)."""
-        with self._locked():
-            futures = [future for _, _, future in self._pending.values()]
-        for future in futures:
+        for future in self._pending.values():
             future.exception(timeout)
         self._collect()
 
-    def _recalled(self, key: tuple, unet: torch.nn.Module, patches: tuple) -> tuple[bool, Any]:
-        """(True, what `_remember` kept for this key: a call or None) if it is this module's, else (False, None)."""
-        with self._locked():
-            entry = self._memory.get(key)
-            if entry is None or entry[0]() is not unet or entry[1] != patches:
-                return False, None
-            self._memory.move_to_end(key)
-            return True, entry[2]
-
-    def _remember(self, key: tuple, unet: torch.nn.Module, patches: tuple, compiled: Any) -> None:
-        self._watch(unet)
-        with self._locked():
-            self._memory[key] = (weakref.ref(unet), patches, compiled)
-            while len(self._memory) > MEMORY_ENTRIES:
-                self._memory.popitem(last=False)
-
-    def _watch(self, unet: torch.nn.Module) -> None:
-        """Forget what is held for `unet` once it is collected."""
-        if unet not in self._watched:
-            self._watched.add(unet)
-            weakref.finalize(unet, self._unet_collected)
-
-    def _unet_collected(self) -> None:
-        # Runs wherever the UNet's last reference goes, possibly inside one of this object's own updates
-        # (a garbage collection there): then the update holding the lock forgets it as it releases.
-        self._collected_since = True
-        if self._lock.acquire(blocking=False):
-            try:
-                self._forget_collected()
-            finally:
-                self._lock.release()
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._lock:
-            yield
-            self._forget_collected()
-
-    def _forget_collected(self) -> None:
-        """Drop the compiled calls, pending compiles and digests whose UNet is gone (the lock held)."""
-        if not self._collected_since:
-            return
-        self._collected_since = False
-        for held in (self._memory, self._pending, self._digests):
-            for key in [key for key, entry in held.items() if entry[0]() is None]:
-                del held[key]
-
     def held(self) -> int:
-        """How many compiled calls (or compiles under way) this process holds in memory."""
-        with self._locked():
-            return len(self._memory) + len(self._pending)
+        """How many compiled calls (or compiles under way) this process holds in memory: each goes with its
+        UNet (nodes.models.module_memory)."""
+        return len(self._memory) + len(self._pending)
 
     def clear_memory(self) -> None:
         """Forget every compiled call and pending compile (a running compile finishes, unused)."""
-        with self._locked():
-            self._memory.clear()
-            self._pending.clear()
+        self._memory.clear()
+        self._pending.clear()
 
 
 def _read(ir: Path) -> Any:
