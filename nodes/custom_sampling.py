@@ -114,7 +114,7 @@ def sample_custom(ctx: RunContext, guider: Guider | DualGuider, noise: NoiseSour
             preview(denoised)
         ctx.progress(i + 1, total)
 
-    with model_patches_applied(model), compiled_unet_used(ctx, model), torch.inference_mode():
+    with model_patches_applied(model), compiled_unet_used(ctx, model, steps=total), torch.inference_mode():
         out = sampler.loop()(denoiser, x.float(), sigmas, noise.seed, step)
     output = {**latent, "samples": (out / scale).cpu()}
     denoised_output = {**latent, "samples": (last["x0"] / scale).cpu()} if "x0" in last else output

@@ -67,7 +67,7 @@ def run_sampler(ctx: RunContext, model: ModelHandle, seed: int, steps: int, cfg:
             preview(denoised)
         ctx.progress(i + 1, total)
 
-    with model_patches_applied(model), compiled_unet_used(ctx, model), torch.inference_mode():
+    with model_patches_applied(model), compiled_unet_used(ctx, model, steps=total), torch.inference_mode():
         out = sample(sampler_name, denoiser, x, sigmas, seed, step)
     return {**latent, "samples": (out / scale).cpu()}
 

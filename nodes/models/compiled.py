@@ -4,7 +4,9 @@
 `$SDGRAPH_COMPILE`, else auto); auto compiles only on CPU kinds where it was measured faster than eager
 (bench/compiled.py, bench/RESULTS.md) and where memory allows; it samples eager while a background thread
 compiles (putting the weights into the graph copies them: seconds, and far more where fresh memory is slow),
-then switches, so its start-up is eager's; `on` waits for the compile. The path is exact: fp32 in, fp32 out,
+then switches, so its start-up is eager's; it starts that compile for a run of at least
+AUTO_BACKGROUND_MIN_STEPS steps, or when the model samples again in this process (a short one-shot run would
+pay the compile and never use it); `on` waits for the compile. The path is exact: fp32 in, fp32 out,
 within 45 dB PSNR of eager. The traced graph (OpenVINO IR) is kept on disk under the user's cache folder
 (`compile_cache`), keyed by the UNet's architecture, the class of input shapes it serves (`shape_bucket`) and
 the runtime versions; the weights as they are when sampling (patches applied) are put into it at each
@@ -61,6 +63,10 @@ AUTO_MEMORY_UNETS = 3
 COMPILE_DEFAULT_ENV = "SDGRAPH_COMPILE"  # the default of the `compile` setting where a run does not set it
 VERIFY_PSNR_DB = 60  # a new graph's output against eager's, on the trace's inputs (OpenVINO fp32: ~120 dB)
 MEMORY_ENTRIES = 4  # compiled (weights, shape) pairs kept in memory; each holds a copy of the weights
+# The fewest steps for which auto's first run of a model starts a background compile. Its compile competes
+# with the eager steps beside it and a process that ends first waits for it: measured, a one-shot 256 px run
+# of 2 or 8 steps took 1.6–2.0× eager's time with it, a 512 px run of 20 steps 0.84× (bench/RESULTS.md).
+AUTO_BACKGROUND_MIN_STEPS = 10
 
 
 def openvino_available() -> bool:
@@ -173,6 +179,7 @@ class CompiledUnets:
     _memory: ModuleMemory = field(default_factory=lambda: ModuleMemory(MEMORY_ENTRIES))  # compiled calls
     _digests: ModuleMemory = field(default_factory=lambda: ModuleMemory(MEMORY_ENTRIES))  # weights digests
     _pending: ModuleMemory = field(default_factory=ModuleMemory)  # background compiles (Futures)
+    _sampled: ModuleMemory = field(default_factory=lambda: ModuleMemory(4 * MEMORY_ENTRIES))  # (UNet, patches) seen
     _background: ThreadPoolExecutor | None = None
 
     def traced_graph(self, unet: torch.nn.Module, example: tuple,
@@ -280,18 +287,25 @@ class CompiledUnets:
                           stacklevel=4)
         return (ir, weights) if weights.usable else None
 
+    def sampled_before(self, unet: torch.nn.Module, patches: tuple) -> bool:
+        """Whether this module with these patches sampled before in this process; it counts as having now."""
+        key = (id(unet), tuple(id(p) for p in patches))
+        seen = self._sampled.get(key, unet, patches)[0]
+        self._sampled.put(key, unet, patches, True)
+        return seen
+
     def compiled_soon(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...],
-                      notify: Callable[[str], None]) -> Any:
+                      notify: Callable[[str], None], start: bool = True) -> Any:
         """`compiled` at fp32 without the wait: the call if it is in memory, else None (the caller runs eager)
-        while a background thread compiles it, one at a time. A graph not yet traced is traced first, here
-        (once per architecture). The weights compiled are those the module holds now (a snapshot)."""
+        while a background thread compiles it (if `start`), one at a time. A graph not yet traced is traced
+        first, here (once per architecture). The weights compiled are those the module holds now (a snapshot)."""
         shapes = tuple(tuple(t.shape) for t in inputs)
         key = (id(unet), tuple(id(p) for p in patches), shapes, False)
         self._collect()
         found, compiled = self._memory.get(key, unet, patches)
         if found:
             return compiled
-        if len(self._pending):  # a compile is under way (this one or another): eager meanwhile
+        if not start or len(self._pending):  # not wanted now, or a compile is under way: eager meanwhile
             return None
         usable = self._usable_graph(unet, inputs, notify)
         if usable is None:
@@ -405,9 +419,11 @@ class _Calibration:
 
 
 @contextmanager
-def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets | None = None) -> Iterator[None]:
+def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets | None = None,
+                       steps: int | None = None) -> Iterator[None]:
     """Inside the block (entered with the model's patches applied), plain calls of `model.unet` run compiled
-    when the `compile` setting wants it; any other call runs eager. The module is as before afterwards."""
+    when the `compile` setting wants it; any other call runs eager. The module is as before afterwards.
+    `steps`: how many sampling steps the block makes (None: unknown, as many as a compile needs to pay)."""
     if not compile_wanted(ctx.settings, model, cpu_kind()) or model.hooks:
         yield
         return
@@ -426,6 +442,8 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
     int8 = model.int8 is not None
     # auto at fp32 samples eager while its compile runs in the background: the start-up stays eager's
     soon = not int8 and compile_mode(ctx.settings) == "auto"
+    # ... started where it pays: a run long enough, or a model that samples again in this process
+    start = soon and (unets.sampled_before(unet, patches) or steps is None or steps >= AUTO_BACKGROUND_MIN_STEPS)
     calibration = _Calibration(unet)  # int8 with no graph for these weights yet: quantize one after the run
 
     def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
@@ -438,7 +456,7 @@ def compiled_unet_used(ctx: RunContext, model: ModelHandle, unets: CompiledUnets
                   encoder_hidden_states.float())
         with torch.inference_mode(False):  # the converter traces: it needs ordinary tensors
             inputs = tuple(t.clone() for t in inputs)
-            call = (unets.compiled_soon(unet, patches, inputs, notify) if soon
+            call = (unets.compiled_soon(unet, patches, inputs, notify, start) if soon
                     else unets.compiled(unet, patches, inputs, notify, int8=int8))
         if call is None:
             if int8:

@@ -16,7 +16,13 @@ from engine.context import InterruptHandle, RunContext
 from engine.events import PROGRESS
 from engine.paths import Paths
 from nodes.models.compile_cache import CompileCache, cache_key, user_cache_dir
-from nodes.models.compiled import COMPILE_DEFAULT_ENV, CompiledUnets, compile_wanted, compiled_unet_used
+from nodes.models.compiled import (
+    AUTO_BACKGROUND_MIN_STEPS,
+    COMPILE_DEFAULT_ENV,
+    CompiledUnets,
+    compile_wanted,
+    compiled_unet_used,
+)
 from nodes.models.family import SD15
 from nodes.models.graph_weights import GraphWeights, structure_of
 from nodes.models.handles import ModelHandle
@@ -63,11 +69,12 @@ def inputs(model):
 
 
 def sampled(model: ModelHandle, inputs, unets: CompiledUnets | None, settings: dict | None = None,
-            events: list | None = None, **kwargs) -> torch.Tensor:
-    """One UNet call as the samplers make it: patches applied, then the compiled scope, in inference mode."""
+            events: list | None = None, steps: int | None = None, **kwargs) -> torch.Tensor:
+    """One UNet call as the samplers make it: patches applied, then the compiled scope (for a run of `steps`),
+    in inference mode."""
     ctx = run_context(settings if settings is not None else {"compile": "on"}, events if events is not None else [])
     x, t, embeds = inputs
-    with model_patches_applied(model) as unet, compiled_unet_used(ctx, model, unets), torch.inference_mode():
+    with model_patches_applied(model) as unet, compiled_unet_used(ctx, model, unets, steps), torch.inference_mode():
         return unet(x, t, encoder_hidden_states=embeds, **kwargs).sample
 
 
@@ -399,3 +406,23 @@ def test_a_pending_background_compile_is_dropped_with_its_model(inputs, cache_ro
     held.release()
     unets.wait_for_background(60)
     assert unets.held() == 0 and held.calls == 0
+
+
+@pytest.mark.slow
+def test_auto_compiles_in_the_background_for_a_long_run_or_a_model_that_samples_again(inputs, cache_root, traced):
+    short, long = AUTO_BACKGROUND_MIN_STEPS - 1, AUTO_BACKGROUND_MIN_STEPS
+    unets = CompiledUnets(CompileCache(cache_root))
+    model = another_checkpoint(9)
+    events: list = []
+    assert torch.equal(sampled(model, inputs, unets, {"compile": "auto"}, events, steps=short), eager(model, inputs))
+    assert unets.held() == 0 and not events, "a short one-shot run would pay the compile and never use it"
+    sampled(model, inputs, unets, {"compile": "auto"}, events, steps=short)  # the model samples again
+    assert unets.held() == 1 and len(events) == 1
+    unets.wait_for_background(60)
+    assert psnr(sampled(model, inputs, unets, {"compile": "auto"}, steps=1), eager(model, inputs)) >= 45
+    assert unets.held() == 1, "a short run uses the compiled call that is there"
+
+    first_run_long = another_checkpoint(10)
+    sampled(first_run_long, inputs, unets, {"compile": "auto"}, steps=long)
+    assert unets.held() == 2
+    unets.wait_for_background(60)
