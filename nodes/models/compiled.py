@@ -65,7 +65,7 @@ VERIFY_PSNR_DB = 60  # a new graph's output against eager's, on the trace's inpu
 MEMORY_ENTRIES = 4  # compiled (weights, shape) pairs kept in memory; each holds a copy of the weights
 # The fewest steps for which auto's first run of a model starts a background compile. Its compile competes
 # with the eager steps beside it and a process that ends first waits for it: on this project's VM a one-shot
-# 256 px run of 2 or 8 steps took 1.6–2.0× eager's time with it, a 512 px run of 20 steps 0.84× and 1.00×
+# 256 px run of 2 or 8 steps took 1.6–1.8× eager's time with it, a 512 px run of 20 steps 0.84× and 1.00×
 # (bench/RESULTS.md); where fresh memory is cheap the compile takes seconds and pays within a few steps.
 AUTO_BACKGROUND_MIN_STEPS = 10
 
