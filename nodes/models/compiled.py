@@ -37,7 +37,15 @@ from engine.context import RunContext
 from engine.device_facts import read_memory
 from engine.events import PROGRESS
 from nodes.models.compile_cache import CompileCache, cache_key, user_cache_dir
-from nodes.models.graph_weights import GraphWeights, locate, module_tensors, put_weights, stand_in, structure_of
+from nodes.models.graph_weights import (
+    GraphWeights,
+    locate,
+    module_tensors,
+    put_weights,
+    stand_in,
+    structure_of,
+    weightless,
+)
 from nodes.models.handles import ModelHandle
 from nodes.models.module_memory import ModuleMemory
 from nodes.models.quantize import int8_forwards_lifted
@@ -52,7 +60,9 @@ from nodes.models.quantized_graph import (
 )
 
 IR_NAME = "unet.xml"
-FORMAT_VERSION = 3  # 2: traced from stand-in weights, the real ones put in at compile time; 3: verified
+TRACED_NAME = "traced.xml"  # the converter's graph with its stand-in weights, while a trace is written
+# 2: traced from stand-in weights, the real ones put in at compile time; 3: verified; 4: kept without weights
+FORMAT_VERSION = 4
 # CPU kinds where the compiled fp32 UNet was measured faster than eager, so that `auto` compiles there:
 # CPUs without native bf16, where auto's precision is fp32 (bench/RESULTS.md, "Compiled UNet"). With native
 # bf16, bf16 eager is faster still and stays the default; `--compile on` opts in anywhere.
@@ -202,10 +212,17 @@ class CompiledUnets:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the tracer's notes on Python branches, expected here
                 converted = ov.convert_model(_SampleOnly(traced), example_input=example)
-            ov.save_model(converted, str(target / IR_NAME), compress_to_fp16=False)
+            ov.save_model(converted, str(target / TRACED_NAME), compress_to_fp16=False)
             del converted
-            weights = locate(ov.Core().read_model(str(target / IR_NAME)), traced)
+            graph = _read(target / TRACED_NAME)
+            weights = locate(graph, traced)
             del traced
+            if not weights.unplaced:  # kept as structure alone; the weights go in when compiling
+                weightless(graph, weights)
+            ov.save_model(graph, str(target / IR_NAME), compress_to_fp16=False)
+            del graph
+            for part in (TRACED_NAME, Path(TRACED_NAME).with_suffix(".bin").name):
+                (target / part).unlink()
             if weights.usable:
                 weights = replace(weights, mismatch=_differs_from_eager(target / IR_NAME, weights, unet, example))
             weights.save(target)

@@ -3,9 +3,11 @@
 Tracing a UNet into OpenVINO takes a minute or more; putting other weights into a traced graph takes
 seconds. So the graph is traced once per architecture and input shapes, from a stand-in copy whose every
 parameter holds distinct random values, and the constants that hold each parameter are found by their
-bytes (the converter keeps a parameter's bytes, reshaped at most). Compiling for a checkpoint, a LoRA or
-a merge then replaces those constants with the module's current tensors. A parameter the converter
-transformed (found in no constant) would stay at its stand-in value: such a graph is not used at all.
+bytes (the converter keeps a parameter's bytes, reshaped at most). Those constants then become the graph's
+extra inputs (`weightless`), so the graph kept on disk is its structure alone, kilobytes rather than the
+weights' gigabytes. Compiling for a checkpoint, a LoRA or a merge puts the module's current tensors in
+as constants again. A parameter the converter transformed (found in no constant) would stay at its
+stand-in value: such a graph is not used at all.
 """
 
 from __future__ import annotations
@@ -107,18 +109,38 @@ def locate(graph: Any, traced: torch.nn.Module) -> GraphWeights:
     return GraphWeights(targets, sorted(unplaced))
 
 
+def weightless(graph: Any, weights: GraphWeights) -> None:
+    """Turn the constants `weights` places into inputs of the graph, of the same name, type and shape: the
+    graph then holds no weights (`put_weights` makes them constants again before compiling)."""
+    from openvino import op
+
+    nodes = constants(graph)
+    inputs = []
+    for name in (target for targets in weights.targets.values() for target in targets):
+        old = nodes[name]
+        placeholder = op.Parameter(old.get_output_element_type(0), old.get_output_partial_shape(0))
+        placeholder.set_friendly_name(name)
+        old.output(0).replace(placeholder.output(0))
+        inputs.append(placeholder)
+    graph.add_parameters(inputs)
+
+
 def put_weights(graph: Any, weights: GraphWeights, tensors: Mapping[str, torch.Tensor]) -> None:
-    """Replace the graph's stand-in constants with a module's tensors (`module_tensors`, taken while its
-    patches are applied), sharing their memory (a channels_last convolution weight is copied to the plain
-    layout first). Safe because weights are never changed in place: patches swap in new tensors
+    """Put a module's tensors (`module_tensors`, taken while its patches are applied) into the graph as
+    constants, where `weightless` left inputs (or, in a graph that still has them, in place of the stand-in
+    constants), sharing their memory (a channels_last convolution weight is copied to the plain layout first).
+    Safe because weights are never changed in place: patches swap in new tensors
     (nodes.models.patching.applied), so the mapping stays a snapshot of the weights it was taken with, and the
     arrays keep the tensors they view alive for as long as the compiled model holds them."""
     from openvino import op
 
-    nodes = constants(graph)
+    placeholders = {node.get_friendly_name(): node for node in graph.get_parameters()}
+    nodes = {**constants(graph), **placeholders}
     for name, targets in weights.targets.items():
         values = tensors[name].detach().contiguous().numpy()
         for target in targets:
             old = nodes[target]
             replacement = op.Constant(values.reshape(tuple(old.get_output_shape(0))), shared_memory=True)
             old.output(0).replace(replacement.output(0))
+            if target in placeholders:
+                graph.remove_parameter(old)

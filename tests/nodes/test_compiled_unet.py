@@ -426,3 +426,12 @@ def test_auto_compiles_in_the_background_for_a_long_run_or_a_model_that_samples_
     sampled(first_run_long, inputs, unets, {"compile": "auto"}, steps=long)
     assert unets.held() == 2
     unets.wait_for_background(60)
+
+
+@pytest.mark.slow
+def test_the_graph_kept_on_disk_holds_no_weights(model, inputs, cache_root, traced):
+    """Its weights go in when compiling, so the cache keeps the structure alone, not a copy of the UNet."""
+    ir, weights = CompiledUnets(CompileCache(cache_root)).traced_graph(model.unet, inputs, lambda text: None)
+    weight_bytes = sum(t.numel() * t.element_size() for t in model.unet.parameters())
+    assert weights.usable and ir.with_suffix(".bin").stat().st_size < weight_bytes / 100
+    assert sorted(path.name for path in ir.parent.iterdir()) == ["unet.bin", "unet.xml", "weights.json"]
