@@ -6,14 +6,14 @@
 compiles (putting the weights into the graph copies them: seconds, and far more where fresh memory is slow),
 then switches, so its start-up is eager's; it starts that compile for a run of at least
 AUTO_BACKGROUND_MIN_STEPS steps, or when the model samples again in this process (a short one-shot run would
-pay the compile and never use it); `on` waits for the compile. The path is exact: fp32 in, fp32 out,
-within 45 dB PSNR of eager. The traced graph (OpenVINO IR) is kept on disk under the user's cache folder
-(`compile_cache`), keyed by the UNet's architecture, the class of input shapes it serves (`shape_bucket`) and
-the runtime versions; the weights as they are when sampling (patches applied) are put into it at each
-compile (`graph_weights`), so another checkpoint or LoRA costs seconds, never a new trace, and never runs
-with stale weights. A call the compiled graph cannot express (ControlNet residuals, IP-Adapter or GLIGEN
-attention, hooks, extra inputs) runs eager. At `precision=int8` the graph, holding the model's weights, is
-quantized by NNCF (nodes.models.quantized_graph) and cached per weights digest; a call it cannot express
+pay the compile and never use it); `on` waits for the compile. The path is exact: fp32 in, fp32 out, within 45
+dB PSNR of eager. The traced graph (OpenVINO IR, without weights) is kept on disk under the user's cache
+folder (`compile_cache`), keyed by the UNet's architecture, the class of input shapes it serves
+(`shape_bucket`) and the runtime versions; the weights as they are when sampling (patches applied) are put
+into it at each compile (`graph_weights`), so another checkpoint or LoRA costs seconds, never a new trace, and
+never runs with stale weights. A call the compiled graph cannot express (ControlNet residuals, IP-Adapter or
+GLIGEN attention, hooks, extra inputs) runs eager. At `precision=int8` the graph, holding the model's weights,
+is quantized by NNCF (nodes.models.quantized_graph) and cached per weights digest; a call it cannot express
 runs on the eager int8 layers (nodes.models.quantize).
 """
 
