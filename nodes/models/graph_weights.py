@@ -116,7 +116,7 @@ def weightless(graph: Any, weights: GraphWeights) -> None:
 
     nodes = constants(graph)
     inputs = []
-    for name in (target for targets in weights.targets.values() for target in targets):
+    for name in dict.fromkeys(target for targets in weights.targets.values() for target in targets):  # once each
         old = nodes[name]
         placeholder = op.Parameter(old.get_output_element_type(0), old.get_output_partial_shape(0))
         placeholder.set_friendly_name(name)
