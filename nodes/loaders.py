@@ -77,7 +77,7 @@ class CheckpointLoaderSimple:
     def run(self, ctx: RunContext, ckpt_name: str) -> tuple:
         runtime = runtime_from_settings(ctx.settings)
         loaded = load_checkpoint(checkpoint_path(ctx.paths, ckpt_name), dtype=runtime.dtype, device=runtime.device,
-                                 memory_format=runtime.memory_format)
+                                 memory_format=runtime.memory_format, unet_memory_format=runtime.unet_memory_format)
         return checkpoint_handles(loaded, ckpt_name, runtime.int8)
 
 
@@ -105,7 +105,7 @@ class CheckpointLoader:
         config = read_ldm_config(ctx.paths.model_path("configs", config_name))
         runtime = runtime_from_settings(ctx.settings)
         loaded = load_checkpoint(checkpoint_path(ctx.paths, ckpt_name), dtype=runtime.dtype, device=runtime.device,
-                                 memory_format=runtime.memory_format)
+                                 memory_format=runtime.memory_format, unet_memory_format=runtime.unet_memory_format)
         loaded.scheduler_config["prediction_type"] = config.prediction_type
         if loaded.family.config_dir == "sd2":
             loaded.family = SD2_V if config.prediction_type == "v_prediction" else SD2_EPS
@@ -133,7 +133,7 @@ class DiffusersLoader:
             raise ValueError(f"{model_path!r} in models/diffusers is not a diffusers folder (no model_index.json)")
         runtime = runtime_from_settings(ctx.settings)
         loaded = load_checkpoint(folder, dtype=runtime.dtype, device=runtime.device,
-                                 memory_format=runtime.memory_format)
+                                 memory_format=runtime.memory_format, unet_memory_format=runtime.unet_memory_format)
         return checkpoint_handles(loaded, model_path, runtime.int8)
 
 

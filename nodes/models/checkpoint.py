@@ -73,20 +73,21 @@ def _tokenizers(configs: FamilyConfigs, folder: Path | None = None) -> list[Any]
 def _assemble(path: Path, family: CheckpointFamily, configs: FamilyConfigs,
               components: dict[str, dict[str, torch.Tensor]], dtype: torch.dtype | None,
               device: str | torch.device, memory_format: torch.memory_format,
-              files: list[StateDictFile], folder: Path | None = None) -> LoadedCheckpoint:
+              files: list[StateDictFile], folder: Path | None = None,
+              unet_memory_format: torch.memory_format | None = None) -> LoadedCheckpoint:
     """The modules built and given their weights; `files` release each source tensor once it is copied."""
     def release(tensor: torch.Tensor) -> None:
         for file in files:
             file.release(tensor)
 
-    def assign(module: Any, name: str) -> Any:
+    def assign(module: Any, name: str, layout: torch.memory_format = memory_format) -> Any:
         return assign_weights(module, components[name], dtype=dtype, device=device, component=f"{path.name}: {name}",
-                              memory_format=memory_format, release=release)
+                              memory_format=layout, release=release)
 
     missing = [n for n in ("unet", *text_encoder_names(configs.model_index)) if n not in components]
     if missing:
         raise CheckpointFileError(f"{path}: has no weights for {', '.join(missing)}")
-    unet = assign(build_unet(configs.unet), "unet")
+    unet = assign(build_unet(configs.unet), "unet", unet_memory_format or memory_format)
     vae = assign(build_vae(configs.vae), "vae") if "vae" in components else None
     encoders = [assign(build_text_encoder(configs.text_encoders[n]), n)
                 for n in text_encoder_names(configs.model_index)]
@@ -97,7 +98,8 @@ def _assemble(path: Path, family: CheckpointFamily, configs: FamilyConfigs,
 
 def load_single_file(path: Path, dtype: torch.dtype | None, device: str | torch.device,
                      family: CheckpointFamily | None = None,
-                     memory_format: torch.memory_format = torch.contiguous_format) -> LoadedCheckpoint:
+                     memory_format: torch.memory_format = torch.contiguous_format,
+                     unet_memory_format: torch.memory_format | None = None) -> LoadedCheckpoint:
     """A `.safetensors`/`.ckpt` file in the original LDM layout."""
     source = open_state_dict(path)
     state_dict = normalize_legacy_keys(source.tensors)
@@ -110,7 +112,8 @@ def load_single_file(path: Path, dtype: torch.dtype | None, device: str | torch.
     configs = configs_for_checkpoint(state_dict, family)
     components = convert_checkpoint(state_dict, family, configs)
     del state_dict
-    return _assemble(path, family, configs, components, dtype, device, memory_format, [source])
+    return _assemble(path, family, configs, components, dtype, device, memory_format, [source],
+                     unet_memory_format=unet_memory_format)
 
 
 def family_of_diffusers_folder(configs: FamilyConfigs) -> CheckpointFamily:
@@ -152,7 +155,8 @@ def _component_files(folder: Path) -> list[StateDictFile]:
 
 
 def load_diffusers_folder(folder: Path, dtype: torch.dtype | None, device: str | torch.device,
-                          memory_format: torch.memory_format = torch.contiguous_format) -> LoadedCheckpoint:
+                          memory_format: torch.memory_format = torch.contiguous_format,
+                          unet_memory_format: torch.memory_format | None = None) -> LoadedCheckpoint:
     """A diffusers pipeline folder (with `model_index.json`), using the folder's own configs."""
     configs = read_pipeline_configs(folder)
     family = family_of_diffusers_folder(configs)
@@ -168,17 +172,20 @@ def load_diffusers_folder(folder: Path, dtype: torch.dtype | None, device: str |
                 # Folders written before transformers 5.6 keep CLIPTextModel's `text_model.` level.
                 weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
             components[name] = weights
-    return _assemble(folder, family, configs, components, dtype, device, memory_format, files, folder=folder)
+    return _assemble(folder, family, configs, components, dtype, device, memory_format, files, folder=folder,
+                     unet_memory_format=unet_memory_format)
 
 
 def load_checkpoint(path: str | Path, dtype: torch.dtype | None = torch.float32,
                     device: str | torch.device = "cpu", family: str | CheckpointFamily | None = None,
-                    memory_format: torch.memory_format = torch.contiguous_format) -> LoadedCheckpoint:
+                    memory_format: torch.memory_format = torch.contiguous_format,
+                    unet_memory_format: torch.memory_format | None = None) -> LoadedCheckpoint:
     """Load the pipeline in `path`: a single-file checkpoint or a diffusers folder.
 
     `dtype` applies to floating-point weights (None keeps the file's); `family` overrides
     detection, e.g. `"sd2"` for an SD2.x epsilon model that detection would call v-prediction.
-    `memory_format` is the layout of convolution weights (channels_last for the CPU, see `runtime`).
+    `memory_format` is the layout of convolution weights (channels_last for the CPU, see `runtime`), and
+    `unet_memory_format`, where given, the UNet's.
     Errors name the file: FileNotFoundError, CheckpointFileError (unreadable), UnknownCheckpointError
     (not a supported family), WeightMismatchError (tensors that do not fit).
     """
@@ -187,12 +194,12 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype | None = torch.float32,
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise CheckpointFileError(f"{path}: a folder without model_index.json is not a diffusers pipeline")
-        loaded = load_diffusers_folder(path, dtype, device, memory_format)
+        loaded = load_diffusers_folder(path, dtype, device, memory_format, unet_memory_format)
         if chosen is not None:
             loaded.family = chosen
             loaded.scheduler_config["prediction_type"] = chosen.prediction_type
         return loaded
-    return load_single_file(path, dtype, device, chosen, memory_format)
+    return load_single_file(path, dtype, device, chosen, memory_format, unet_memory_format)
 
 
 __all__ = ["LoadedCheckpoint", "load_checkpoint", "load_single_file", "load_diffusers_folder"]

@@ -6,7 +6,9 @@ bf16, about twice as fast as fp32 with half the memory; on other CPUs, fp32; on 
 int8 is opt-in and approximate, CPU only: fp32 weights, the UNet sampling in int8, on its OpenVINO graph
 quantized by NNCF where `compile` allows (nodes.models.quantized_graph), else with its convolutions and
 linears computed in int8 eager (nodes.models.quantize).
-On the CPU, convolution weights are kept channels_last (NHWC), the layout oneDNN computes in.
+On the CPU, convolution weights are kept channels_last (NHWC), the layout oneDNN computes in, except the
+UNet's at fp32 (and int8, whose weights are fp32): plain there, measured as fast (bench/RESULTS.md), and what the
+compiled graph takes without copying them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ class Runtime:
     def memory_format(self) -> torch.memory_format:
         """The layout for convolution weights: activations follow the weights' layout."""
         return torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+
+    @property
+    def unet_memory_format(self) -> torch.memory_format:
+        """The UNet's convolution layout: plain at fp32 on the CPU (as fast as channels_last there, and the
+        compiled graph shares plain weights where it would copy channels_last ones), else `memory_format`."""
+        if self.device.type == "cpu" and self.dtype == torch.float32:
+            return torch.contiguous_format
+        return self.memory_format
 
 
 def default_device() -> torch.device:

@@ -100,3 +100,14 @@ def test_a_bf16_run_stays_close_to_the_fp32_run(bf16_cpu, registry, models_dir, 
     error = (latent_bf16 - latent_fp32).norm() / latent_fp32.norm()
     assert error < LATENT_RELATIVE_TOLERANCE, f"relative latent error {error:.2e}"
     assert (image_bf16 - image_fp32).abs().max() < IMAGE_TOLERANCE
+
+
+def test_without_native_bf16_the_fp32_unet_keeps_plain_convolutions(fp32_only_cpu, registry, models_dir, tmp_path):
+    """As fast as channels_last for the fp32 UNet (bench/RESULTS.md), and the compiled graph takes plain weights
+    without copying them; the other parts (VAE, ControlNets) stay channels_last."""
+    chosen = runtime_from_settings({"device": "cpu"})
+    assert chosen.memory_format == torch.channels_last and chosen.unet_memory_format == torch.contiguous_format
+    assert runtime_from_settings({"device": "cpu", "precision": "bf16"}).unet_memory_format == torch.channels_last
+    _, _, model = run_txt2img(registry, models_dir, tmp_path)
+    kernels = [p for p in model.unet.parameters() if p.ndim == 4 and p.shape[-1] > 1]
+    assert kernels and all(p.dtype == torch.float32 and p.is_contiguous() for p in kernels)
