@@ -217,8 +217,7 @@ class CompiledUnets:
             graph = _read(target / TRACED_NAME)
             weights = locate(graph, traced)
             del traced
-            if not weights.unplaced:  # kept as structure alone; the weights go in when compiling
-                weightless(graph, weights)
+            weightless(graph, weights)  # kept as structure alone; the weights go in when compiling
             ov.save_model(graph, str(target / IR_NAME), compress_to_fp16=False)
             del graph
             for part in (TRACED_NAME, Path(TRACED_NAME).with_suffix(".bin").name):
@@ -233,7 +232,7 @@ class CompiledUnets:
 
     def int8_key(self, unet: torch.nn.Module, patches: tuple, inputs: tuple[torch.Tensor, ...]) -> str:
         """The disk key of the int8 graph for the module's current weights and these inputs' shape class."""
-        memo = (id(unet), tuple(id(p) for p in patches))
+        memo = _owner(unet, patches)
         found, digest = self._digests.get(memo, unet, patches)
         if not found:
             digest = weights_digest(unet)
@@ -270,7 +269,7 @@ class CompiledUnets:
                  notify: Callable[[str], None], int8: bool = False) -> Any:
         """The compiled call for these inputs' shapes with the module's current weights (patches applied),
         quantized when `int8`; None where the traced graph could not take them (the caller runs eager)."""
-        key = (id(unet), tuple(id(p) for p in patches), tuple(tuple(t.shape) for t in inputs), int8)
+        key = (*_owner(unet, patches), tuple(tuple(t.shape) for t in inputs), int8)
         found, compiled = self._memory.get(key, unet, patches)
         if found:
             return compiled
@@ -307,7 +306,7 @@ class CompiledUnets:
 
     def sampled_before(self, unet: torch.nn.Module, patches: tuple) -> bool:
         """Whether this module with these patches sampled before in this process; it counts as having now."""
-        key = (id(unet), tuple(id(p) for p in patches))
+        key = _owner(unet, patches)
         seen = self._sampled.get(key, unet, patches)[0]
         self._sampled.put(key, unet, patches, True)
         return seen
@@ -318,7 +317,7 @@ class CompiledUnets:
         while a background thread compiles it (if `start`), one at a time. A graph not yet traced is traced
         first, here (once per architecture). The weights compiled are those the module holds now (a snapshot)."""
         shapes = tuple(tuple(t.shape) for t in inputs)
-        key = (id(unet), tuple(id(p) for p in patches), shapes, False)
+        key = (*_owner(unet, patches), shapes, False)
         self._collect()
         found, compiled = self._memory.get(key, unet, patches)
         if found:
@@ -364,6 +363,11 @@ class CompiledUnets:
         """Forget every compiled call and pending compile (a running compile finishes, unused)."""
         self._memory.clear()
         self._pending.clear()
+
+
+def _owner(unet: torch.nn.Module, patches: tuple) -> tuple[int, tuple[int, ...]]:
+    """The start of an in-memory key: which module with which patches (ModuleMemory checks both are still so)."""
+    return id(unet), tuple(id(p) for p in patches)
 
 
 def _read(ir: Path) -> Any:

@@ -126,21 +126,18 @@ def weightless(graph: Any, weights: GraphWeights) -> None:
 
 
 def put_weights(graph: Any, weights: GraphWeights, tensors: Mapping[str, torch.Tensor]) -> None:
-    """Put a module's tensors (`module_tensors`, taken while its patches are applied) into the graph as
-    constants, where `weightless` left inputs (or, in a graph that still has them, in place of the stand-in
-    constants), sharing their memory (a channels_last convolution weight is copied to the plain layout first).
-    Safe because weights are never changed in place: patches swap in new tensors
-    (nodes.models.patching.applied), so the mapping stays a snapshot of the weights it was taken with, and the
-    arrays keep the tensors they view alive for as long as the compiled model holds them."""
+    """Put a module's tensors (`module_tensors`, taken while its patches are applied) into a `weightless` graph
+    as constants where it has inputs for them, sharing their memory (a channels_last convolution weight is
+    copied to the plain layout first). Safe because weights are never changed in place: patches swap in new
+    tensors (nodes.models.patching.applied), so the mapping stays a snapshot of the weights it was taken with,
+    and the arrays keep the tensors they view alive for as long as the compiled model holds them."""
     from openvino import op
 
     placeholders = {node.get_friendly_name(): node for node in graph.get_parameters()}
-    nodes = {**constants(graph), **placeholders}
     for name, targets in weights.targets.items():
         values = tensors[name].detach().contiguous().numpy()
         for target in targets:
-            old = nodes[target]
+            old = placeholders[target]
             replacement = op.Constant(values.reshape(tuple(old.get_output_shape(0))), shared_memory=True)
             old.output(0).replace(replacement.output(0))
-            if target in placeholders:
-                graph.remove_parameter(old)
+            graph.remove_parameter(old)

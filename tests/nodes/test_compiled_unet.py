@@ -55,10 +55,14 @@ def run_context(settings: dict, events: list) -> RunContext:
                       settings=settings)
 
 
+def another_checkpoint(seed: int) -> ModelHandle:
+    """A UNet of the tiny model's architecture with other weights: it reuses the trace."""
+    return ModelHandle(tiny_modules(SD15, seed=seed)["unet"].eval(), SD15, ModelSampling("epsilon"), "tiny")
+
+
 @pytest.fixture(scope="module")
 def model() -> ModelHandle:
-    unet = tiny_modules(SD15, seed=5)["unet"].eval()
-    return ModelHandle(unet, SD15, ModelSampling("epsilon"), "tiny")
+    return another_checkpoint(5)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +171,7 @@ def test_a_patched_model_never_reuses_the_unpatched_weights_nor_traces_again(mod
 @pytest.mark.slow
 def test_another_checkpoint_of_the_same_architecture_reuses_the_trace(model, inputs, cache_root):
     sampled(model, inputs, CompiledUnets(CompileCache(cache_root)))  # traced at most once for this cache
-    other = ModelHandle(tiny_modules(SD15, seed=6)["unet"].eval(), SD15, ModelSampling("epsilon"), "other")
+    other = another_checkpoint(6)
     fresh = CompiledUnets(CompileCache(cache_root))  # a new process
     compiled = sampled(other, inputs, fresh)
     assert fresh.compilations == 0 and fresh.loads == 1
@@ -242,7 +246,7 @@ def test_auto_compiles_where_bf16_is_not_native_and_memory_allows(model, inputs,
     monkeypatch.setenv(COMPILE_DEFAULT_ENV, "off")  # the default where a run does not say
     assert not compile_wanted({}, model, "fp32") and compile_wanted({"compile": "auto"}, model, "fp32")
     monkeypatch.setattr(compiled_module, "available_memory_bytes", lambda: 1000)
-    other = ModelHandle(tiny_modules(SD15, seed=7)["unet"].eval(), SD15, ModelSampling("epsilon"), "other")
+    other = another_checkpoint(7)
     assert not compile_wanted({"compile": "auto"}, other, "fp32")  # too little memory left: eager
     assert compile_wanted({"compile": "on"}, other, "fp32")
     unets = CompiledUnets(CompileCache(tmp_path))
@@ -373,11 +377,6 @@ def test_a_background_compile_that_fails_leaves_sampling_eager_with_a_warning(mo
     with pytest.warns(UserWarning, match="compiling the UNet failed .MemoryError: no room"):
         unets.wait_for_background(60)
     assert torch.equal(sampled(model, inputs, unets, {"compile": "auto"}), reference)
-
-
-def another_checkpoint(seed: int) -> ModelHandle:
-    """A UNet of the tiny model's architecture with other weights: it reuses the trace."""
-    return ModelHandle(tiny_modules(SD15, seed=seed)["unet"].eval(), SD15, ModelSampling("epsilon"), "tiny")
 
 
 @pytest.mark.slow
